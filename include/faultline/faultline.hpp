@@ -1,0 +1,16 @@
+// faultline/faultline.hpp: the whole C++ API in one include.
+//
+//   trap.hpp     install the dispatcher, register fault handlers, chain to previous actions
+//   context.hpp  decode and change a faulting thread's context
+//   thread.hpp   attach threads (alternate signal stacks, stack bounds)
+//   report.hpp   the crash report
+//   kernel.hpp   what this kernel offers (userfaultfd features, soft-dirty, ...)
+#pragma once
+
+#include "faultline/context.hpp"
+#include "faultline/kernel.hpp"
+#include "faultline/regs.hpp"
+#include "faultline/report.hpp"
+#include "faultline/result.hpp"
+#include "faultline/thread.hpp"
+#include "faultline/trap.hpp"

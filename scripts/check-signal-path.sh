@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# check-signal-path.sh OBJECT...: audits the objects of faultline's signal path.
+#
+# Lists every symbol the objects reference but do not define among themselves, and fails on any that is
+# not on the allow-list below: malloc/free/new/delete, stdio, pthread mutexes, __tls_get_addr (lazy TLS),
+# C++ exception machinery, or any faultline function that lives outside the signal path.
+set -euo pipefail
+if [ $# -eq 0 ]; then echo "usage: $0 OBJECT..." >&2; exit 2; fi
+
+# What signal-path code may call outside its own objects, and why it is safe there.
+allow=(
+  '_GLOBAL_OFFSET_TABLE_'           # linker-provided
+  '__errno_location'                # saving/restoring errno: returns a TLS address, initial-exec
+  'getauxval'                       # reads the auxiliary vector; no locks, no allocation
+  'memcpy' 'memmove' 'memset' 'memcmp' 'strlen'  # emitted by the compiler for plain loops/copies
+  '__stack_chk_fail'                # stack protector
+  '_UL[a-z0-9_]+_(init_local2|step|get_reg|get_proc_name|getcontext)'  # libunwind, local-only (report)
+  'Zydis[A-Za-z0-9_]*'              # the instruction decoder: decodes without allocating
+)
+pattern="^($(IFS='|'; echo "${allow[*]}"))\$"
+
+defined=$(nm --defined-only --demangle=none "$@" | awk 'NF>=3 {print $3}' | sort -u)
+undefined=$(nm -u --demangle=none "$@" | awk '/ U / {print $2}' | sort -u)
+bad=()
+for sym in $undefined; do
+  if grep -qxF -- "$sym" <<<"$defined"; then continue; fi
+  if [[ $sym =~ $pattern ]]; then continue; fi
+  bad+=("$sym")
+done
+if [ ${#bad[@]} -gt 0 ]; then
+  echo "signal-path objects reference symbols outside the allow-list:" >&2
+  for sym in "${bad[@]}"; do
+    users=$(for o in "$@"; do nm -u --demangle=none "$o" | grep -qw -- "$sym" && basename "$o"; done | tr '\n' ' ')
+    printf '  %s (%s) used by: %s\n' "$sym" "$(c++filt -- "$sym")" "$users" >&2
+  done
+  exit 1
+fi
+echo "signal path: $# objects, $(wc -w <<<"$undefined") external references, all allowed"

@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# setup.sh: install the Debian packages faultline needs to build, test and benchmark.
+# Idempotent: installs only what is missing. Needs root (or sudo) on Debian 12.
+set -euo pipefail
+
+packages=(
+  build-essential cmake ninja-build pkg-config git
+  libgtest-dev libgmock-dev libbenchmark-dev   # tests and micro-benchmarks
+  libunwind-dev                                # backtraces in the crash report
+  libzydis-dev                                 # x86-64 instruction decoder (signal-safe, no allocation)
+  libcli11-dev nlohmann-json3-dev              # the faultline command line and its JSON output
+  libsigsegv-dev libgc-dev                     # baselines measured by `faultline bench`
+  liburing-dev                                 # the file store's reads
+  clang binutils                               # fuzzing target; nm for the signal-path symbol check
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -eq 0 ]; then
+  exit 0
+fi
+SUDO=""
+if [ "$(id -u)" != 0 ]; then SUDO=sudo; fi
+echo "setup: installing ${missing[*]}" >&2
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq >&2
+$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2

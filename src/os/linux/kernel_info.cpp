@@ -1,0 +1,213 @@
+// os/linux/kernel_info.cpp: probing what the kernel offers (userfaultfd, PAGEMAP_SCAN, soft-dirty, ...).
+// Not signal path.
+#include <fcntl.h>
+#include <sys/auxv.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <sys/utsname.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+#include <string>
+
+#include "faultline/kernel.hpp"
+#include "os/linux/uapi.hpp"
+
+namespace faultline {
+
+namespace {
+
+std::string errno_text(int e) {
+  const char* n = strerrorname_np(e);
+  return std::string(n != nullptr ? n : "E?") + ": " + std::strerror(e);
+}
+
+std::string read_first_line(const char* path) {
+  std::ifstream in(path);
+  std::string line;
+  if (in) std::getline(in, line);
+  return line;
+}
+
+long read_long(const char* path) {
+  std::string s = read_first_line(path);
+  if (s.empty()) return -1;
+  try {
+    return std::stol(s);
+  } catch (...) {
+    return -1;
+  }
+}
+
+// Queries UFFDIO_API on a fresh userfaultfd: with features = 0 the kernel answers with every feature it
+// supports.
+bool uffd_api(int fd, KernelInfo& info) {
+  struct uffdio_api api{};
+  api.api = UFFD_API;
+  api.features = 0;
+  if (ioctl(fd, UFFDIO_API, &api) != 0) return false;
+  info.uffd_features = api.features;
+  info.uffd_ioctls = api.ioctls;
+  return true;
+}
+
+void probe_uffd(KernelInfo& info) {
+  int fd = static_cast<int>(syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK));
+  if (fd < 0 && errno == EPERM) {
+    // Without CAP_SYS_PTRACE and vm.unprivileged_userfaultfd=0, user-mode-only faults may still be allowed.
+    fd = static_cast<int>(syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK | UFFD_USER_MODE_ONLY));
+  }
+  if (fd >= 0) {
+    info.uffd_syscall = true;
+    info.uffd_syscall_status = "ok";
+    uffd_api(fd, info);
+    close(fd);
+  } else {
+    info.uffd_syscall_status = errno_text(errno);
+  }
+  int dev = open("/dev/userfaultfd", O_RDWR | O_CLOEXEC);
+  if (dev < 0) {
+    info.uffd_dev_status = errno_text(errno);
+  } else {
+    int ufd = ioctl(dev, USERFAULTFD_IOC_NEW, O_CLOEXEC | O_NONBLOCK);
+    if (ufd < 0) {
+      info.uffd_dev_status = errno_text(errno);
+    } else {
+      info.uffd_dev = true;
+      info.uffd_dev_status = "ok";
+      if (!info.uffd_syscall) uffd_api(ufd, info);
+      close(ufd);
+    }
+    close(dev);
+  }
+  static constexpr struct {
+    const char* name;
+    std::uint64_t bit;
+  } kFeatures[] = {
+      {"PAGEFAULT_FLAG_WP", UFFD_FEATURE_PAGEFAULT_FLAG_WP},
+      {"EVENT_FORK", UFFD_FEATURE_EVENT_FORK},
+      {"EVENT_REMAP", UFFD_FEATURE_EVENT_REMAP},
+      {"EVENT_REMOVE", UFFD_FEATURE_EVENT_REMOVE},
+      {"MISSING_HUGETLBFS", UFFD_FEATURE_MISSING_HUGETLBFS},
+      {"MISSING_SHMEM", UFFD_FEATURE_MISSING_SHMEM},
+      {"EVENT_UNMAP", UFFD_FEATURE_EVENT_UNMAP},
+      {"SIGBUS", UFFD_FEATURE_SIGBUS},
+      {"THREAD_ID", UFFD_FEATURE_THREAD_ID},
+      {"MINOR_HUGETLBFS", UFFD_FEATURE_MINOR_HUGETLBFS},
+      {"MINOR_SHMEM", UFFD_FEATURE_MINOR_SHMEM},
+      {"EXACT_ADDRESS", UFFD_FEATURE_EXACT_ADDRESS},
+      {"WP_HUGETLBFS_SHMEM", UFFD_FEATURE_WP_HUGETLBFS_SHMEM},
+      {"WP_UNPOPULATED", UFFD_FEATURE_WP_UNPOPULATED},
+      {"POISON", UFFD_FEATURE_POISON},
+      {"WP_ASYNC", UFFD_FEATURE_WP_ASYNC},
+      {"MOVE", UFFD_FEATURE_MOVE},
+  };
+  for (const auto& f : kFeatures) {
+    info.uffd_feature_list.push_back({f.name, f.bit, (info.uffd_features & f.bit) != 0});
+  }
+}
+
+void probe_pagemap_scan(KernelInfo& info) {
+  int fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    info.pagemap_scan_status = errno_text(errno);
+    return;
+  }
+  const std::size_t page = static_cast<std::size_t>(sysconf(_SC_PAGESIZE));
+  void* p = mmap(nullptr, page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (p == MAP_FAILED) {
+    info.pagemap_scan_status = errno_text(errno);
+    close(fd);
+    return;
+  }
+  static_cast<volatile char*>(p)[0] = 1;
+  page_region regions[4];
+  pm_scan_arg arg{};
+  arg.size = sizeof arg;
+  arg.start = reinterpret_cast<std::uint64_t>(p);
+  arg.end = arg.start + page;
+  arg.vec = reinterpret_cast<std::uint64_t>(regions);
+  arg.vec_len = 4;
+  arg.category_mask = PAGE_IS_PRESENT;
+  arg.return_mask = PAGE_IS_PRESENT;
+  long r = ioctl(fd, PAGEMAP_SCAN, &arg);
+  if (r >= 1) {
+    info.pagemap_scan = true;
+    info.pagemap_scan_status = "ok";
+  } else {
+    info.pagemap_scan_status = r < 0 ? errno_text(errno) : "answered, but did not see a present page";
+  }
+  munmap(p, page);
+  close(fd);
+}
+
+// Soft-dirty: clear the bits, write a page, and see whether pagemap's bit 55 comes back.
+void probe_soft_dirty(KernelInfo& info) {
+  const std::size_t page = static_cast<std::size_t>(sysconf(_SC_PAGESIZE));
+  void* p = mmap(nullptr, page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (p == MAP_FAILED) {
+    info.soft_dirty_status = errno_text(errno);
+    return;
+  }
+  static_cast<volatile char*>(p)[0] = 1;
+  int cr = open("/proc/self/clear_refs", O_WRONLY | O_CLOEXEC);
+  int pm = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
+  if (cr < 0 || pm < 0) {
+    info.soft_dirty_status = errno_text(errno);
+  } else if (write(cr, "4", 1) != 1) {
+    info.soft_dirty_status = "writing 4 to /proc/self/clear_refs failed: " + errno_text(errno);
+  } else {
+    static_cast<volatile char*>(p)[0] = 2;
+    std::uint64_t entry = 0;
+    off_t off = static_cast<off_t>(reinterpret_cast<std::uintptr_t>(p) / page * sizeof entry);
+    if (pread(pm, &entry, sizeof entry, off) != sizeof entry) {
+      info.soft_dirty_status = "reading /proc/self/pagemap failed: " + errno_text(errno);
+    } else if (entry & (1ull << 55)) {
+      info.soft_dirty = true;
+      info.soft_dirty_status = "ok";
+    } else {
+      info.soft_dirty_status = "not compiled into this kernel (clear_refs accepted 4, bit 55 stays 0)";
+    }
+  }
+  if (cr >= 0) close(cr);
+  if (pm >= 0) close(pm);
+  munmap(p, page);
+}
+
+std::string thp_mode() {
+  std::string s = read_first_line("/sys/kernel/mm/transparent_hugepage/enabled");
+  auto a = s.find('['), b = s.find(']');
+  return a != std::string::npos && b != std::string::npos && b > a ? s.substr(a + 1, b - a - 1) : "";
+}
+
+}  // namespace
+
+KernelInfo probe_kernel() {
+  KernelInfo info;
+  struct utsname u{};
+  if (uname(&u) == 0) {
+    info.kernel_release = u.release;
+    info.machine = u.machine;
+  }
+  info.page_size = static_cast<std::size_t>(sysconf(_SC_PAGESIZE));
+  info.at_minsigstksz = static_cast<std::size_t>(getauxval(AT_MINSIGSTKSZ));
+  probe_uffd(info);
+  info.unprivileged_userfaultfd = static_cast<int>(read_long("/proc/sys/vm/unprivileged_userfaultfd"));
+  probe_pagemap_scan(info);
+  probe_soft_dirty(info);
+  info.thp_mode = thp_mode();
+  info.max_map_count = read_long("/proc/sys/vm/max_map_count");
+  struct rlimit rl{};
+  if (getrlimit(RLIMIT_SIGPENDING, &rl) == 0) {
+    info.rlimit_sigpending = rl.rlim_cur == RLIM_INFINITY ? -1 : static_cast<long>(rl.rlim_cur);
+  }
+  if (getrlimit(RLIMIT_STACK, &rl) == 0) {
+    info.rlimit_stack = rl.rlim_cur == RLIM_INFINITY ? -1 : static_cast<long>(rl.rlim_cur);
+  }
+  return info;
+}
+
+}  // namespace faultline

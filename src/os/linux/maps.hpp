@@ -1,0 +1,23 @@
+// os/linux/maps.hpp: reading /proc/self/maps without malloc (signal path).
+//
+// Opens the file with the raw-syscall layer and parses it through a fixed stack buffer, one line at a
+// time. Async-signal-safe; each call reads the file afresh (a fault path, not a hot one).
+#pragma once
+
+#include <cstdint>
+
+namespace faultline::os {
+
+struct MapsEntry {
+  std::uintptr_t start = 0, end = 0;
+  char perms[5] = {};  // "rw-p"
+  std::uint64_t offset = 0;
+  char path[256] = {};  // "" for anonymous memory, "[heap]", "[stack]", a file's path (truncated)
+};
+
+// Calls fn for each mapping until it returns false. Returns false if /proc/self/maps cannot be read.
+bool for_each_mapping(bool (*fn)(const MapsEntry& e, void* ctx), void* ctx) noexcept;
+// The mapping that contains addr. Returns false when none does (or the file cannot be read).
+bool find_mapping(std::uintptr_t addr, MapsEntry* out) noexcept;
+
+}  // namespace faultline::os

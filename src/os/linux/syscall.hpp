@@ -1,0 +1,117 @@
+// os/linux/syscall.hpp: faultline's raw system-call layer (compiler-rt's `internal_` style).
+//
+// Every function issues the system call directly through the architecture layer and returns the
+// kernel's answer: a non-negative result, or -errno. None of them reads or writes `errno`, takes a lock,
+// or allocates, so all are async-signal-safe and signal-path code can be audited by reading this file.
+// Use `is_err(r)` to test a result and `-r` for the errno value.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <linux/futex.h>
+#include <sys/syscall.h>
+#include <sys/types.h>
+#include <time.h>
+
+#include <type_traits>
+
+#include "arch/arch.hpp"
+
+namespace faultline::os {
+
+inline long raw_syscall(long n, long a1 = 0, long a2 = 0, long a3 = 0, long a4 = 0, long a5 = 0,
+                        long a6 = 0) noexcept {
+  return arch::Current::syscall6(n, a1, a2, a3, a4, a5, a6);
+}
+template <class T>
+inline long arg(T v) noexcept {
+  if constexpr (std::is_pointer_v<T>) return reinterpret_cast<long>(v);
+  else return static_cast<long>(v);
+}
+
+constexpr bool is_err(long r) noexcept { return r < 0 && r > -4096; }
+
+inline long raw_write(int fd, const void* buf, std::size_t n) noexcept {
+  return raw_syscall(SYS_write, fd, arg(buf), arg(n));
+}
+// Writes everything (retrying on EINTR and short writes). Returns bytes written or -errno.
+inline long raw_write_all(int fd, const void* buf, std::size_t n) noexcept {
+  const char* p = static_cast<const char*>(buf);
+  std::size_t done = 0;
+  while (done < n) {
+    long r = raw_write(fd, p + done, n - done);
+    if (r == -4 /*EINTR*/) continue;
+    if (r <= 0) return r == 0 ? static_cast<long>(done) : r;
+    done += static_cast<std::size_t>(r);
+  }
+  return static_cast<long>(done);
+}
+inline long raw_read(int fd, void* buf, std::size_t n) noexcept {
+  return raw_syscall(SYS_read, fd, arg(buf), arg(n));
+}
+inline long raw_pread(int fd, void* buf, std::size_t n, long off) noexcept {
+  return raw_syscall(SYS_pread64, fd, arg(buf), arg(n), off);
+}
+inline long raw_open(const char* path, int flags, int mode = 0) noexcept {
+  return raw_syscall(SYS_openat, -100 /*AT_FDCWD*/, arg(path), flags, mode);
+}
+inline long raw_close(int fd) noexcept { return raw_syscall(SYS_close, fd); }
+inline long raw_mprotect(void* addr, std::size_t len, int prot) noexcept {
+  return raw_syscall(SYS_mprotect, arg(addr), arg(len), prot);
+}
+inline long raw_madvise(void* addr, std::size_t len, int advice) noexcept {
+  return raw_syscall(SYS_madvise, arg(addr), arg(len), advice);
+}
+// Returns the address or -errno (as a long).
+inline long raw_mmap(void* addr, std::size_t len, int prot, int flags, int fd, long off) noexcept {
+  return raw_syscall(SYS_mmap, arg(addr), arg(len), prot, flags, fd, off);
+}
+inline long raw_munmap(void* addr, std::size_t len) noexcept {
+  return raw_syscall(SYS_munmap, arg(addr), arg(len));
+}
+
+// The kernel's struct sigaction for rt_sigaction (not glibc's: the mask is 8 bytes, then a restorer).
+struct KernelSigaction {
+  void (*handler)(int);
+  unsigned long flags;
+  void* restorer;
+  std::uint64_t mask;
+};
+// Only for SIG_DFL / SIG_IGN: installing a real handler needs a restorer, which libc's sigaction adds.
+inline long raw_sigaction(int sig, const KernelSigaction* act, KernelSigaction* old) noexcept {
+  return raw_syscall(SYS_rt_sigaction, sig, arg(act), arg(old), 8);
+}
+inline long raw_sigprocmask(int how, const std::uint64_t* set, std::uint64_t* old) noexcept {
+  return raw_syscall(SYS_rt_sigprocmask, how, arg(set), arg(old), 8);
+}
+inline long raw_sigaltstack(const stack_t* ss, stack_t* old) noexcept {
+  return raw_syscall(SYS_sigaltstack, arg(ss), arg(old));
+}
+inline long raw_getpid() noexcept { return raw_syscall(SYS_getpid); }
+inline long raw_gettid() noexcept { return raw_syscall(SYS_gettid); }
+inline long raw_tgkill(long pid, long tid, int sig) noexcept { return raw_syscall(SYS_tgkill, pid, tid, sig); }
+inline long raw_ioctl(int fd, unsigned long req, void* argp) noexcept {
+  return raw_syscall(SYS_ioctl, fd, static_cast<long>(req), arg(argp));
+}
+inline long raw_futex_wait(const std::uint32_t* word, std::uint32_t expected,
+                           const struct timespec* timeout = nullptr) noexcept {
+  return raw_syscall(SYS_futex, arg(word), FUTEX_WAIT_PRIVATE, static_cast<long>(expected), arg(timeout));
+}
+inline long raw_futex_wake(const std::uint32_t* word, int count) noexcept {
+  return raw_syscall(SYS_futex, arg(word), FUTEX_WAKE_PRIVATE, count);
+}
+inline long raw_nanosleep(const struct timespec* req) noexcept {
+  return raw_syscall(SYS_nanosleep, arg(req), 0);
+}
+inline long raw_clock_gettime(clockid_t clk, struct timespec* ts) noexcept {
+  return raw_syscall(SYS_clock_gettime, clk, arg(ts));
+}
+inline long raw_sched_yield() noexcept { return raw_syscall(SYS_sched_yield); }
+[[noreturn]] inline void raw_exit_group(int code) noexcept {
+  for (;;) raw_syscall(SYS_exit_group, code);
+}
+
+// Signal-set helpers for the kernel's 64-bit mask.
+constexpr std::uint64_t sigbit(int sig) noexcept { return std::uint64_t{1} << (sig - 1); }
+
+}  // namespace faultline::os

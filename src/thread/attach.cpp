@@ -1,0 +1,192 @@
+// thread/attach.cpp: attaching threads (alternate signal stack, stack bounds, registry). Not signal path.
+#include <pthread.h>
+#include <sys/auxv.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <mutex>
+
+#include "core/page.hpp"
+#include "faultline/thread.hpp"
+#include "os/linux/syscall.hpp"
+#include "thread/registry.hpp"
+#include "thread/thread_state.hpp"
+
+namespace faultline {
+
+namespace {
+
+std::mutex g_registry_mutex;
+thread::ThreadState* g_threads = nullptr;  // doubly-linked list of attached threads
+pthread_key_t g_exit_key;
+std::once_flag g_exit_key_once;
+
+void detach_current() noexcept;
+
+void on_thread_exit(void*) {
+  // The thread exits while attached: detach it fully.
+  thread::ThreadState* ts = thread::current();
+  if (ts != nullptr) {
+    ts->attach_count = 1;
+    detach_current();
+  }
+}
+
+Result<void> record_stack(thread::ThreadState& ts) {
+  pthread_attr_t attr;
+  int rc = pthread_getattr_np(pthread_self(), &attr);
+  if (rc != 0) return Error::from_errno("pthread_getattr_np", rc);
+  void* addr = nullptr;
+  std::size_t size = 0, guard = 0;
+  pthread_attr_getstack(&attr, &addr, &size);
+  pthread_attr_getguardsize(&attr, &guard);
+  pthread_attr_destroy(&attr);
+  ts.stack_lo = reinterpret_cast<std::uintptr_t>(addr);
+  ts.stack_hi = ts.stack_lo + size;
+  ts.guard_size = guard;
+  return {};
+}
+
+Result<void> setup_altstack(thread::ThreadState& ts, std::size_t want) {
+  stack_t cur{};
+  if (sigaltstack(nullptr, &cur) != 0) return Error::from_errno("sigaltstack", errno);
+  if (!(cur.ss_flags & SS_DISABLE)) {  // keep the thread's own alternate stack
+    ts.altstack_lo = reinterpret_cast<std::uintptr_t>(cur.ss_sp);
+    ts.altstack_hi = ts.altstack_lo + cur.ss_size;
+    return {};
+  }
+  const std::size_t page = core::page_size();
+  std::size_t size = core::align_up(want != 0 ? want : default_altstack_size(), page);
+  std::size_t total = size + page;  // one guard page below: an overflow of the handler faults, visibly
+  void* map = mmap(nullptr, total, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  if (map == MAP_FAILED) return Error::from_errno("mmap (alternate signal stack)", errno);
+  if (mprotect(map, page, PROT_NONE) != 0) {
+    int e = errno;
+    munmap(map, total);
+    return Error::from_errno("mprotect (alternate stack guard)", e);
+  }
+  stack_t ss{};
+  ss.ss_sp = static_cast<char*>(map) + page;
+  ss.ss_size = size;
+  ss.ss_flags = 0;
+  if (sigaltstack(&ss, nullptr) != 0) {
+    int e = errno;
+    munmap(map, total);
+    return Error::from_errno("sigaltstack", e);
+  }
+  ts.altstack_lo = reinterpret_cast<std::uintptr_t>(ss.ss_sp);
+  ts.altstack_hi = ts.altstack_lo + size;
+  ts.altstack_map = map;
+  ts.altstack_map_size = total;
+  ts.altstack_owned = true;
+  return {};
+}
+
+void detach_current() noexcept {
+  thread::ThreadState* ts = thread::current();
+  if (ts == nullptr) return;
+  if (--ts->attach_count > 0) return;
+  {
+    std::lock_guard lock(g_registry_mutex);
+    if (ts->prev != nullptr) ts->prev->next = ts->next;
+    else g_threads = ts->next;
+    if (ts->next != nullptr) ts->next->prev = ts->prev;
+  }
+  thread::set_current(nullptr);
+  pthread_setspecific(g_exit_key, nullptr);
+  if (ts->altstack_owned) {
+    stack_t cur{};
+    sigaltstack(nullptr, &cur);
+    if (!(cur.ss_flags & SS_ONSTACK)) {
+      stack_t off{};
+      off.ss_flags = SS_DISABLE;
+      sigaltstack(&off, nullptr);
+      munmap(ts->altstack_map, ts->altstack_map_size);
+    }
+  }
+  delete ts;
+}
+
+}  // namespace
+
+std::size_t default_altstack_size() noexcept {
+  std::size_t min = static_cast<std::size_t>(getauxval(AT_MINSIGSTKSZ));
+  if (min == 0) min = MINSIGSTKSZ;
+  std::size_t want = 4 * min;
+  return want > (128u << 10) ? want : (128u << 10);
+}
+
+ThreadAttachment& ThreadAttachment::operator=(ThreadAttachment&& o) noexcept {
+  if (this != &o) {
+    reset();
+    active_ = o.active_;
+    o.active_ = false;
+  }
+  return *this;
+}
+
+void ThreadAttachment::reset() noexcept {
+  if (active_) {
+    active_ = false;
+    detach_current();
+  }
+}
+
+Result<ThreadAttachment> attach_thread(const AttachOptions& opts) {
+  if (opts.altstack_size != 0 && opts.altstack_size < static_cast<std::size_t>(getauxval(AT_MINSIGSTKSZ))) {
+    return Error(Errc::invalid_argument, "attach_thread: altstack_size " + std::to_string(opts.altstack_size) +
+                                             " is below AT_MINSIGSTKSZ");
+  }
+  if (thread::ThreadState* ts = thread::current(); ts != nullptr) {
+    ++ts->attach_count;
+    return ThreadAttachment(true);
+  }
+  std::call_once(g_exit_key_once, [] { pthread_key_create(&g_exit_key, on_thread_exit); });
+  auto* ts = new thread::ThreadState();
+  ts->tid = gettid();
+  ts->is_main = ts->tid == getpid();
+  if (auto r = record_stack(*ts); !r) {
+    delete ts;
+    return std::move(r).error();
+  }
+  if (auto r = setup_altstack(*ts, opts.altstack_size); !r) {
+    delete ts;
+    return std::move(r).error();
+  }
+  ts->attach_count = 1;
+  {
+    std::lock_guard lock(g_registry_mutex);
+    ts->next = g_threads;
+    if (g_threads != nullptr) g_threads->prev = ts;
+    g_threads = ts;
+  }
+  thread::set_current(ts);
+  pthread_setspecific(g_exit_key, ts);
+  return ThreadAttachment(true);
+}
+
+bool thread_attached() noexcept { return thread::current() != nullptr; }
+
+namespace thread {
+
+void record_main_stack() noexcept {
+  if (g_main_stack_lo.load() != 0 || gettid() != getpid()) return;
+  ThreadState tmp;
+  if (record_stack(tmp)) {
+    g_main_stack_hi.store(tmp.stack_hi);
+    g_main_stack_lo.store(tmp.stack_lo);
+    g_main_tid.store(tmp.tid);
+  }
+}
+
+std::size_t attached_count() {
+  std::lock_guard lock(g_registry_mutex);
+  std::size_t n = 0;
+  for (ThreadState* t = g_threads; t != nullptr; t = t->next) ++n;
+  return n;
+}
+
+}  // namespace thread
+
+}  // namespace faultline

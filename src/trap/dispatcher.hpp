@@ -1,0 +1,77 @@
+// trap/dispatcher.hpp: state shared by the signal-path dispatcher (dispatcher.cpp) and the code that
+// installs it (install.cpp). Internal to faultline.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <signal.h>
+
+#include "core/epoch.hpp"
+#include "faultline/trap.hpp"
+
+namespace faultline::trap {
+
+constexpr int kMaxSig = 32;           // classic signals only: faultline takes synchronous traps
+constexpr unsigned kMaxHandlers = 64;
+
+struct HandlerSlot {
+  std::atomic<FaultHandler> fn{nullptr};  // published last (release); null = free
+  std::atomic<void*> data{nullptr};
+  std::atomic<unsigned> signals{0};
+  std::atomic<FaultDescriber> describe{nullptr};
+  std::uint32_t generation = 0;  // guarded by the install mutex
+};
+
+struct SignalState {
+  std::atomic<bool> installed{false};
+  // The action that was there before faultline, double-buffered: writers (under the install mutex) fill
+  // the other slot, flip prev_idx, then wait out readers with the epoch before reusing a slot.
+  struct sigaction prev[2] = {};
+  std::atomic<unsigned> prev_idx{0};
+  // The previous action had SA_RESETHAND and has been called once: it is now SIG_DFL.
+  std::atomic<bool> prev_reset{false};
+  std::atomic<std::uint64_t> seen{0}, resolved{0}, passed{0}, overflows{0};
+};
+
+// Called for a fault that is about to end the process (the previous action is SIG_DFL, or SIG_IGN for a
+// kernel fault), before it does. Set by the crash report when enabled. Runs in signal context.
+using FatalHook = void (*)(const FaultContext& ctx, const StackOverflow* overflow);
+
+struct DispatcherState {
+  HandlerSlot slots[kMaxHandlers];
+  std::atomic<unsigned> slot_limit{0};  // slots [0, slot_limit) may be in use
+  core::EpochDomain epoch;
+  SignalState sig[kMaxSig + 1];
+  std::atomic<StackOverflowHandler> overflow_fn{nullptr};
+  std::atomic<void*> overflow_data{nullptr};
+  std::atomic<FatalHook> fatal_hook{nullptr};
+  std::atomic<int> log_fd{2};  // where faultline's own one-line diagnostics go
+};
+
+extern DispatcherState g_state;
+
+// The sigaction handler faultline installs.
+extern "C" void faultline_trap_entry(int sig, siginfo_t* info, void* uc);
+
+constexpr unsigned signal_bit(int sig) noexcept {
+  switch (sig) {
+    case SIGSEGV: return trap_segv;
+    case SIGBUS: return trap_bus;
+    case SIGILL: return trap_ill;
+    case SIGFPE: return trap_fpe;
+    case SIGTRAP: return trap_trap;
+    default: return 0;
+  }
+}
+
+// Lets every registered describer describe `addr`, passing each non-empty description to `sink`.
+// Async-signal-safe; call only from inside a dispatch (the epoch protects the handler slots).
+using DescribeSink = void (*)(void* ctx, const char* text, std::size_t len);
+void describe_address(std::uintptr_t addr, DescribeSink sink, void* ctx) noexcept;
+
+// Ends the process by `sig` with the default action (async-signal-safe). `reexecute`: the caller will
+// return from the handler so that the faulting instruction raises the signal again; otherwise the
+// signal is raised now.
+void die_by_default(int sig, bool reexecute) noexcept;
+
+}  // namespace faultline::trap

@@ -1,0 +1,248 @@
+// tests/test_context.cpp: the fault context on x86-64: access kinds, registers, SIMD, resuming elsewhere.
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <cstring>
+
+#include "child.hpp"
+#include "faultline/context.hpp"
+#include "faultline/trap.hpp"
+
+namespace faultline {
+namespace {
+
+using test::ChildResult;
+using test::Page;
+using test::run_child;
+using test::Shared;
+
+struct AccessSeen {
+  Access access = Access::unknown;
+  std::uintptr_t addr = 0;
+  std::uint64_t err = 0;
+  bool present = true;
+  char code_name[32] = {};
+  char signal_name[16] = {};
+};
+AccessSeen* g_access = nullptr;
+char* g_target = nullptr;
+int g_resume_prot = 0;
+
+Disposition record_access(FaultContext& ctx, void*) {
+  g_access->access = ctx.access();
+  g_access->addr = ctx.address();
+  g_access->err = ctx.hw_error_code();
+  g_access->present = ctx.hw_present();
+  std::strncpy(g_access->code_name, ctx.code_name(), sizeof g_access->code_name - 1);
+  std::strncpy(g_access->signal_name, ctx.signal_name(), sizeof g_access->signal_name - 1);
+  mprotect(g_target, 4096, g_resume_prot);
+  return Disposition::resolved;
+}
+
+enum class Kind { read, write, execute };
+
+AccessSeen fault_with(Kind kind) {
+  Shared<AccessSeen> seen;
+  Page page(PROT_READ | PROT_WRITE);
+  page.get()[0] = static_cast<char>(0xc3);  // ret: the page can be "called" once executable
+  page.protect(PROT_NONE);
+  ChildResult r = run_child([&] {
+    g_access = &*seen;
+    g_target = page.get();
+    g_resume_prot = kind == Kind::execute ? PROT_READ | PROT_EXEC : PROT_READ | PROT_WRITE;
+    if (!install().ok() || !add_handler(record_access, nullptr).ok()) _exit(90);
+    switch (kind) {
+      case Kind::read: (void)*reinterpret_cast<volatile char*>(page.get() + 16); break;
+      case Kind::write: *reinterpret_cast<volatile char*>(page.get() + 16) = 1; break;
+      case Kind::execute: reinterpret_cast<void (*)()>(page.get())(); break;
+    }
+  });
+  EXPECT_TRUE(r.exited() && r.exit_code() == 0) << r;
+  return *seen;
+}
+
+TEST(Access, ReadOnProtNone) {
+  AccessSeen s = fault_with(Kind::read);
+  EXPECT_EQ(s.access, Access::read);
+  EXPECT_FALSE(s.present) << "PROT_NONE pages look not-present to the hardware";
+  EXPECT_STREQ(s.code_name, "SEGV_ACCERR");
+  EXPECT_STREQ(s.signal_name, "SIGSEGV");
+  EXPECT_EQ(s.err & 0x12, 0u);
+}
+
+TEST(Access, WriteOnProtNone) {
+  AccessSeen s = fault_with(Kind::write);
+  EXPECT_EQ(s.access, Access::write);
+  EXPECT_EQ(s.err & 0x2, 0x2u);
+}
+
+TEST(Access, ExecuteOnProtNone) {
+  AccessSeen s = fault_with(Kind::execute);
+  EXPECT_EQ(s.access, Access::execute);
+  EXPECT_EQ(s.err & 0x10, 0x10u);
+}
+
+TEST(Access, WriteToPresentReadOnlyPageSetsPresentBit) {
+  Shared<AccessSeen> seen;
+  Page page(PROT_READ | PROT_WRITE);
+  page.get()[0] = 1;  // populate
+  page.protect(PROT_READ);
+  ChildResult r = run_child([&] {
+    g_access = &*seen;
+    g_target = page.get();
+    g_resume_prot = PROT_READ | PROT_WRITE;
+    if (!install().ok() || !add_handler(record_access, nullptr).ok()) _exit(90);
+    *reinterpret_cast<volatile char*>(page.get() + 1) = 2;
+  });
+  EXPECT_TRUE(r.exited() && r.exit_code() == 0) << r;
+  EXPECT_EQ(seen->access, Access::write);
+  EXPECT_TRUE(seen->present);
+  EXPECT_EQ(seen->addr, reinterpret_cast<std::uintptr_t>(page.get() + 1));
+}
+
+TEST(Access, NamesAreStable) {
+  EXPECT_STREQ(access_name(Access::read), "read");
+  EXPECT_STREQ(access_name(Access::write), "write");
+  EXPECT_STREQ(access_name(Access::execute), "execute");
+  EXPECT_STREQ(access_name(Access::unknown), "unknown");
+  EXPECT_STREQ(signal_code_name(SIGBUS, BUS_ADRERR), "BUS_ADRERR");
+  EXPECT_STREQ(signal_code_name(SIGSEGV, SI_TKILL), "SI_TKILL");
+  EXPECT_STREQ(signal_name(SIGILL), "SIGILL");
+  EXPECT_STREQ(reg_name(Reg::r13), "r13");
+  EXPECT_STREQ(reg_name(static_cast<Reg>(99)), "?");
+}
+
+// Registers: known values are loaded, a load from a PROT_NONE page faults, the handler reads them all,
+// rewrites rax and r13 and moves the PC past the 3-byte load.
+struct RegsSeen {
+  std::uint64_t regs[static_cast<unsigned>(Reg::count)] = {};
+  std::uint8_t xmm3[16] = {};
+  bool xmm_ok = false;
+  std::uintptr_t pc = 0, sp = 0, fp = 0;
+  bool set_ok = false;
+  bool set_bad_rejected = false;
+};
+RegsSeen* g_regs = nullptr;
+
+Disposition record_and_rewrite(FaultContext& ctx, void*) {
+  for (unsigned i = 0; i < static_cast<unsigned>(Reg::count); ++i) g_regs->regs[i] = ctx.reg(static_cast<Reg>(i));
+  g_regs->xmm_ok = ctx.vector_reg(3, g_regs->xmm3);
+  g_regs->pc = ctx.pc();
+  g_regs->sp = ctx.sp();
+  g_regs->fp = ctx.fp();
+  g_regs->set_ok = ctx.set_reg(Reg::rax, 0xfeedfacecafef00dull) && ctx.set_reg(Reg::r13, 0x1313131313131313ull);
+  g_regs->set_bad_rejected = !ctx.set_reg(static_cast<Reg>(1000), 1);
+  std::uint8_t v[16];
+  for (int i = 0; i < 16; ++i) v[i] = static_cast<std::uint8_t>(0xa0 + i);
+  ctx.set_vector_reg(4, v);
+  ctx.set_pc(ctx.pc() + 3);  // skip "mov (%rdi), %rax" (48 8b 07)
+  return Disposition::resolved;
+}
+
+TEST(Registers, HandlerSeesAndRewritesRegisters) {
+  Shared<RegsSeen> seen;
+  Page page(PROT_NONE);
+  struct Out {
+    std::uint64_t rax, r13, rbx, r12;
+    std::uint8_t xmm4[16];
+  };
+  Shared<Out> out;
+  ChildResult r = run_child([&] {
+    g_regs = &*seen;
+    if (!install().ok() || !add_handler(record_and_rewrite, nullptr).ok()) _exit(90);
+    alignas(16) static const std::uint8_t pattern[16] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16};
+    std::uint64_t rax, r13, rbx, r12;
+    alignas(16) std::uint8_t x4[16];
+    __asm__ volatile(
+        "movdqu (%[pat]), %%xmm3\n"
+        "mov $0x1111111111111111, %%rbx\n"
+        "mov $0x1212121212121212, %%r12\n"
+        "mov $0x0d0d0d0d0d0d0d0d, %%r13\n"
+        "mov $0x1414141414141414, %%r14\n"
+        "mov $0x1515151515151515, %%r15\n"
+        "mov $0x0808080808080808, %%r8\n"
+        "mov $0x0909090909090909, %%r9\n"
+        "mov %[p], %%rdi\n"
+        ".byte 0x48, 0x8b, 0x07\n"  // mov (%rdi), %rax : faults
+        "mov %%rax, %[rax]\n"
+        "mov %%r13, %[r13]\n"
+        "mov %%rbx, %[rbx]\n"
+        "mov %%r12, %[r12]\n"
+        "movdqu %%xmm4, (%[x4])\n"
+        : [rax] "=m"(rax), [r13] "=m"(r13), [rbx] "=m"(rbx), [r12] "=m"(r12)
+        : [p] "r"(page.get()), [pat] "r"(pattern), [x4] "r"(x4)
+        : "rax", "rbx", "rdi", "r8", "r9", "r12", "r13", "r14", "r15", "xmm3", "xmm4", "memory");
+    out->rax = rax;
+    out->r13 = r13;
+    out->rbx = rbx;
+    out->r12 = r12;
+    std::memcpy(out->xmm4, x4, 16);
+  });
+  ASSERT_TRUE(r.exited() && r.exit_code() == 0) << r;
+  auto reg = [&](Reg x) { return seen->regs[static_cast<unsigned>(x)]; };
+  EXPECT_EQ(reg(Reg::rbx), 0x1111111111111111ull);
+  EXPECT_EQ(reg(Reg::r12), 0x1212121212121212ull);
+  EXPECT_EQ(reg(Reg::r13), 0x0d0d0d0d0d0d0d0dull);
+  EXPECT_EQ(reg(Reg::r14), 0x1414141414141414ull);
+  EXPECT_EQ(reg(Reg::r15), 0x1515151515151515ull);
+  EXPECT_EQ(reg(Reg::r8), 0x0808080808080808ull);
+  EXPECT_EQ(reg(Reg::r9), 0x0909090909090909ull);
+  EXPECT_EQ(reg(Reg::rdi), reinterpret_cast<std::uint64_t>(page.get()));
+  EXPECT_EQ(reg(Reg::rip), seen->pc);
+  EXPECT_EQ(reg(Reg::rsp), seen->sp);
+  EXPECT_EQ(reg(Reg::rbp), seen->fp);
+  ASSERT_TRUE(seen->xmm_ok);
+  for (int i = 0; i < 16; ++i) EXPECT_EQ(seen->xmm3[i], i + 1);
+  EXPECT_TRUE(seen->set_ok);
+  EXPECT_TRUE(seen->set_bad_rejected);
+  // The thread resumed with the rewritten registers, after the faulting instruction.
+  EXPECT_EQ(out->rax, 0xfeedfacecafef00dull);
+  EXPECT_EQ(out->r13, 0x1313131313131313ull);
+  EXPECT_EQ(out->rbx, 0x1111111111111111ull);
+  EXPECT_EQ(out->r12, 0x1212121212121212ull);
+  for (int i = 0; i < 16; ++i) EXPECT_EQ(out->xmm4[i], 0xa0 + i);
+}
+
+// Resuming elsewhere: the handler moves the PC to a recovery function.
+std::atomic<int>* g_recovered = nullptr;
+void recovery_point() {
+  g_recovered->store(1);
+  _exit(33);
+}
+Disposition jump_to_recovery(FaultContext& ctx, void*) {
+  ctx.set_pc(reinterpret_cast<std::uintptr_t>(&recovery_point));
+  // Keep the stack aligned as at a function's entry (a call pushes 8 bytes).
+  ctx.set_sp((ctx.sp() & ~std::uintptr_t{15}) - 8);
+  return Disposition::resolved;
+}
+
+TEST(Registers, ResumeElsewhere) {
+  Shared<std::atomic<int>> recovered;
+  Page page(PROT_NONE);
+  ChildResult r = run_child([&] {
+    g_recovered = &*recovered;
+    if (!install().ok() || !add_handler(jump_to_recovery, nullptr).ok()) _exit(90);
+    *reinterpret_cast<volatile char*>(page.get()) = 1;
+    _exit(1);
+  });
+  EXPECT_EQ(r.exit_code(), 33) << r;
+  EXPECT_EQ(recovered->load(), 1);
+}
+
+// A context captured with getcontext (no siginfo) reads the same way.
+TEST(Context, CapturedContextWithoutSiginfo) {
+  ucontext_t uc;
+  ASSERT_EQ(getcontext(&uc), 0);
+  FaultContext ctx(&uc);
+  EXPECT_EQ(ctx.signal(), 0);
+  EXPECT_EQ(ctx.address(), 0u);
+  EXPECT_EQ(ctx.access(), Access::unknown);
+  EXPECT_FALSE(ctx.is_kernel_fault());
+  EXPECT_STREQ(ctx.code_name(), "none");
+  EXPECT_NE(ctx.pc(), 0u);
+  EXPECT_NE(ctx.sp(), 0u);
+  EXPECT_EQ(ctx.reg(Reg::rsp), ctx.sp());
+}
+
+}  // namespace
+}  // namespace faultline

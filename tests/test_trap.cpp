@@ -1,0 +1,470 @@
+// tests/test_trap.cpp: installing the dispatcher, handler registration, nesting, stack overflow, errno.
+#include <gtest/gtest.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <sys/resource.h>
+
+#include <atomic>
+#include <cerrno>
+#include <cstring>
+#include <thread>
+
+#include "child.hpp"
+#include "faultline/report.hpp"
+#include "faultline/thread.hpp"
+#include "faultline/trap.hpp"
+
+namespace faultline {
+namespace {
+
+using test::ChildResult;
+using test::Page;
+using test::run_child;
+using test::Shared;
+
+bool current_is_faultline(int sig) {
+  struct sigaction cur {};
+  sigaction(sig, nullptr, &cur);
+  struct sigaction probe {};
+  // faultline's handler is SA_SIGINFO with SA_ONSTACK|SA_NODEFER: recognise it by its flags, since its
+  // address is internal.
+  return (cur.sa_flags & SA_SIGINFO) && (cur.sa_flags & SA_NODEFER) && (cur.sa_flags & SA_ONSTACK) &&
+         cur.sa_sigaction != probe.sa_sigaction;
+}
+
+void marker_handler(int) {}
+
+TEST(Install, InstallUninstallInstallRestoresExactly) {
+  ChildResult r = run_child([] {
+    struct sigaction mine {};
+    mine.sa_handler = marker_handler;
+    mine.sa_flags = SA_RESTART;
+    sigemptyset(&mine.sa_mask);
+    sigaddset(&mine.sa_mask, SIGUSR2);
+    sigaction(SIGSEGV, &mine, nullptr);
+    for (int round = 0; round < 3; ++round) {
+      if (!install().ok()) _exit(10 + round);
+      if (!install().ok()) _exit(20 + round);  // idempotent
+      if (!installed() || !current_is_faultline(SIGSEGV) || !current_is_faultline(SIGBUS)) _exit(30 + round);
+      if (!uninstall().ok()) _exit(40 + round);
+      struct sigaction cur {};
+      sigaction(SIGSEGV, nullptr, &cur);
+      if (cur.sa_handler != marker_handler || !(cur.sa_flags & SA_RESTART) || !sigismember(&cur.sa_mask, SIGUSR2)) {
+        _exit(50 + round);
+      }
+      if (installed()) _exit(60 + round);
+    }
+  });
+  EXPECT_TRUE(r.exited() && r.exit_code() == 0) << r;
+}
+
+TEST(Install, RejectsBadSignalSets) {
+  InstallOptions o;
+  o.signals = 0;
+  auto r = install(o);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().code(), Errc::invalid_argument);
+  o.signals = 1u << 20;
+  EXPECT_EQ(install(o).error().code(), Errc::invalid_argument);
+  EXPECT_FALSE(installed());
+}
+
+TEST(Install, InstallFromManyThreadsAtOnce) {
+  ChildResult r = run_child([] {
+    std::thread ts[8];
+    std::atomic<int> failures{0};
+    for (auto& t : ts) t = std::thread([&] { failures += install().ok() ? 0 : 1; });
+    for (auto& t : ts) t.join();
+    if (failures != 0 || !current_is_faultline(SIGSEGV)) _exit(1);
+    if (!uninstall().ok()) _exit(2);
+    struct sigaction cur {};
+    sigaction(SIGSEGV, nullptr, &cur);
+    if (cur.sa_handler != SIG_DFL) _exit(3);  // never chained to itself
+  });
+  EXPECT_TRUE(r.exited() && r.exit_code() == 0) << r;
+}
+
+void newcomer(int sig, siginfo_t*, void*) { _exit(sig == SIGSEGV ? 44 : 45); }
+
+TEST(Override, DetectsLaterSigactionAndReasserts) {
+  Page page(PROT_NONE);
+  ChildResult r = run_child([&] {
+    if (!install().ok()) _exit(90);
+    if (overridden() != 0) _exit(1);
+    struct sigaction sa {};
+    sa.sa_sigaction = newcomer;
+    sa.sa_flags = SA_SIGINFO;
+    sigaction(SIGSEGV, &sa, nullptr);
+    if (overridden() != trap_segv) _exit(2);
+    auto u = uninstall();
+    if (u.ok() || u.error().code() != Errc::overridden) _exit(3);
+    if (u.error().message().find("SEGV") == std::string::npos) _exit(4);
+    if (!reassert().ok() || overridden() != 0 || !current_is_faultline(SIGSEGV)) _exit(5);
+    // The newcomer is now the previous action: an unresolved fault reaches it.
+    *reinterpret_cast<volatile char*>(page.get()) = 1;
+    _exit(6);
+  });
+  EXPECT_EQ(r.exit_code(), 44) << r;
+}
+
+struct Counts {
+  std::atomic<int> calls{0};
+  int errno_in_handler = 0;
+};
+Counts* g_counts = nullptr;
+char* g_page = nullptr;
+
+Disposition resolve_page(FaultContext& ctx, void*) {
+  g_counts->calls++;
+  if (ctx.address() < reinterpret_cast<std::uintptr_t>(g_page) ||
+      ctx.address() >= reinterpret_cast<std::uintptr_t>(g_page) + 4096) {
+    return Disposition::declined;
+  }
+  // Clobber errno the way real handler code does (close(-1) fails with EBADF).
+  close(-1);
+  g_counts->errno_in_handler = errno;
+  mprotect(g_page, 4096, PROT_READ | PROT_WRITE);
+  return Disposition::resolved;
+}
+
+TEST(Dispatch, ErrnoSurvivesAResolvedFaultAndCountersCount) {
+  Shared<Counts> counts;
+  Page page(PROT_NONE);
+  ChildResult r = run_child([&] {
+    g_counts = &*counts;
+    g_page = page.get();
+    if (!install().ok() || !add_handler(resolve_page, nullptr).ok()) _exit(90);
+    TrapCounters before = counters(SIGSEGV);
+    errno = 1234;
+    page.get()[100] = 7;  // faults, resolved
+    int after = errno;
+    if (after != 1234) _exit(1);
+    if (page.get()[100] != 7) _exit(2);
+    TrapCounters c = counters(SIGSEGV);
+    if (c.seen != before.seen + 1 || c.resolved != before.resolved + 1 || c.passed != before.passed) _exit(3);
+  });
+  EXPECT_TRUE(r.exited() && r.exit_code() == 0) << r;
+  EXPECT_EQ(counts->calls.load(), 1);
+  EXPECT_EQ(counts->errno_in_handler, EBADF);
+}
+
+Disposition decline_all(FaultContext&, void*) { return Disposition::declined; }
+
+TEST(Handlers, RegistrationErrorsAreClear) {
+  auto r = add_handler(nullptr, nullptr);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().code(), Errc::invalid_argument);
+  EXPECT_EQ(add_handler(decline_all, nullptr, 0).error().code(), Errc::invalid_argument);
+  EXPECT_EQ(add_handler(decline_all, nullptr, 1u << 30).error().code(), Errc::invalid_argument);
+  EXPECT_EQ(remove_handler(HandlerId{}).error().code(), Errc::not_found);
+  auto id = add_handler(decline_all, nullptr);
+  ASSERT_TRUE(id.ok());
+  EXPECT_TRUE(remove_handler(*id).ok());
+  EXPECT_EQ(remove_handler(*id).error().code(), Errc::not_found) << "a stale id is rejected";
+}
+
+TEST(Handlers, CapacityIsEnforcedAndSlotsAreReused) {
+  std::vector<HandlerId> ids;
+  Result<HandlerId> last = Error(Errc::ok, "");
+  for (;;) {
+    last = add_handler(decline_all, nullptr);
+    if (!last.ok()) break;
+    ids.push_back(*last);
+  }
+  EXPECT_EQ(last.error().code(), Errc::no_space);
+  EXPECT_GE(ids.size(), 60u);  // other tests in this process may hold a few
+  for (auto id : ids) EXPECT_TRUE(remove_handler(id).ok());
+  auto again = add_handler(decline_all, nullptr);
+  ASSERT_TRUE(again.ok());
+  EXPECT_TRUE(remove_handler(*again).ok());
+}
+
+// A handler that is removed while another thread keeps faulting: remove_handler waits for handlers in
+// flight, and afterwards the handler is never called again.
+struct RemoveState {
+  std::atomic<int> calls_after_remove{0};
+  std::atomic<bool> removed{false};
+};
+RemoveState* g_remove = nullptr;
+char* g_ping = nullptr;
+
+Disposition ping_handler(FaultContext& ctx, void*) {
+  if (ctx.address() != reinterpret_cast<std::uintptr_t>(g_ping)) return Disposition::declined;
+  if (g_remove->removed.load()) g_remove->calls_after_remove++;
+  mprotect(g_ping, 4096, PROT_READ | PROT_WRITE);
+  return Disposition::resolved;
+}
+Disposition ping_fallback(FaultContext& ctx, void*) {
+  if (ctx.address() != reinterpret_cast<std::uintptr_t>(g_ping)) return Disposition::declined;
+  mprotect(g_ping, 4096, PROT_READ | PROT_WRITE);
+  return Disposition::resolved;
+}
+
+TEST(Handlers, RemoveWaitsForHandlersInFlight) {
+  Shared<RemoveState> st;
+  Page page(PROT_NONE);
+  ChildResult r = run_child([&] {
+    g_remove = &*st;
+    g_ping = page.get();
+    if (!install().ok()) _exit(90);
+    // Handlers are asked in registration order: ping_handler first, the fallback after it is gone.
+    auto id = add_handler(ping_handler, nullptr);
+    auto fallback = add_handler(ping_fallback, nullptr);
+    if (!id.ok() || !fallback.ok()) _exit(91);
+    std::atomic<bool> stop{false};
+    std::thread faulter([&] {
+      while (!stop.load()) {
+        mprotect(g_ping, 4096, PROT_NONE);
+        *reinterpret_cast<volatile char*>(g_ping) = 1;
+      }
+    });
+    for (int i = 0; i < 200; ++i) std::this_thread::yield();
+    if (!remove_handler(*id).ok()) _exit(92);
+    st->removed = true;
+    for (int i = 0; i < 200; ++i) std::this_thread::yield();
+    stop = true;
+    faulter.join();
+  });
+  EXPECT_TRUE(r.exited() && r.exit_code() == 0) << r;
+  EXPECT_EQ(st->calls_after_remove.load(), 0);
+}
+
+// A fault inside a handler: a report of both faults, then death by the default action, not a hang.
+char* g_bad = nullptr;
+Disposition faulting_handler(FaultContext&, void*) {
+  *reinterpret_cast<volatile char*>(g_bad) = 1;  // faults again, inside the handler
+  return Disposition::resolved;
+}
+
+TEST(Nested, FaultInsideHandlerReportsBothAndDies) {
+  Page page(PROT_NONE), bad(PROT_NONE);
+  ChildResult r = run_child(
+      [&] {
+        g_bad = bad.get();
+        if (!install().ok() || !add_handler(faulting_handler, nullptr).ok()) _exit(90);
+        *reinterpret_cast<volatile char*>(page.get()) = 1;
+        _exit(1);
+      },
+      20);
+  EXPECT_TRUE(r.signaled() && r.signal() == SIGSEGV) << r;
+  EXPECT_NE(r.output.find("nested fault"), std::string::npos) << r;
+  char want[64];
+  std::snprintf(want, sizeof want, "%p", static_cast<void*>(bad.get()));
+  EXPECT_NE(r.output.find(want), std::string::npos) << "the inner fault's address: " << r;
+  std::snprintf(want, sizeof want, "%p", static_cast<void*>(page.get()));
+  EXPECT_NE(r.output.find(want), std::string::npos) << "the outer fault's address: " << r;
+}
+
+// A handler that leaves by siglongjmp after leave_handler(), then faults again: the second fault is a
+// fresh one, not "nested".
+sigjmp_buf g_jmp;
+Disposition jumping_handler(FaultContext& ctx, void*) {
+  if (ctx.address() != reinterpret_cast<std::uintptr_t>(g_bad)) return Disposition::declined;
+  leave_handler();
+  siglongjmp(g_jmp, 1);
+}
+
+TEST(Nested, LongjmpOutOfHandlerThenFaultAgain) {
+  Page bad(PROT_NONE);
+  ChildResult r = run_child([&] {
+    g_bad = bad.get();
+    if (!install().ok() || !add_handler(jumping_handler, nullptr).ok()) _exit(90);
+    volatile int jumps = 0;
+    if (sigsetjmp(g_jmp, 1) != 0) jumps = jumps + 1;
+    if (jumps < 3) *reinterpret_cast<volatile char*>(g_bad) = 1;
+    if (jumps != 3) _exit(1);
+    if (in_handler()) _exit(2);
+  });
+  EXPECT_TRUE(r.exited() && r.exit_code() == 0) << r;
+}
+
+// The same without leave_handler(): faultline repairs its bookkeeping on the next fault.
+Disposition jumping_handler_no_leave(FaultContext& ctx, void*) {
+  if (ctx.address() != reinterpret_cast<std::uintptr_t>(g_bad)) return Disposition::declined;
+  siglongjmp(g_jmp, 1);
+}
+
+TEST(Nested, LongjmpWithoutLeaveHandlerIsRepaired) {
+  Page bad(PROT_NONE);
+  ChildResult r = run_child([&] {
+    g_bad = bad.get();
+    if (!install().ok() || !add_handler(jumping_handler_no_leave, nullptr).ok()) _exit(90);
+    volatile int jumps = 0;
+    if (sigsetjmp(g_jmp, 1) != 0) jumps = jumps + 1;
+    if (jumps < 3) *reinterpret_cast<volatile char*>(g_bad) = 1;
+    if (jumps != 3) _exit(1);
+    // Writers are not blocked by the abandoned dispatches: removing a handler returns.
+    auto id = add_handler(decline_all, nullptr);
+    if (!id.ok() || !remove_handler(*id).ok()) _exit(2);
+  });
+  EXPECT_TRUE(r.exited() && r.exit_code() == 0) << r;
+}
+
+// Stack overflow.
+// Recurses until the stack runs out (the depth bound is never reached; it keeps the compiler from
+// treating the recursion as infinite).
+volatile int g_depth_bound = 1 << 30;
+__attribute__((noinline)) int recurse(int depth) {
+  volatile char frame[512];
+  frame[0] = static_cast<char>(depth);
+  if (depth >= g_depth_bound) return 0;
+  int r = recurse(depth + 1) + frame[0];
+  __asm__ volatile("" ::: "memory");
+  return r;
+}
+
+TEST(StackOverflow, MainThreadIsRecognisedAndReported) {
+  ChildResult r = run_child([] {
+    if (!install().ok()) _exit(90);
+    recurse(0);
+  });
+  EXPECT_TRUE(r.signaled() && r.signal() == SIGSEGV) << r;
+  EXPECT_NE(r.output.find("stack overflow"), std::string::npos) << r;
+}
+
+TEST(StackOverflow, SecondThreadIsRecognisedAndReportedWithFullReport) {
+  ChildResult r = run_child([] {
+    if (!install().ok() || !report::enable().ok()) _exit(90);
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    pthread_attr_setstacksize(&attr, 256 << 10);
+    pthread_t t;
+    pthread_create(
+        &t, &attr,
+        [](void*) -> void* {
+          auto att = attach_thread();
+          if (!att.ok()) _exit(91);
+          recurse(0);
+          return nullptr;
+        },
+        nullptr);
+    pthread_join(t, nullptr);
+  });
+  EXPECT_TRUE(r.signaled() && r.signal() == SIGSEGV) << r;
+  EXPECT_NE(r.output.find("cause     stack overflow"), std::string::npos) << r;
+  EXPECT_NE(r.output.find("recurse"), std::string::npos) << "the backtrace names the recursing function: " << r;
+}
+
+struct OverflowSeen {
+  std::atomic<int> calls{0};
+  std::uintptr_t lo = 0, hi = 0, addr = 0;
+};
+OverflowSeen* g_overflow = nullptr;
+Disposition overflow_hook(FaultContext&, const StackOverflow& info, void*) {
+  g_overflow->calls++;
+  g_overflow->lo = info.stack_lo;
+  g_overflow->hi = info.stack_hi;
+  g_overflow->addr = info.fault_address;
+  leave_handler();
+  siglongjmp(g_jmp, 1);
+}
+
+TEST(StackOverflow, HookRunsFirstAndCanRecover) {
+  Shared<OverflowSeen> seen;
+  ChildResult r = run_child([&] {
+    g_overflow = &*seen;
+    if (!install().ok() || !set_stack_overflow_handler(overflow_hook, nullptr).ok()) _exit(90);
+    if (sigsetjmp(g_jmp, 1) == 0) recurse(0);
+    if (counters(SIGSEGV).stack_overflows != 1) _exit(2);
+    _exit(7);
+  });
+  EXPECT_EQ(r.exit_code(), 7) << r;
+  EXPECT_EQ(seen->calls.load(), 1);
+  EXPECT_GT(seen->hi, seen->lo);
+  EXPECT_GE(seen->addr + (1u << 20), seen->lo);
+  EXPECT_LT(seen->addr, seen->lo + 4096);
+}
+
+// Other traps on request: SIGFPE from an integer division by zero reaches a handler that skips it.
+struct FpeSeen {
+  int code = 0;
+  std::atomic<int> calls{0};
+};
+FpeSeen* g_fpe = nullptr;
+Disposition skip_div(FaultContext& ctx, void*) {
+  g_fpe->calls++;
+  g_fpe->code = ctx.code();
+  ctx.set_pc(ctx.pc() + 3);  // idiv %rcx is 48 f7 f9
+  return Disposition::resolved;
+}
+
+TEST(OtherTraps, SigfpeOnRequest) {
+  Shared<FpeSeen> seen;
+  ChildResult r = run_child([&] {
+    g_fpe = &*seen;
+    InstallOptions o;
+    o.signals = trap_memory | trap_fpe;
+    if (!install(o).ok() || !add_handler(skip_div, nullptr, trap_fpe).ok()) _exit(90);
+    long q;
+    __asm__ volatile(
+        "mov $7, %%rax\n"
+        "xor %%edx, %%edx\n"
+        "xor %%ecx, %%ecx\n"
+        ".byte 0x48, 0xf7, 0xf9\n"  // idiv %rcx
+        "mov %%rax, %0\n"
+        : "=r"(q)
+        :
+        : "rax", "rdx", "rcx");
+    if (q != 7) _exit(1);
+  });
+  EXPECT_TRUE(r.exited() && r.exit_code() == 0) << r;
+  EXPECT_EQ(seen->calls.load(), 1);
+  EXPECT_EQ(seen->code, FPE_INTDIV);
+}
+
+TEST(Threads, AttachIsNestedAndDetachRestoresAltstack) {
+  ChildResult r = run_child([] {
+    std::thread t([] {
+      stack_t before{};
+      sigaltstack(nullptr, &before);
+      if (!(before.ss_flags & SS_DISABLE)) _exit(1);
+      {
+        auto a = attach_thread();
+        if (!a.ok() || !thread_attached()) _exit(2);
+        stack_t during{};
+        sigaltstack(nullptr, &during);
+        if (during.ss_flags & SS_DISABLE) _exit(3);
+        if (during.ss_size < default_altstack_size()) _exit(4);
+        {
+          auto b = attach_thread();
+          if (!b.ok()) _exit(5);
+        }
+        if (!thread_attached()) _exit(6);
+      }
+      if (thread_attached()) _exit(7);
+      stack_t after{};
+      sigaltstack(nullptr, &after);
+      if (!(after.ss_flags & SS_DISABLE)) _exit(8);
+    });
+    t.join();
+    AttachOptions tiny;
+    tiny.altstack_size = 16;
+    auto bad = attach_thread(tiny);
+    if (bad.ok() || bad.error().code() != Errc::invalid_argument) _exit(9);
+  });
+  EXPECT_TRUE(r.exited() && r.exit_code() == 0) << r;
+}
+
+TEST(Threads, ThreadWithItsOwnAltstackKeepsIt) {
+  ChildResult r = run_child([] {
+    static char own[64 << 10];
+    stack_t ss{};
+    ss.ss_sp = own;
+    ss.ss_size = sizeof own;
+    sigaltstack(&ss, nullptr);
+    {
+      auto a = attach_thread();
+      if (!a.ok()) _exit(1);
+      stack_t cur{};
+      sigaltstack(nullptr, &cur);
+      if (cur.ss_sp != own) _exit(2);
+    }
+    stack_t cur{};
+    sigaltstack(nullptr, &cur);
+    if (cur.ss_sp != own || (cur.ss_flags & SS_DISABLE)) _exit(3);
+  });
+  EXPECT_TRUE(r.exited() && r.exit_code() == 0) << r;
+}
+
+}  // namespace
+}  // namespace faultline
