@@ -14,7 +14,7 @@ allow=(
   'getauxval'                       # reads the auxiliary vector; no locks, no allocation
   'memcpy' 'memmove' 'memset' 'memcmp' 'strlen'  # emitted by the compiler for plain loops/copies
   '__stack_chk_fail'                # stack protector
-  '_UL[a-z0-9_]+_(init_local2|step|get_reg|get_proc_name|getcontext)'  # libunwind, local-only (report)
+  '_UL[a-z0-9_]+_(init_local2|step|get_reg)'  # libunwind's local unwinder (report); not get_proc_name, which mallocs
   'Zydis[A-Za-z0-9_]*'              # the instruction decoder: decodes without allocating
 )
 pattern="^($(IFS='|'; echo "${allow[*]}"))\$"

@@ -5,6 +5,7 @@
 #include "arch/arch.hpp"
 #include "core/format.hpp"
 #include "faultline/report.hpp"
+#include "os/linux/elf_symbols.hpp"
 #include "os/linux/maps.hpp"
 #include "os/linux/syscall.hpp"
 #include "report/report_state.hpp"
@@ -34,22 +35,20 @@ void put_mapping(core::Formatter& f, const os::MapsEntry& m) {
       .hex_digits(m.offset, 8).put(' ').put(m.path[0] != '\0' ? m.path : "(anonymous)");
 }
 
-// Module basename and offset for a code address, from /proc/self/maps.
-void put_module(core::Formatter& f, std::uintptr_t ip) {
-  os::MapsEntry m;
-  if (!os::find_mapping(ip, &m) || m.path[0] == '\0') return;
-  const char* base = m.path;
-  for (const char* p = m.path; *p != '\0'; ++p) {
-    if (*p == '/') base = p + 1;
-  }
-  f.put(" (").put(base).put('+').hex(ip - m.start + m.offset).put(')');
-}
-
-void put_frame(core::Formatter& f, const Style& st, unsigned i, std::uintptr_t ip, const char* name,
-               std::uint64_t off) {
+// "#3  0x... in name+0x1f (libfoo.so+0x1234)": the name from the module's ELF symbol table.
+void put_frame(core::Formatter& f, const Style& st, unsigned i, std::uintptr_t ip) {
   f.put("  #").udec(i).put(i < 10 ? "  " : " ").hex(ip, 16);
-  if (name != nullptr && name[0] != '\0') f.put(" in ").put(st.bold()).put(name).put(st.off()).put('+').hex(off);
-  put_module(f, ip);
+  os::Symbol sym;
+  // A return address points after the call: look up ip - 1 so a call at a function's end names it.
+  bool named = os::symbolize(i == 0 ? ip : ip - 1, &sym);
+  if (named) f.put(" in ").put(st.bold()).put(sym.name).put(st.off()).put('+').hex(sym.offset + (i == 0 ? 0 : 1));
+  if (sym.module[0] != '\0') {
+    const char* base = sym.module;
+    for (const char* p = sym.module; *p != '\0'; ++p) {
+      if (*p == '/') base = p + 1;
+    }
+    f.put(" (").put(base).put('+').hex(sym.module_offset + (i == 0 ? 0 : 1)).put(')');
+  }
   f.put('\n');
 }
 
@@ -62,12 +61,9 @@ unsigned backtrace_libunwind(core::Formatter& f, const Style& st, const FaultCon
   }
   unsigned n = 0;
   do {
-    unw_word_t ip = 0, off = 0;
+    unw_word_t ip = 0;
     unw_get_reg(&cursor, UNW_REG_IP, &ip);
-    char name[192];
-    name[0] = '\0';
-    if (unw_get_proc_name(&cursor, name, sizeof name, &off) < 0) name[0] = '\0';
-    put_frame(f, st, n, ip, name, off);
+    put_frame(f, st, n, ip);
     ++n;
   } while (n < max && unw_step(&cursor) > 0);
   return n;
@@ -78,14 +74,14 @@ unsigned backtrace_frame_pointers(core::Formatter& f, const Style& st, const Fau
   std::uintptr_t lo = ctx.sp(), hi = 0;
   if (const thread::ThreadState* ts = thread::current(); ts != nullptr) hi = ts->stack_hi;
   if (hi == 0) hi = lo + (8u << 20);
-  put_frame(f, st, 0, ctx.pc(), nullptr, 0);
+  put_frame(f, st, 0, ctx.pc());
   unsigned n = 1;
   std::uintptr_t fp = ctx.fp();
   while (n < max && fp >= lo && fp + 16 <= hi && (fp & 7) == 0) {
     const auto* frame = reinterpret_cast<const std::uintptr_t*>(fp);
     std::uintptr_t next = frame[0], ret = frame[1];
     if (ret == 0) break;
-    put_frame(f, st, n++, ret, nullptr, 0);
+    put_frame(f, st, n++, ret);
     if (next <= fp) break;
     fp = next;
   }
