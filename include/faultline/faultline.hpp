@@ -2,6 +2,7 @@
 //
 //   trap.hpp     install the dispatcher, register fault handlers, chain to previous actions
 //   context.hpp  decode and change a faulting thread's context
+//   region.hpp   regions of memory with a policy for their faults
 //   thread.hpp   attach threads (alternate signal stacks, stack bounds)
 //   report.hpp   the crash report
 //   kernel.hpp   what this kernel offers (userfaultfd features, soft-dirty, ...)
@@ -9,6 +10,7 @@
 
 #include "faultline/context.hpp"
 #include "faultline/kernel.hpp"
+#include "faultline/region.hpp"
 #include "faultline/regs.hpp"
 #include "faultline/report.hpp"
 #include "faultline/result.hpp"

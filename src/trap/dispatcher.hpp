@@ -74,4 +74,8 @@ void describe_address(std::uintptr_t addr, DescribeSink sink, void* ctx) noexcep
 // signal is raised now.
 void die_by_default(int sig, bool reexecute) noexcept;
 
+// Waits (outside signal context) until every dispatch that started before the call has finished, so that
+// what it may have read can be freed. Gives up with Errc::timed_out after 10 s.
+Result<void> wait_for_dispatches(const char* what);
+
 }  // namespace faultline::trap

@@ -59,7 +59,9 @@ struct sigaction our_action() {
 // left by longjmp without leave_handler() (or one that blocks forever): say so instead of hanging.
 constexpr auto kDrainLimit = std::chrono::seconds(10);
 
-Result<void> wait_for_dispatches(const char* what) {
+}  // namespace
+
+Result<void> trap::wait_for_dispatches(const char* what) {
   const auto deadline = std::chrono::steady_clock::now() + kDrainLimit;
   unsigned spins = 0;
   bool ok = g_state.epoch.synchronize([&] {
@@ -75,6 +77,10 @@ Result<void> wait_for_dispatches(const char* what) {
                                     ": a fault handler has been running for 10 s; did a handler leave by longjmp "
                                     "without calling faultline::leave_handler()?");
 }
+
+namespace {
+
+using trap::wait_for_dispatches;
 
 // Writes `prev` as the previous action of `sig`: fill the free slot, publish it, and wait until no
 // dispatch can still read the slot that was replaced.

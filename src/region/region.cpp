@@ -1,0 +1,351 @@
+// region/region.cpp: registering, unregistering and collecting regions. Not signal path.
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <cstdio>
+#include <memory>
+#include <mutex>
+#include <string>
+
+#include "core/page.hpp"
+#include "faultline/region.hpp"
+#include "region/table.hpp"
+#include "trap/dispatcher.hpp"
+
+namespace faultline {
+
+namespace {
+
+using detail::RegionImpl;
+using region::Entry;
+using region::g_top;
+using region::kLeafCap;
+using region::Leaf;
+using region::Top;
+
+std::mutex g_mutex;  // serialises writers of the table
+std::size_t g_count = 0;
+bool g_handler_added = false;
+
+std::string hex(std::uintptr_t v) {
+  char b[32];
+  std::snprintf(b, sizeof b, "0x%lx", static_cast<unsigned long>(v));
+  return b;
+}
+std::string range_text(std::uintptr_t base, std::size_t size) { return "[" + hex(base) + ", +" + hex(size) + ")"; }
+
+// Publishes `next`, waits until no fault handler can see the old version, then frees it.
+Result<void> publish(Top* next, const Leaf* retired_leaf_a, const Leaf* retired_leaf_b) {
+  const Top* old = g_top.exchange(next, std::memory_order_acq_rel);
+  auto r = trap::wait_for_dispatches("region table");
+  if (!r) return r;  // leak rather than free what a handler may still use
+  delete old;
+  delete retired_leaf_a;
+  delete retired_leaf_b;
+  return {};
+}
+
+const RegionImpl* find_overlap(std::uintptr_t base, std::uintptr_t end) {
+  const Top* top = g_top.load(std::memory_order_acquire);
+  if (top == nullptr) return nullptr;
+  for (const Leaf* leaf : top->leaf) {  // writers only; O(n) is fine next to an mmap
+    if (leaf->n == 0 || leaf->e[0].base >= end) continue;
+    for (std::size_t i = 0; i < leaf->n; ++i) {
+      if (leaf->e[i].base < end && base < leaf->e[i].end) return leaf->e[i].r;
+    }
+  }
+  return nullptr;
+}
+
+Result<void> insert(RegionImpl* r) {
+  const Top* top = g_top.load(std::memory_order_acquire);
+  auto next = std::make_unique<Top>();
+  if (top != nullptr) *next = *top;
+  const Entry entry{r->base, r->end, r};
+  if (next->leaf.empty()) {
+    auto* leaf = new Leaf();
+    leaf->n = 1;
+    leaf->e[0] = entry;
+    next->leaf.push_back(leaf);
+    next->first.push_back(entry.base);
+    return publish(next.release(), nullptr, nullptr);
+  }
+  // The leaf that should hold it: the last whose first base <= base (or the first leaf).
+  auto it = std::upper_bound(next->first.begin(), next->first.end(), entry.base);
+  std::size_t li = it == next->first.begin() ? 0 : static_cast<std::size_t>(it - next->first.begin()) - 1;
+  const Leaf* old_leaf = next->leaf[li];
+  Entry tmp[kLeafCap + 1];
+  std::size_t n = 0;
+  bool placed = false;
+  for (std::size_t i = 0; i < old_leaf->n; ++i) {
+    if (!placed && entry.base < old_leaf->e[i].base) {
+      tmp[n++] = entry;
+      placed = true;
+    }
+    tmp[n++] = old_leaf->e[i];
+  }
+  if (!placed) tmp[n++] = entry;
+  if (n <= kLeafCap) {
+    auto* leaf = new Leaf();
+    leaf->n = n;
+    std::copy(tmp, tmp + n, leaf->e);
+    next->leaf[li] = leaf;
+    next->first[li] = leaf->e[0].base;
+  } else {  // split in two halves
+    auto* a = new Leaf();
+    auto* b = new Leaf();
+    a->n = n / 2;
+    b->n = n - a->n;
+    std::copy(tmp, tmp + a->n, a->e);
+    std::copy(tmp + a->n, tmp + n, b->e);
+    next->leaf[li] = a;
+    next->first[li] = a->e[0].base;
+    next->leaf.insert(next->leaf.begin() + static_cast<std::ptrdiff_t>(li) + 1, b);
+    next->first.insert(next->first.begin() + static_cast<std::ptrdiff_t>(li) + 1, b->e[0].base);
+  }
+  return publish(next.release(), old_leaf, nullptr);
+}
+
+Result<void> erase(RegionImpl* r) {
+  const Top* top = g_top.load(std::memory_order_acquire);
+  if (top == nullptr) return Error(Errc::not_found, "region not registered");
+  auto next = std::make_unique<Top>(*top);
+  auto it = std::upper_bound(next->first.begin(), next->first.end(), r->base);
+  if (it == next->first.begin()) return Error(Errc::not_found, "region not registered");
+  std::size_t li = static_cast<std::size_t>(it - next->first.begin()) - 1;
+  const Leaf* old_leaf = next->leaf[li];
+  auto* leaf = new Leaf();
+  for (std::size_t i = 0; i < old_leaf->n; ++i) {
+    if (old_leaf->e[i].r != r) leaf->e[leaf->n++] = old_leaf->e[i];
+  }
+  if (leaf->n == old_leaf->n) {
+    delete leaf;
+    return Error(Errc::not_found, "region not registered");
+  }
+  if (leaf->n == 0) {
+    delete leaf;
+    next->leaf.erase(next->leaf.begin() + static_cast<std::ptrdiff_t>(li));
+    next->first.erase(next->first.begin() + static_cast<std::ptrdiff_t>(li));
+  } else {
+    next->leaf[li] = leaf;
+    next->first[li] = leaf->e[0].base;
+  }
+  return publish(next.release(), old_leaf, nullptr);
+}
+
+Result<void> validate(std::size_t size, const RegionOptions& o) {
+  const std::size_t page = core::page_size();
+  if (size == 0) return Error(Errc::invalid_argument, "region '" + o.name + "': size is zero");
+  if (!core::is_aligned(size, page)) {
+    return Error(Errc::invalid_argument, "region '" + o.name + "': size " + std::to_string(size) +
+                                             " is not a multiple of the page size " + std::to_string(page));
+  }
+  if ((o.perms & ~static_cast<unsigned>(perm_read | perm_write | perm_exec)) != 0) {
+    return Error(Errc::invalid_argument, "region '" + o.name + "': unknown permission bits");
+  }
+  if (o.policy != Policy::guard && o.policy != Policy::barrier && o.perms == perm_none) {
+    return Error(Errc::invalid_argument, "region '" + o.name + "': a " + policy_name(o.policy) +
+                                             " region needs at least one permission");
+  }
+  if (o.policy == Policy::track_writes && !(o.perms & perm_write)) {
+    return Error(Errc::invalid_argument, "region '" + o.name + "': track_writes needs perm_write");
+  }
+  if (o.policy == Policy::barrier && o.barrier == nullptr) {
+    return Error(Errc::invalid_argument, "region '" + o.name + "': the barrier policy needs a barrier function");
+  }
+  if (o.policy != Policy::barrier && o.barrier != nullptr) {
+    return Error(Errc::invalid_argument, "region '" + o.name + "': a barrier function is only for Policy::barrier");
+  }
+  if (o.fault_around == 0 || o.fault_around > 512) {
+    return Error(Errc::invalid_argument, "region '" + o.name + "': fault_around must be 1..512 pages");
+  }
+  return {};
+}
+
+// The protection a region's pages start with.
+int initial_prot(const RegionImpl& r) {
+  return r.policy == Policy::track_writes ? r.prot & ~PROT_WRITE : PROT_NONE;
+}
+
+Result<RegionImpl*> register_impl(std::unique_ptr<RegionImpl> r) {
+  if (auto inst = install(); !inst) return std::move(inst).error();
+  std::lock_guard lock(g_mutex);
+  if (const RegionImpl* other = find_overlap(r->base, r->end)) {
+    return Error(Errc::already_exists, "region '" + std::string(r->name) + "' " +
+                                           range_text(r->base, r->end - r->base) + " overlaps region '" +
+                                           other->name + "' " + range_text(other->base, other->end - other->base));
+  }
+  if (!g_handler_added) {
+    auto id = add_handler(region::handle_fault, nullptr, trap_segv, region::describe);
+    if (!id) return std::move(id).error();
+    g_handler_added = true;
+  }
+  if (r->policy == Policy::track_writes) {
+    r->dirty_words = ((r->end - r->base) / core::page_size() + 63) / 64;
+    r->dirty = new std::atomic<std::uint64_t>[r->dirty_words];
+    for (std::size_t i = 0; i < r->dirty_words; ++i) r->dirty[i].store(0, std::memory_order_relaxed);
+  }
+  if (mprotect(reinterpret_cast<void*>(r->base), r->end - r->base, initial_prot(*r)) != 0) {
+    return Error::from_errno("mprotect (region)", errno);
+  }
+  RegionImpl* raw = r.release();
+  if (auto ins = insert(raw); !ins) return std::move(ins).error();
+  ++g_count;
+  return raw;
+}
+
+std::unique_ptr<RegionImpl> make_impl(std::uintptr_t base, std::size_t size, const RegionOptions& o, bool owned) {
+  auto r = std::make_unique<RegionImpl>();
+  r->base = base;
+  r->end = base + size;
+  r->policy = o.policy;
+  r->perms = o.perms;
+  r->prot = region::prot_of(o.perms);
+  r->fault_around = o.fault_around;
+  r->barrier = o.barrier;
+  r->barrier_data = o.barrier_data;
+  std::snprintf(r->name, sizeof r->name, "%s", o.name.c_str());
+  r->owned = owned;
+  return r;
+}
+
+}  // namespace
+
+const char* policy_name(Policy p) noexcept {
+  switch (p) {
+    case Policy::guard: return "guard";
+    case Policy::zero_fill: return "zero_fill";
+    case Policy::track_writes: return "track_writes";
+    case Policy::barrier: return "barrier";
+  }
+  return "?";
+}
+
+Result<Region> reserve_region(std::size_t size, const RegionOptions& opts) {
+  if (auto v = validate(size, opts); !v) return std::move(v).error();
+  void* p = mmap(nullptr, size, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  if (p == MAP_FAILED) return Error::from_errno("mmap (reserve_region)", errno);
+  auto r = register_impl(make_impl(reinterpret_cast<std::uintptr_t>(p), size, opts, true));
+  if (!r) {
+    munmap(p, size);
+    return std::move(r).error();
+  }
+  return Region(r.value());
+}
+
+Result<Region> adopt_region(void* addr, std::size_t size, const RegionOptions& opts) {
+  if (addr == nullptr) return Error(Errc::invalid_argument, "adopt_region '" + opts.name + "': address is null");
+  if (auto v = validate(size, opts); !v) return std::move(v).error();
+  const auto base = reinterpret_cast<std::uintptr_t>(addr);
+  if (!core::is_aligned(base, core::page_size())) {
+    return Error(Errc::invalid_argument, "adopt_region '" + opts.name + "': address " + hex(base) +
+                                             " is not page-aligned");
+  }
+  // Every page must be mapped: mincore fails with ENOMEM on a hole.
+  std::vector<unsigned char> vec(size / core::page_size());
+  if (mincore(addr, size, vec.data()) != 0) {
+    return Error(Errc::invalid_argument, "adopt_region '" + opts.name + "': " + range_text(base, size) +
+                                             " is not entirely mapped");
+  }
+  if (opts.policy == Policy::zero_fill) madvise(addr, size, MADV_DONTNEED);
+  auto r = register_impl(make_impl(base, size, opts, false));
+  if (!r) return std::move(r).error();
+  return Region(r.value());
+}
+
+Region& Region::operator=(Region&& o) noexcept {
+  if (this != &o) {
+    (void)reset();
+    impl_ = o.impl_;
+    o.impl_ = nullptr;
+  }
+  return *this;
+}
+
+void* Region::data() const noexcept { return impl_ ? reinterpret_cast<void*>(impl_->base) : nullptr; }
+std::size_t Region::size() const noexcept { return impl_ ? impl_->end - impl_->base : 0; }
+RegionInfo Region::info() const noexcept {
+  if (impl_ == nullptr) return RegionInfo{"", 0, 0, Policy::guard, 0};
+  return RegionInfo{impl_->name, impl_->base, impl_->end - impl_->base, impl_->policy, impl_->perms};
+}
+
+Result<void> Region::reset() {
+  if (impl_ == nullptr) return {};
+  if (in_handler()) return Error(Errc::busy, "Region::reset: called from inside a fault handler");
+  std::lock_guard lock(g_mutex);
+  if (auto e = erase(impl_); !e) return e;
+  --g_count;
+  if (impl_->owned) munmap(reinterpret_cast<void*>(impl_->base), impl_->end - impl_->base);
+  delete impl_;
+  impl_ = nullptr;
+  return {};
+}
+
+Result<std::vector<std::size_t>> Region::collect_dirty() {
+  if (impl_ == nullptr) return Error(Errc::invalid_argument, "collect_dirty: empty region handle");
+  if (impl_->policy != Policy::track_writes) {
+    return Error(Errc::invalid_argument, std::string("collect_dirty: region '") + impl_->name + "' has policy " +
+                                             policy_name(impl_->policy) + ", not track_writes");
+  }
+  const std::size_t page = core::page_size();
+  std::vector<std::size_t> pages;
+  // Take the marks first, then re-protect what they name (see track_write in signal_policy.cpp).
+  for (std::size_t w = 0; w < impl_->dirty_words; ++w) {
+    std::uint64_t bits = impl_->dirty[w].exchange(0, std::memory_order_acq_rel);
+    while (bits != 0) {
+      unsigned b = static_cast<unsigned>(__builtin_ctzll(bits));
+      pages.push_back(w * 64 + b);
+      bits &= bits - 1;
+    }
+  }
+  const int ro = impl_->prot & ~PROT_WRITE;
+  for (std::size_t i = 0; i < pages.size();) {  // one mprotect per run of adjacent pages
+    std::size_t j = i + 1;
+    while (j < pages.size() && pages[j] == pages[j - 1] + 1) ++j;
+    if (mprotect(reinterpret_cast<void*>(impl_->base + pages[i] * page), (j - i) * page, ro) != 0) {
+      return Error::from_errno("mprotect (collect_dirty)", errno);
+    }
+    i = j;
+  }
+  return pages;
+}
+
+Result<void> prefault(const void* addr, std::size_t len, Access access) {
+  if (addr == nullptr || len == 0) return Error(Errc::invalid_argument, "prefault: empty range");
+  const std::size_t page = core::page_size();
+  std::uintptr_t p = core::align_down(reinterpret_cast<std::uintptr_t>(addr), page);
+  const std::uintptr_t end = reinterpret_cast<std::uintptr_t>(addr) + len;
+  // Touch each page the way the system call will; faults are resolved by the regions' policies. A
+  // region's own rules apply: a forbidden access is refused here rather than crashing.
+  for (; p < end; p += page) {
+    const RegionImpl* r = nullptr;
+    {
+      std::lock_guard lock(g_mutex);
+      r = region::lookup(p);
+      if (r != nullptr) {
+        const bool ok = access == Access::write ? (r->perms & perm_write) : (r->perms & perm_read);
+        if (!ok || r->policy == Policy::guard) {
+          return Error(Errc::invalid_argument, std::string("prefault: region '") + r->name + "' does not allow " +
+                                                   access_name(access) + " at " + hex(p));
+        }
+      }
+    }
+    if (r == nullptr) continue;
+    if (access == Access::write) {
+      __atomic_fetch_add(reinterpret_cast<volatile char*>(p), 0, __ATOMIC_RELAXED);  // write without changing
+    } else {
+      (void)*reinterpret_cast<const volatile char*>(p);
+    }
+  }
+  return {};
+}
+
+std::size_t region_count() {
+  std::lock_guard lock(g_mutex);
+  return g_count;
+}
+
+}  // namespace faultline

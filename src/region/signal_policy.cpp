@@ -1,0 +1,126 @@
+// region/signal_policy.cpp: region lookup and the policies on the mprotect+signal backend (signal path).
+#include <sys/mman.h>
+
+#include "core/format.hpp"
+#include "core/page.hpp"
+#include "os/linux/syscall.hpp"
+#include "region/table.hpp"
+
+#ifndef MADV_POPULATE_READ
+#define MADV_POPULATE_READ 22
+#define MADV_POPULATE_WRITE 23
+#endif
+
+namespace faultline::region {
+
+constinit std::atomic<const Top*> g_top{nullptr};
+
+int prot_of(unsigned perms) noexcept {
+  return ((perms & perm_read) ? PROT_READ : 0) | ((perms & perm_write) ? PROT_WRITE : 0) |
+         ((perms & perm_exec) ? PROT_EXEC : 0);
+}
+
+const char* policy_name_impl(Policy p) noexcept {
+  switch (p) {
+    case Policy::guard: return "guard";
+    case Policy::zero_fill: return "zero_fill";
+    case Policy::track_writes: return "track_writes";
+    case Policy::barrier: return "barrier";
+  }
+  return "?";
+}
+
+detail::RegionImpl* lookup(std::uintptr_t addr) noexcept {
+  const Top* top = g_top.load(std::memory_order_acquire);
+  if (top == nullptr || top->first.empty()) return nullptr;
+  // Last leaf whose first base <= addr.
+  std::size_t lo = 0, hi = top->first.size();
+  const std::uintptr_t* first = top->first.data();
+  while (hi - lo > 1) {
+    std::size_t mid = (lo + hi) / 2;
+    if (first[mid] <= addr) lo = mid;
+    else hi = mid;
+  }
+  const Leaf* leaf = top->leaf.data()[lo];
+  std::size_t a = 0, b = leaf->n;
+  if (b == 0 || leaf->e[0].base > addr) return nullptr;
+  while (b - a > 1) {
+    std::size_t mid = (a + b) / 2;
+    if (leaf->e[mid].base <= addr) a = mid;
+    else b = mid;
+  }
+  const Entry& e = leaf->e[a];
+  return addr >= e.base && addr < e.end ? e.r : nullptr;
+}
+
+namespace {
+
+bool permitted(const detail::RegionImpl& r, Access a) noexcept {
+  switch (a) {
+    case Access::read: return (r.perms & perm_read) != 0;
+    case Access::write: return (r.perms & perm_write) != 0;
+    case Access::execute: return (r.perms & perm_exec) != 0;
+    case Access::unknown: return true;
+  }
+  return true;
+}
+
+Disposition zero_fill(const detail::RegionImpl& r, std::uintptr_t page_addr) noexcept {
+  const std::size_t page = core::page_size();
+  std::uintptr_t end = page_addr + r.fault_around * page;
+  if (end > r.end || end < page_addr) end = r.end;
+  void* p = reinterpret_cast<void*>(page_addr);
+  const std::size_t len = end - page_addr;
+  if (os::is_err(os::raw_mprotect(p, len, r.prot))) return Disposition::declined;
+  // Populate the run now: one system call instead of a demand-zero fault per page. Failure is harmless
+  // (the kernel then faults pages in on access).
+  os::raw_madvise(p, len, (r.perms & perm_write) ? MADV_POPULATE_WRITE : MADV_POPULATE_READ);
+  return Disposition::resolved;
+}
+
+Disposition track_write(const detail::RegionImpl& r, std::uintptr_t page_addr) noexcept {
+  const std::size_t page = core::page_size();
+  // Unprotect first, then mark: collect_dirty() takes the marks and only then re-protects, so a page
+  // is never left writable without its mark (at worst it is reported dirty once too often).
+  if (os::is_err(os::raw_mprotect(reinterpret_cast<void*>(page_addr), page, r.prot))) return Disposition::declined;
+  std::size_t index = (page_addr - r.base) / page;
+  r.dirty[index / 64].fetch_or(std::uint64_t{1} << (index % 64), std::memory_order_release);
+  return Disposition::resolved;
+}
+
+}  // namespace
+
+Disposition handle_fault(FaultContext& ctx, void*) {
+  if (ctx.signal() != SIGSEGV) return Disposition::declined;
+  const std::uintptr_t addr = ctx.address();
+  detail::RegionImpl* r = lookup(addr);
+  if (r == nullptr) return Disposition::declined;
+  if (r->policy == Policy::barrier) {
+    RegionInfo info{r->name, r->base, r->end - r->base, r->policy, r->perms};
+    return r->barrier(ctx, info, r->barrier_data);
+  }
+  if (r->policy == Policy::guard || !permitted(*r, ctx.access())) return Disposition::declined;
+  const std::uintptr_t page_addr = core::align_down(addr, core::page_size());
+  switch (r->policy) {
+    case Policy::zero_fill: return zero_fill(*r, page_addr);
+    case Policy::track_writes:
+      if (ctx.access() != Access::write) return Disposition::declined;
+      return track_write(*r, page_addr);
+    default: break;
+  }
+  return Disposition::declined;
+}
+
+std::size_t describe(std::uintptr_t addr, char* buf, std::size_t cap, void*) {
+  detail::RegionImpl* r = lookup(addr);
+  if (r == nullptr) return 0;
+  core::Formatter f(buf, cap);
+  f.put('\'').put(r->name).put("' ").hex(r->base).put('-').hex(r->end).put(" policy ")
+      .put(policy_name_impl(r->policy)).put(" perms ").put((r->perms & perm_read) ? 'r' : '-')
+      .put((r->perms & perm_write) ? 'w' : '-').put((r->perms & perm_exec) ? 'x' : '-').put(" page ")
+      .udec((addr - r->base) / core::page_size());
+  f.c_str();
+  return f.size();
+}
+
+}  // namespace faultline::region
