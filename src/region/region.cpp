@@ -214,16 +214,6 @@ std::unique_ptr<RegionImpl> make_impl(std::uintptr_t base, std::size_t size, con
 
 }  // namespace
 
-const char* policy_name(Policy p) noexcept {
-  switch (p) {
-    case Policy::guard: return "guard";
-    case Policy::zero_fill: return "zero_fill";
-    case Policy::track_writes: return "track_writes";
-    case Policy::barrier: return "barrier";
-  }
-  return "?";
-}
-
 Result<Region> reserve_region(std::size_t size, const RegionOptions& opts) {
   if (auto v = validate(size, opts); !v) return std::move(v).error();
   void* p = mmap(nullptr, size, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);

@@ -20,16 +20,6 @@ int prot_of(unsigned perms) noexcept {
          ((perms & perm_exec) ? PROT_EXEC : 0);
 }
 
-const char* policy_name_impl(Policy p) noexcept {
-  switch (p) {
-    case Policy::guard: return "guard";
-    case Policy::zero_fill: return "zero_fill";
-    case Policy::track_writes: return "track_writes";
-    case Policy::barrier: return "barrier";
-  }
-  return "?";
-}
-
 detail::RegionImpl* lookup(std::uintptr_t addr) noexcept {
   const Top* top = g_top.load(std::memory_order_acquire);
   if (top == nullptr || top->first.empty()) return nullptr;
@@ -116,7 +106,7 @@ std::size_t describe(std::uintptr_t addr, char* buf, std::size_t cap, void*) {
   if (r == nullptr) return 0;
   core::Formatter f(buf, cap);
   f.put('\'').put(r->name).put("' ").hex(r->base).put('-').hex(r->end).put(" policy ")
-      .put(policy_name_impl(r->policy)).put(" perms ").put((r->perms & perm_read) ? 'r' : '-')
+      .put(policy_name(r->policy)).put(" perms ").put((r->perms & perm_read) ? 'r' : '-')
       .put((r->perms & perm_write) ? 'w' : '-').put((r->perms & perm_exec) ? 'x' : '-').put(" page ")
       .udec((addr - r->base) / core::page_size());
   f.c_str();
@@ -124,3 +114,18 @@ std::size_t describe(std::uintptr_t addr, char* buf, std::size_t cap, void*) {
 }
 
 }  // namespace faultline::region
+
+namespace faultline {
+
+// Async-signal-safe: the report's describer uses it.
+const char* policy_name(Policy p) noexcept {
+  switch (p) {
+    case Policy::guard: return "guard";
+    case Policy::zero_fill: return "zero_fill";
+    case Policy::track_writes: return "track_writes";
+    case Policy::barrier: return "barrier";
+  }
+  return "?";
+}
+
+}  // namespace faultline
