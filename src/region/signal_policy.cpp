@@ -80,8 +80,8 @@ Disposition track_write(const detail::RegionImpl& r, std::uintptr_t page_addr) n
 
 }  // namespace
 
+// Registered for SIGSEGV only (the dispatcher filters by signal).
 Disposition handle_fault(FaultContext& ctx, void*) {
-  if (ctx.signal() != SIGSEGV) return Disposition::declined;
   const std::uintptr_t addr = ctx.address();
   detail::RegionImpl* r = lookup(addr);
   if (r == nullptr) return Disposition::declined;

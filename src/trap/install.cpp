@@ -93,6 +93,18 @@ Result<void> set_previous(int sig, const struct sigaction& prev) {
   return wait_for_dispatches("install");
 }
 
+// Signals faultline installed whose current action is someone else's. Caller holds g_install_mutex.
+unsigned overridden_locked() {
+  unsigned over = 0;
+  for (int sig : kSignals) {
+    if (!g_state.sig[sig].installed.load(std::memory_order_relaxed)) continue;
+    struct sigaction cur{};
+    sigaction(sig, nullptr, &cur);
+    if (!is_ours(cur)) over |= trap::signal_bit(sig);
+  }
+  return over;
+}
+
 std::string signals_text(unsigned bits) {
   std::string s;
   for (int sig : kSignals) {
@@ -146,13 +158,7 @@ Result<void> install(const InstallOptions& opts) {
 Result<void> uninstall(bool force) {
   if (in_handler()) return Error(Errc::busy, "uninstall: called from inside a fault handler");
   std::lock_guard lock(g_install_mutex);
-  unsigned over = 0;
-  for (int sig : kSignals) {
-    if (!g_state.sig[sig].installed.load(std::memory_order_relaxed)) continue;
-    struct sigaction cur{};
-    sigaction(sig, nullptr, &cur);
-    if (!is_ours(cur)) over |= trap::signal_bit(sig);
-  }
+  const unsigned over = overridden_locked();
   if (over != 0 && !force) {
     return Error(Errc::overridden, "uninstall: another handler was installed over faultline's for " +
                                        signals_text(over) +
@@ -174,14 +180,7 @@ Result<void> uninstall(bool force) {
 
 unsigned overridden() {
   std::lock_guard lock(g_install_mutex);
-  unsigned over = 0;
-  for (int sig : kSignals) {
-    if (!g_state.sig[sig].installed.load(std::memory_order_relaxed)) continue;
-    struct sigaction cur{};
-    sigaction(sig, nullptr, &cur);
-    if (!is_ours(cur)) over |= trap::signal_bit(sig);
-  }
-  return over;
+  return overridden_locked();
 }
 
 Result<void> reassert() {
