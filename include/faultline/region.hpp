@@ -7,6 +7,12 @@
 //   zero_fill     the first touch of a page makes it accessible with the region's permissions and
 //                 zero-filled; `fault_around` pages are resolved per fault (mprotect + MADV_POPULATE in
 //                 one go, so one signal replaces up to N demand-zero faults);
+//   provider      content-initialised: on first touch the region's fill function writes the page (a run
+//                 of `fault_around` pages) in the faulting thread's signal handler, then the pages
+//                 appear with the region's permissions;
+//   pager         external pager: the fault is handed to a Pager thread, which runs the fill function
+//                 as ordinary code (it may allocate, lock, read files) while the faulting thread waits on
+//                 a futex; the thread then resumes, or gets the failure;
 //   track_writes  pages start write-protected; the first write to each page marks it dirty and makes it
 //                 writable; collect_dirty() returns the dirty pages and write-protects them again;
 //   barrier       the region's barrier function gets the fault context and decides (unprotect pages,
@@ -15,6 +21,21 @@
 // An access that the region's permissions forbid (a write into a read-only region, an instruction
 // fetch from a non-executable one) is never resolved: it reaches the crash report, which names the
 // region, and then the previous action.
+//
+// Filled pages (provider, pager) appear atomically: the fill function writes into a second, private
+// mapping of the same memory (FillRequest::dest), and only when it returns does the region's own view
+// of those pages become accessible, so no thread ever sees a half-filled page. Two threads that fault on
+// the same page at once both wait for one fill. A fill that fails (the function returns an error, the
+// pager does not answer within `fill_timeout`, a pager thread faults on its own region) makes the
+// faulting access end in SIGBUS with si_code BUS_ADRERR at the faulting address, the signal the kernel
+// raises for a file page it cannot read; the crash report (or a one-line notice when the report is off)
+// names the region and the error. Never a zero page, never a hang. The page stays unfilled, so a later
+// access tries again.
+//
+// Backends: this release serves every policy with mprotect and SIGSEGV (the signal backend). Filled
+// regions are mapped from a memfd (MAP_SHARED, so a forked child shares their pages); the others are
+// private anonymous memory. Adopted memory cannot be given a private alias: the provider and pager
+// policies need reserve_region().
 //
 // Creating a region installs faultline's dispatcher (install()) if needed.
 //
@@ -25,8 +46,10 @@
 // Thread-safety: every function here is thread-safe; none is async-signal-safe.
 #pragma once
 
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -36,8 +59,8 @@
 
 namespace faultline {
 
-enum class Policy : std::uint8_t { guard, zero_fill, track_writes, barrier };
-// "guard", "zero_fill", "track_writes", "barrier".
+enum class Policy : std::uint8_t { guard, zero_fill, provider, pager, track_writes, barrier };
+// "guard", "zero_fill", "provider", "pager", "track_writes", "barrier". Async-signal-safe.
 const char* policy_name(Policy p) noexcept;
 
 // Region permissions (what an access may do once its page is resolved).
@@ -56,18 +79,81 @@ struct RegionInfo {
 // access possible (or moving the thread elsewhere), `declined` to let the fault go on.
 using BarrierFn = Disposition (*)(FaultContext& ctx, const RegionInfo& region, void* data);
 
+// A request to fill pages of a provider or pager region. The fill function writes `length` bytes at
+// `dest` (all of them: pages it leaves alone keep whatever an earlier failed fill wrote).
+struct FillRequest {
+  RegionInfo region;
+  std::size_t offset;    // byte offset in the region of the first page to fill
+  std::size_t length;    // bytes to fill: a run of whole pages, at most fault_around of them
+  Access access;         // what the faulting instruction attempted
+  std::uintptr_t pc;     // the faulting instruction
+  long tid;              // the faulting thread
+  std::byte* dest;       // a writable private view of the pages, not yet visible in the region
+};
+
+// A fill's answer: error 0 when the pages are written, otherwise an errno value and, optionally, a
+// reason with static storage duration. Both appear in the crash report.
+struct FillStatus {
+  int error = 0;
+  const char* reason = nullptr;
+};
+
+// Fills pages. For Policy::provider it runs in the faulting thread's signal handler and must be
+// async-signal-safe (memcpy, pread, arithmetic: no malloc, no locks the interrupted code may hold); for
+// Policy::pager it runs on a Pager thread as ordinary code.
+using FillFn = FillStatus (*)(const FillRequest& req, void* data);
+
+class Pager;
+class ProtectBatch;
+namespace detail {
+struct RegionImpl;
+struct PagerImpl;
+const std::shared_ptr<PagerImpl>& impl_of(const Pager& p) noexcept;
+}  // namespace detail
+
+struct PagerOptions {
+  std::string name = "pager";  // thread name (first 15 bytes) and reports
+  unsigned threads = 1;        // 1..64 threads serving requests
+};
+
+// Counters of a pager (relaxed snapshots).
+struct PagerStats {
+  std::uint64_t requests = 0;  // fills asked for
+  std::uint64_t failed = 0;    // fills that reported an error (the faulting thread got SIGBUS)
+  std::uint64_t abandoned = 0; // requests whose faulting thread stopped waiting (fill_timeout)
+};
+
+// External pager: threads that serve the fills of pager regions. A handle (copies share the pager);
+// the threads stop when the last handle and the last region using it are gone. A pager's threads must
+// not touch unfilled pages of the regions they serve: such a fault fails with SIGBUS (EDEADLK) instead
+// of deadlocking.
+class Pager {
+ public:
+  Pager() = default;
+  static Result<Pager> start(const PagerOptions& opts = {});
+
+  bool valid() const noexcept { return impl_ != nullptr; }
+  PagerStats stats() const noexcept;
+
+ private:
+  friend const std::shared_ptr<detail::PagerImpl>& detail::impl_of(const Pager& p) noexcept;
+  std::shared_ptr<detail::PagerImpl> impl_;
+};
+
 struct RegionOptions {
   std::string name = "region";     // shown in reports; at most 63 bytes are kept
   Policy policy = Policy::zero_fill;
   unsigned perms = perm_read | perm_write;
-  std::size_t fault_around = 1;    // zero_fill: pages resolved per fault, 1..512
+  std::size_t fault_around = 1;    // zero_fill, provider, pager: pages resolved per fault, 1..512
   BarrierFn barrier = nullptr;     // required for Policy::barrier
   void* barrier_data = nullptr;
+  FillFn fill = nullptr;           // required for Policy::provider and Policy::pager
+  void* fill_data = nullptr;
+  Pager pager;                     // required for Policy::pager
+  // How long a faulting thread waits for a fill done by a pager or by another thread before its access
+  // fails (SIGBUS, ETIMEDOUT). 1 ms .. 1 hour.
+  std::chrono::milliseconds fill_timeout{10000};
 };
-
-namespace detail {
-struct RegionImpl;
-}
 
 // A registered region. Destroying it unregisters the region (and unmaps a reserved range) after every
 // fault handler that may be using it has left.
@@ -85,9 +171,18 @@ class [[nodiscard]] Region {
   std::size_t size() const noexcept;
   RegionInfo info() const noexcept;
 
-  // track_writes: the indices of the pages written since the last call, ascending, and re-arms them.
-  // Errc::invalid_argument for other policies.
-  Result<std::vector<std::size_t>> collect_dirty();
+  // track_writes: the indices of the pages written since the last call, ascending, and re-arms them
+  // (write-protects them again, one mprotect per run of adjacent pages). With `defer`, the re-arming is
+  // queued in that batch instead and happens at its commit(): writes in between are not recorded, so
+  // defer only while the writers are stopped (MPS's "shield"). Errc::invalid_argument for other policies.
+  Result<std::vector<std::size_t>> collect_dirty(ProtectBatch* defer = nullptr);
+
+  // Sets the protection of pages [first_page, first_page + count) to `perms`, which must be a subset of
+  // the region's permissions. Lowering protection re-arms the policy: the next access the region
+  // permits is resolved again (zero_fill and filled pages keep their contents; track_writes marks the
+  // page dirty on the next write; a barrier sees the fault). Errc::invalid_argument for a range outside
+  // the region or perms it does not have.
+  Result<void> protect(std::size_t first_page, std::size_t count, unsigned perms);
 
   // Unregisters now. Errc::busy from inside a fault handler.
   Result<void> reset();
@@ -95,14 +190,43 @@ class [[nodiscard]] Region {
  private:
   friend Result<Region> reserve_region(std::size_t, const RegionOptions&);
   friend Result<Region> adopt_region(void*, std::size_t, const RegionOptions&);
+  friend class ProtectBatch;
   explicit Region(detail::RegionImpl* impl) : impl_(impl) {}
   detail::RegionImpl* impl_ = nullptr;
 };
 
-// Maps `size` bytes (a multiple of the page size) for a new region.
+// Protection changes queued and applied together: commit() sorts them, merges adjacent ranges that end
+// with the same protection, and issues one mprotect per merged range (one mprotect costs microseconds
+// whatever its length). Changes that overlap are applied in the order they were added, unmerged. The destructor commits what is left. Not thread-safe: one batch per thread.
+class ProtectBatch {
+ public:
+  ProtectBatch() = default;
+  ProtectBatch(const ProtectBatch&) = delete;
+  ProtectBatch& operator=(const ProtectBatch&) = delete;
+  ~ProtectBatch() { (void)commit(); }
+
+  // Queues Region::protect(first_page, count, perms); validated now, applied at commit().
+  Result<void> add(const Region& region, std::size_t first_page, std::size_t count, unsigned perms);
+  // Applies the queued changes; returns how many mprotect calls that took.
+  Result<std::size_t> commit();
+  std::size_t pending() const noexcept { return ops_.size(); }
+
+ private:
+  friend class Region;
+  struct Op {
+    std::uintptr_t addr;
+    std::size_t len;
+    int prot;
+  };
+  std::vector<Op> ops_;
+};
+
+// Maps `size` bytes (a multiple of the page size) for a new region. Provider and pager regions are
+// mapped from a memfd (see above).
 Result<Region> reserve_region(std::size_t size, const RegionOptions& opts);
 // Registers memory the caller mapped: [addr, addr + size), page-aligned, entirely mapped, overlapping
-// no other region. zero_fill drops the current contents (MADV_DONTNEED) and protects the range.
+// no other region. zero_fill drops the current contents (MADV_DONTNEED) and protects the range. The
+// provider and pager policies get Errc::unsupported (they need reserve_region).
 Result<Region> adopt_region(void* addr, std::size_t size, const RegionOptions& opts);
 
 // Resolves the pages of [addr, addr + len) for `access` before a system call touches them (a system

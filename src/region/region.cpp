@@ -4,6 +4,8 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <chrono>
+#include <thread>
 #include <cstring>
 #include <cstdio>
 #include <memory>
@@ -12,6 +14,7 @@
 
 #include "core/page.hpp"
 #include "faultline/region.hpp"
+#include "region/fill.hpp"
 #include "region/table.hpp"
 #include "trap/dispatcher.hpp"
 
@@ -162,6 +165,24 @@ Result<void> validate(std::size_t size, const RegionOptions& o) {
   if (o.fault_around == 0 || o.fault_around > 512) {
     return Error(Errc::invalid_argument, "region '" + o.name + "': fault_around must be 1..512 pages");
   }
+  const bool filled = o.policy == Policy::provider || o.policy == Policy::pager;
+  if (filled && o.fill == nullptr) {
+    return Error(Errc::invalid_argument, "region '" + o.name + "': the " + policy_name(o.policy) +
+                                             " policy needs a fill function");
+  }
+  if (!filled && o.fill != nullptr) {
+    return Error(Errc::invalid_argument, "region '" + o.name + "': a fill function is only for Policy::provider "
+                                             "and Policy::pager");
+  }
+  if (o.policy == Policy::pager && !o.pager.valid()) {
+    return Error(Errc::invalid_argument, "region '" + o.name + "': the pager policy needs a started Pager");
+  }
+  if (o.policy != Policy::pager && o.pager.valid()) {
+    return Error(Errc::invalid_argument, "region '" + o.name + "': a Pager is only for Policy::pager");
+  }
+  if (o.fill_timeout < std::chrono::milliseconds(1) || o.fill_timeout > std::chrono::hours(1)) {
+    return Error(Errc::invalid_argument, "region '" + o.name + "': fill_timeout must be 1 ms .. 1 hour");
+  }
   return {};
 }
 
@@ -182,6 +203,11 @@ Result<RegionImpl*> register_impl(std::unique_ptr<RegionImpl> r) {
     auto id = add_handler(region::handle_fault, nullptr, trap_segv, region::describe);
     if (!id) return std::move(id).error();
     g_handler_added = true;
+  }
+  if (r->alias != 0) {
+    const std::size_t pages = (r->end - r->base) / core::page_size();
+    r->pstate = new std::atomic<std::uint32_t>[pages];
+    for (std::size_t i = 0; i < pages; ++i) r->pstate[i].store(region::kPageEmpty, std::memory_order_relaxed);
   }
   if (r->policy == Policy::track_writes) {
     r->dirty_words = ((r->end - r->base) / core::page_size() + 63) / 64;
@@ -207,20 +233,59 @@ std::unique_ptr<RegionImpl> make_impl(std::uintptr_t base, std::size_t size, con
   r->fault_around = o.fault_around;
   r->barrier = o.barrier;
   r->barrier_data = o.barrier_data;
+  r->fill = o.fill;
+  r->fill_data = o.fill_data;
+  r->pager = detail::impl_of(o.pager);
+  r->fill_timeout_ms = static_cast<std::uint32_t>(o.fill_timeout.count());
   std::snprintf(r->name, sizeof r->name, "%s", o.name.c_str());
   r->owned = owned;
   return r;
+}
+
+// Provider and pager regions: one memfd mapped twice, the region's view (PROT_NONE until filled) and
+// a private read-write alias that fills write through. Returns {view, alias}.
+Result<std::pair<void*, void*>> map_filled(std::size_t size, const RegionOptions& opts) {
+  std::string label = "faultline:" + opts.name;
+  int fd = memfd_create(label.c_str(), MFD_CLOEXEC);
+  if (fd < 0) return Error::from_errno("memfd_create (filled region)", errno);
+  if (ftruncate(fd, static_cast<off_t>(size)) != 0) {
+    int e = errno;
+    close(fd);
+    return Error::from_errno("ftruncate (memfd of a filled region)", e);
+  }
+  void* view = mmap(nullptr, size, PROT_NONE, MAP_SHARED | MAP_NORESERVE, fd, 0);
+  void* alias = view == MAP_FAILED ? MAP_FAILED
+                                   : mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE, fd, 0);
+  int e = errno;
+  close(fd);  // the mappings keep the memory
+  if (alias == MAP_FAILED) {
+    if (view != MAP_FAILED) munmap(view, size);
+    return Error::from_errno("mmap (memfd of a filled region)", e);
+  }
+  return std::pair<void*, void*>{view, alias};
 }
 
 }  // namespace
 
 Result<Region> reserve_region(std::size_t size, const RegionOptions& opts) {
   if (auto v = validate(size, opts); !v) return std::move(v).error();
-  void* p = mmap(nullptr, size, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-  if (p == MAP_FAILED) return Error::from_errno("mmap (reserve_region)", errno);
-  auto r = register_impl(make_impl(reinterpret_cast<std::uintptr_t>(p), size, opts, true));
+  void* p = nullptr;
+  void* alias = nullptr;
+  if (opts.policy == Policy::provider || opts.policy == Policy::pager) {
+    auto m = map_filled(size, opts);
+    if (!m) return std::move(m).error();
+    p = m.value().first;
+    alias = m.value().second;
+  } else {
+    p = mmap(nullptr, size, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (p == MAP_FAILED) return Error::from_errno("mmap (reserve_region)", errno);
+  }
+  auto impl = make_impl(reinterpret_cast<std::uintptr_t>(p), size, opts, true);
+  impl->alias = reinterpret_cast<std::uintptr_t>(alias);
+  auto r = register_impl(std::move(impl));
   if (!r) {
     munmap(p, size);
+    if (alias != nullptr) munmap(alias, size);
     return std::move(r).error();
   }
   return Region(r.value());
@@ -229,6 +294,11 @@ Result<Region> reserve_region(std::size_t size, const RegionOptions& opts) {
 Result<Region> adopt_region(void* addr, std::size_t size, const RegionOptions& opts) {
   if (addr == nullptr) return Error(Errc::invalid_argument, "adopt_region '" + opts.name + "': address is null");
   if (auto v = validate(size, opts); !v) return std::move(v).error();
+  if (opts.policy == Policy::provider || opts.policy == Policy::pager) {
+    return Error(Errc::unsupported, "adopt_region '" + opts.name + "': the " + policy_name(opts.policy) +
+                                        " policy fills pages through a private alias of memory faultline maps "
+                                        "itself; use reserve_region");
+  }
   const auto base = reinterpret_cast<std::uintptr_t>(addr);
   if (!core::is_aligned(base, core::page_size())) {
     return Error(Errc::invalid_argument, "adopt_region '" + opts.name + "': address " + hex(base) +
@@ -268,13 +338,22 @@ Result<void> Region::reset() {
   std::lock_guard lock(g_mutex);
   if (auto e = erase(impl_); !e) return e;
   --g_count;
+  // A pager request abandoned by its faulting thread may still be running the fill function.
+  for (int i = 0; impl_->inflight.load(std::memory_order_acquire) != 0; ++i) {
+    if (i == 10000) {
+      impl_ = nullptr;  // leak the region rather than free what a pager thread still uses
+      return Error(Errc::timed_out, "Region::reset: a pager request for this region did not finish in 10 s");
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
   if (impl_->owned) munmap(reinterpret_cast<void*>(impl_->base), impl_->end - impl_->base);
+  if (impl_->alias != 0) munmap(reinterpret_cast<void*>(impl_->alias), impl_->end - impl_->base);
   delete impl_;
   impl_ = nullptr;
   return {};
 }
 
-Result<std::vector<std::size_t>> Region::collect_dirty() {
+Result<std::vector<std::size_t>> Region::collect_dirty(ProtectBatch* defer) {
   if (impl_ == nullptr) return Error(Errc::invalid_argument, "collect_dirty: empty region handle");
   if (impl_->policy != Policy::track_writes) {
     return Error(Errc::invalid_argument, std::string("collect_dirty: region '") + impl_->name + "' has policy " +
@@ -295,7 +374,9 @@ Result<std::vector<std::size_t>> Region::collect_dirty() {
   for (std::size_t i = 0; i < pages.size();) {  // one mprotect per run of adjacent pages
     std::size_t j = i + 1;
     while (j < pages.size() && pages[j] == pages[j - 1] + 1) ++j;
-    if (mprotect(reinterpret_cast<void*>(impl_->base + pages[i] * page), (j - i) * page, ro) != 0) {
+    if (defer != nullptr) {
+      defer->ops_.push_back(ProtectBatch::Op{impl_->base + pages[i] * page, (j - i) * page, ro});
+    } else if (mprotect(reinterpret_cast<void*>(impl_->base + pages[i] * page), (j - i) * page, ro) != 0) {
       return Error::from_errno("mprotect (collect_dirty)", errno);
     }
     i = j;

@@ -4,6 +4,7 @@
 #include "core/format.hpp"
 #include "core/page.hpp"
 #include "os/linux/syscall.hpp"
+#include "region/fill.hpp"
 #include "region/table.hpp"
 
 #ifndef MADV_POPULATE_READ
@@ -93,8 +94,17 @@ Disposition handle_fault(FaultContext& ctx, void*) {
   const std::uintptr_t page_addr = core::align_down(addr, core::page_size());
   switch (r->policy) {
     case Policy::zero_fill: return zero_fill(*r, page_addr);
+    case Policy::provider:
+    case Policy::pager: return resolve_filled(ctx, *r, page_addr);
     case Policy::track_writes:
-      if (ctx.access() != Access::write) return Disposition::declined;
+      if (ctx.access() != Access::write) {
+        // A read of a page protect() lowered below read: make it readable again, still write-protected.
+        if (os::is_err(os::raw_mprotect(reinterpret_cast<void*>(page_addr), core::page_size(),
+                                        r->prot & ~PROT_WRITE))) {
+          return Disposition::declined;
+        }
+        return Disposition::resolved;
+      }
       return track_write(*r, page_addr);
     default: break;
   }
@@ -122,6 +132,8 @@ const char* policy_name(Policy p) noexcept {
   switch (p) {
     case Policy::guard: return "guard";
     case Policy::zero_fill: return "zero_fill";
+    case Policy::provider: return "provider";
+    case Policy::pager: return "pager";
     case Policy::track_writes: return "track_writes";
     case Policy::barrier: return "barrier";
   }

@@ -10,6 +10,7 @@
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <vector>
 
 #include "faultline/region.hpp"
@@ -29,11 +30,25 @@ struct RegionImpl {
   // track_writes: one bit per page, set by the fault handler (after it unprotects the page).
   std::atomic<std::uint64_t>* dirty = nullptr;
   std::size_t dirty_words = 0;
+  // provider, pager: the private read-write view of the same memfd pages (fills write there), and one
+  // fill-state word per page (region/fill.hpp).
+  std::uintptr_t alias = 0;
+  std::atomic<std::uint32_t>* pstate = nullptr;
+  FillFn fill = nullptr;
+  void* fill_data = nullptr;
+  std::shared_ptr<PagerImpl> pager;
+  std::uint32_t fill_timeout_ms = 10000;
+  // Pager requests that name this region and are not finished (reset() waits for none to be left: a
+  // request abandoned by its faulting thread may outlive that thread's dispatch).
+  std::atomic<std::uint32_t> inflight{0};
 
   RegionImpl() = default;
   RegionImpl(const RegionImpl&) = delete;
   RegionImpl& operator=(const RegionImpl&) = delete;
-  ~RegionImpl() { delete[] dirty; }
+  ~RegionImpl() {
+    delete[] dirty;
+    delete[] pstate;
+  }
 };
 
 }  // namespace faultline::detail

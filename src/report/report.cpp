@@ -96,7 +96,7 @@ void describe_sink(void* ctx, const char* text, std::size_t len) {
 }  // namespace
 
 void write_report(const FaultContext& ctx, int fd, bool color, bool backtrace, unsigned max_frames,
-                  const char* reason, const StackOverflow* overflow) noexcept {
+                  const char* reason, const StackOverflow* overflow, const char* cause) noexcept {
   char buf[1024];
   int out = fd;
   core::Formatter f(buf, sizeof buf, fd_sink, &out);
@@ -119,6 +119,7 @@ void write_report(const FaultContext& ctx, int fd, bool color, bool backtrace, u
     f.put(st.red()).put("cause     stack overflow").put(st.off()).put(" (thread stack ").hex(overflow->stack_lo)
         .put('-').hex(overflow->stack_hi).put(")\n");
   }
+  if (cause != nullptr) f.put(st.red()).put("cause     ").put(cause).put(st.off()).put('\n');
   os::MapsEntry m;
   if (ctx.address() != 0) {
     f.put("mapping   ");
@@ -147,16 +148,16 @@ void write_report(const FaultContext& ctx, int fd, bool color, bool backtrace, u
   f.flush();
 }
 
-void fatal_hook(const FaultContext& ctx, const StackOverflow* overflow) noexcept {
+void fatal_hook(const FaultContext& ctx, const StackOverflow* overflow, const char* cause) noexcept {
   write_report(ctx, g_config.fd.load(std::memory_order_relaxed), g_config.color.load(std::memory_order_relaxed),
                g_config.backtrace.load(std::memory_order_relaxed),
                g_config.max_frames.load(std::memory_order_relaxed), overflow != nullptr ? "stack overflow" : nullptr,
-               overflow);
+               overflow, cause);
 }
 
 void write(const FaultContext& ctx, int fd, const char* reason) noexcept {
   write_report(ctx, fd, g_config.color.load(std::memory_order_relaxed), true,
-               g_config.max_frames.load(std::memory_order_relaxed), reason, nullptr);
+               g_config.max_frames.load(std::memory_order_relaxed), reason, nullptr, nullptr);
 }
 
 }  // namespace faultline::report

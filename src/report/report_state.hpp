@@ -17,10 +17,10 @@ struct ReportConfig {
 extern ReportConfig g_config;
 
 // The trap's fatal hook: writes the report with g_config. Signal path.
-void fatal_hook(const FaultContext& ctx, const StackOverflow* overflow) noexcept;
+void fatal_hook(const FaultContext& ctx, const StackOverflow* overflow, const char* cause) noexcept;
 
 // The full writer. Signal path.
 void write_report(const FaultContext& ctx, int fd, bool color, bool backtrace, unsigned max_frames,
-                  const char* reason, const StackOverflow* overflow) noexcept;
+                  const char* reason, const StackOverflow* overflow, const char* cause) noexcept;
 
 }  // namespace faultline::report

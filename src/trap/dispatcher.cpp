@@ -28,6 +28,14 @@ struct SignalTls {
 };
 __attribute__((tls_model("initial-exec"))) constinit thread_local SignalTls t_sig{};
 
+// A fault this thread turned into SIGBUS (fail_with_sigbus) whose SIGBUS has not arrived yet.
+struct ConvertedTls {
+  bool pending;
+  std::uintptr_t addr;
+  char cause[200];
+};
+__attribute__((tls_model("initial-exec"))) constinit thread_local ConvertedTls t_conv{};
+
 void log_sink(void* ctx, const char* data, std::size_t len) {
   os::raw_write_all(*static_cast<int*>(ctx), data, len);
 }
@@ -106,6 +114,15 @@ void log_overflow(const StackOverflow& ov) noexcept {
   f.flush();
 }
 
+void log_cause(const FaultContext& ctx, const char* cause) noexcept {
+  int fd = g_state.log_fd.load(std::memory_order_relaxed);
+  char buf[384];
+  core::Formatter f(buf, sizeof buf, log_sink, &fd);
+  f.put("faultline: ").put(ctx.signal_name()).put(" at ").hex(ctx.address()).put(" in thread ")
+      .dec(os::raw_gettid()).put(": ").put(cause).put('\n');
+  f.flush();
+}
+
 // The previous action, copied (the slots may be rewritten by reassert() once we leave the epoch).
 struct sigaction previous_action(int sig) noexcept {
   SignalState& ss = g_state.sig[sig];
@@ -124,8 +141,9 @@ bool is_fatal(const struct sigaction& sa, bool kernel_fault) noexcept {
 }
 
 // Hands the signal to the action installed before faultline, with that action's semantics.
-void chain(int sig, siginfo_t* info, ucontext_t* uc, const struct sigaction& sa, bool kernel_fault) noexcept {
-  const bool reexecute = kernel_fault && sig != SIGTRAP;  // a breakpoint does not trap again
+// `reexecute`: for SIG_DFL, returning makes the faulting instruction raise the signal again.
+void chain(int sig, siginfo_t* info, ucontext_t* uc, const struct sigaction& sa, bool kernel_fault,
+           bool reexecute) noexcept {
   if (!(sa.sa_flags & SA_SIGINFO)) {
     if (sa.sa_handler == SIG_DFL) return die_by_default(sig, reexecute);
     if (sa.sa_handler == SIG_IGN) {
@@ -160,6 +178,12 @@ void dispatch(int sig, siginfo_t* info, ucontext_t* uc) noexcept {
     leave_epoch();
   }
   const bool kernel_fault = ctx.is_kernel_fault();
+  // The SIGBUS that fail_with_sigbus() queued: it has the semantics of a kernel fault (SIG_IGN cannot
+  // ignore it) but must be raised, not re-executed (the instruction would fault as SIGSEGV again), and
+  // no handler is offered it (the region would only fail again).
+  const bool converted = sig == SIGBUS && t_conv.pending && kernel_fault && ctx.code() == BUS_ADRERR &&
+                         ctx.address() == t_conv.addr;
+  if (converted) t_conv.pending = false;
   t_sig = SignalTls{here, false, 0, sig, ctx.code(), ctx.address(), ctx.pc(), 0};
 
   // The epoch keeps handler slots, their data and the previous action alive while we use them.
@@ -168,7 +192,7 @@ void dispatch(int sig, siginfo_t* info, ucontext_t* uc) noexcept {
 
   StackOverflow overflow{};
   bool is_overflow = false;
-  if (kernel_fault) {
+  if (kernel_fault && !converted) {
     is_overflow = sig == SIGSEGV && detect_overflow(ctx, &overflow);
     if (is_overflow) {
       ss.overflows.fetch_add(1, std::memory_order_relaxed);
@@ -200,16 +224,19 @@ void dispatch(int sig, siginfo_t* info, ucontext_t* uc) noexcept {
   const struct sigaction prev = previous_action(sig);
   if (is_fatal(prev, kernel_fault)) {
     FatalHook report = g_state.fatal_hook.load(std::memory_order_acquire);
+    const char* cause = converted ? t_conv.cause : nullptr;
     if (report != nullptr && (kernel_fault || sig != SIGTRAP)) {
-      report(ctx, is_overflow ? &overflow : nullptr);
+      report(ctx, is_overflow ? &overflow : nullptr, cause);
     } else if (is_overflow) {
       log_overflow(overflow);
+    } else if (cause != nullptr) {
+      log_cause(ctx, cause);
     }
   }
   // Leave the epoch before chaining: a previous handler may longjmp out. The frame marker stays until
   // chain() returns, so a fault inside the previous handler is recognised as nested.
   leave_epoch();
-  chain(sig, info, uc, prev, kernel_fault);
+  chain(sig, info, uc, prev, kernel_fault, kernel_fault && sig != SIGTRAP && !converted);
   t_sig.frame = 0;
 }
 
@@ -225,6 +252,33 @@ void die_by_default(int sig, bool reexecute) noexcept {
   os::raw_sigprocmask(SIG_UNBLOCK, &unblock, nullptr);
   // Still alive: the signal was blocked in a way we could not undo. Do not return into a broken state.
   os::raw_exit_group(128 + sig);
+}
+
+void fail_with_sigbus(FaultContext& ctx, const char* cause) noexcept {
+  std::size_t n = 0;
+  if (cause != nullptr) {
+    while (cause[n] != '\0' && n + 1 < sizeof t_conv.cause) {
+      t_conv.cause[n] = cause[n];
+      ++n;
+    }
+  }
+  t_conv.cause[n] = '\0';
+  t_conv.addr = ctx.address();
+  t_conv.pending = true;
+  siginfo_t si;
+  std::memset(&si, 0, sizeof si);
+  si.si_signo = SIGBUS;
+  si.si_code = BUS_ADRERR;
+  si.si_addr = reinterpret_cast<void*>(ctx.address());
+  os::raw_rt_tgsigqueueinfo(os::raw_getpid(), os::raw_gettid(), SIGBUS, &si);
+  // Deliver it as soon as the handler returns, even if the interrupted code blocked SIGBUS (the kernel
+  // does the same for the faults it raises).
+  if (ucontext_t* uc = ctx.ucontext(); uc != nullptr) {
+    std::uint64_t mask;
+    std::memcpy(&mask, &uc->uc_sigmask, sizeof mask);
+    mask &= ~os::sigbit(SIGBUS);
+    std::memcpy(&uc->uc_sigmask, &mask, sizeof mask);
+  }
 }
 
 void describe_address(std::uintptr_t addr, DescribeSink sink, void* ctx) noexcept {

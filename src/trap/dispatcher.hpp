@@ -35,7 +35,9 @@ struct SignalState {
 
 // Called for a fault that is about to end the process (the previous action is SIG_DFL, or SIG_IGN for a
 // kernel fault), before it does. Set by the crash report when enabled. Runs in signal context.
-using FatalHook = void (*)(const FaultContext& ctx, const StackOverflow* overflow);
+// `overflow` is set for a stack overflow; `cause` (or null) is why faultline failed the access (a
+// provider or pager that could not supply the page).
+using FatalHook = void (*)(const FaultContext& ctx, const StackOverflow* overflow, const char* cause);
 
 struct DispatcherState {
   HandlerSlot slots[kMaxHandlers];
@@ -73,6 +75,14 @@ void describe_address(std::uintptr_t addr, DescribeSink sink, void* ctx) noexcep
 // return from the handler so that the faulting instruction raises the signal again; otherwise the
 // signal is raised now.
 void die_by_default(int sig, bool reexecute) noexcept;
+
+// Makes the fault in `ctx` end as SIGBUS (BUS_ADRERR) at the same address, the signal the kernel raises
+// for a file-backed page it cannot supply: queues that SIGBUS to the calling thread, unblocks it in the
+// context the handler returns to, and remembers `cause` (copied) for the crash report. The caller then
+// returns `resolved`: the SIGBUS is delivered before the faulting instruction runs again, and faultline
+// hands it straight to the report and the previous SIGBUS action (regions do not see it again). With
+// SIG_DFL the process dies by SIGBUS. Async-signal-safe; call only from a fault handler.
+void fail_with_sigbus(FaultContext& ctx, const char* cause) noexcept;
 
 // Waits (outside signal context) until every dispatch that started before the call has finished, so that
 // what it may have read can be freed. Gives up with Errc::timed_out after 10 s.

@@ -106,3 +106,44 @@ const char* signal_code_name(int sig, int code) noexcept {
 }
 
 }  // namespace faultline
+
+#include <cerrno>
+
+#include "os/linux/errnames.hpp"
+
+namespace faultline::os {
+
+const char* errno_name(int err) noexcept {
+  switch (err) {
+    case EPERM: return "EPERM";
+    case ENOENT: return "ENOENT";
+    case EINTR: return "EINTR";
+    case EIO: return "EIO";
+    case ENXIO: return "ENXIO";
+    case EBADF: return "EBADF";
+    case EAGAIN: return "EAGAIN";
+    case ENOMEM: return "ENOMEM";
+    case EACCES: return "EACCES";
+    case EFAULT: return "EFAULT";
+    case EBUSY: return "EBUSY";
+    case EEXIST: return "EEXIST";
+    case EINVAL: return "EINVAL";
+    case ENOSPC: return "ENOSPC";
+    case ESPIPE: return "ESPIPE";
+    case EROFS: return "EROFS";
+    case EPIPE: return "EPIPE";
+    case ERANGE: return "ERANGE";
+    case EDEADLK: return "EDEADLK";
+    case ENOSYS: return "ENOSYS";
+    case ENODATA: return "ENODATA";
+    case EOVERFLOW: return "EOVERFLOW";
+    case ECONNRESET: return "ECONNRESET";
+    case ETIMEDOUT: return "ETIMEDOUT";
+    case ECONNREFUSED: return "ECONNREFUSED";
+    case ECANCELED: return "ECANCELED";
+    case EHWPOISON: return "EHWPOISON";
+    default: return "errno";
+  }
+}
+
+}  // namespace faultline::os

@@ -90,6 +90,11 @@ inline long raw_sigaltstack(const stack_t* ss, stack_t* old) noexcept {
 inline long raw_getpid() noexcept { return raw_syscall(SYS_getpid); }
 inline long raw_gettid() noexcept { return raw_syscall(SYS_gettid); }
 inline long raw_tgkill(long pid, long tid, int sig) noexcept { return raw_syscall(SYS_tgkill, pid, tid, sig); }
+// Queues `sig` with the caller's siginfo to thread `tid` of process `pid`. The kernel accepts a
+// positive si_code (one that looks kernel-generated) only when the target is the calling process.
+inline long raw_rt_tgsigqueueinfo(long pid, long tid, int sig, const void* info) noexcept {
+  return raw_syscall(SYS_rt_tgsigqueueinfo, pid, tid, sig, arg(info));
+}
 inline long raw_ioctl(int fd, unsigned long req, void* argp) noexcept {
   return raw_syscall(SYS_ioctl, fd, static_cast<long>(req), arg(argp));
 }

@@ -1,0 +1,108 @@
+// region/pager.cpp: the external pager's threads (ordinary code: they run the regions' fill functions).
+//
+// A pager thread sleeps on the pager's request sequence word, takes pending requests from the slot
+// array, runs the region's fill function, completes the pages (region/fill.cpp) and answers. See
+// region/fill.hpp for the slot protocol.
+#include <pthread.h>
+
+#include <climits>
+#include <cstring>
+
+#include "os/linux/syscall.hpp"
+#include "region/fill.hpp"
+#include "region/table.hpp"
+
+namespace faultline {
+
+namespace {
+
+using detail::PagerImpl;
+using detail::PagerSlot;
+using detail::RegionImpl;
+
+std::uint32_t* word(std::atomic<std::uint32_t>& a) noexcept { return reinterpret_cast<std::uint32_t*>(&a); }
+
+void process(PagerImpl& p, PagerSlot& slot) {
+  RegionImpl& r = *slot.region;
+  FillStatus st;
+  try {
+    st = r.fill(slot.req, r.fill_data);
+  } catch (...) {
+    st = FillStatus{EIO, "the pager's fill function threw an exception"};
+  }
+  st = region::finish_fill(r, slot.first_page, slot.count, st);
+  if (st.error != 0) p.failed.fetch_add(1, std::memory_order_relaxed);
+  slot.status = st;
+  r.inflight.fetch_sub(1, std::memory_order_acq_rel);  // the region is not touched after this
+  std::uint32_t expected = region::kSlotTaken;
+  if (slot.state.compare_exchange_strong(expected, region::kSlotDone, std::memory_order_acq_rel)) {
+    os::raw_futex_wake(word(slot.state), 1);
+  } else {  // abandoned by its faulting thread: nobody will read the answer
+    slot.state.store(region::kSlotFree, std::memory_order_release);
+    p.free_seq.fetch_add(1, std::memory_order_release);
+    os::raw_futex_wake(word(p.free_seq), 1);
+  }
+}
+
+void serve(PagerImpl* p) {
+  region::set_serving(p);
+  for (;;) {
+    const std::uint32_t seen = p->seq.load(std::memory_order_acquire);
+    if (p->stop.load(std::memory_order_acquire)) break;
+    bool found = false;
+    for (PagerSlot& slot : p->slots) {
+      std::uint32_t expected = region::kSlotPending;
+      if (slot.state.load(std::memory_order_relaxed) != expected) continue;
+      if (!slot.state.compare_exchange_strong(expected, region::kSlotTaken, std::memory_order_acq_rel)) continue;
+      found = true;
+      process(*p, slot);
+    }
+    if (!found) os::raw_futex_wait(word(p->seq), seen);
+  }
+  region::set_serving(nullptr);
+}
+
+}  // namespace
+
+namespace detail {
+
+PagerImpl::~PagerImpl() {
+  stop.store(true, std::memory_order_release);
+  seq.fetch_add(1, std::memory_order_release);
+  os::raw_futex_wake(word(seq), INT_MAX);
+  for (std::thread& t : threads) t.join();
+}
+
+const std::shared_ptr<PagerImpl>& impl_of(const Pager& p) noexcept { return p.impl_; }
+
+}  // namespace detail
+
+Result<Pager> Pager::start(const PagerOptions& opts) {
+  if (opts.threads == 0 || opts.threads > 64) {
+    return Error(Errc::invalid_argument, "Pager '" + opts.name + "': threads must be 1..64, not " +
+                                             std::to_string(opts.threads));
+  }
+  auto impl = std::make_shared<PagerImpl>();
+  impl->name = opts.name;
+  try {
+    for (unsigned i = 0; i < opts.threads; ++i) {
+      impl->threads.emplace_back(serve, impl.get());
+      char tname[16];
+      std::snprintf(tname, sizeof tname, "%s", opts.name.c_str());
+      pthread_setname_np(impl->threads.back().native_handle(), tname);
+    }
+  } catch (const std::system_error& e) {
+    return Error(Errc::system_error, "Pager '" + opts.name + "': cannot start a thread: " + e.what());
+  }
+  Pager p;
+  p.impl_ = std::move(impl);
+  return p;
+}
+
+PagerStats Pager::stats() const noexcept {
+  if (impl_ == nullptr) return {};
+  return PagerStats{impl_->requests.load(std::memory_order_relaxed), impl_->failed.load(std::memory_order_relaxed),
+                    impl_->abandoned.load(std::memory_order_relaxed)};
+}
+
+}  // namespace faultline
