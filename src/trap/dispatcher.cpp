@@ -270,6 +270,10 @@ void fail_with_sigbus(FaultContext& ctx, const char* cause) noexcept {
   si.si_signo = SIGBUS;
   si.si_code = BUS_ADRERR;
   si.si_addr = reinterpret_cast<void*>(ctx.address());
+  // Blocked until the handler returns (sigreturn installs uc_sigmask), or it would arrive right now,
+  // as a nested fault.
+  const std::uint64_t bus = os::sigbit(SIGBUS);
+  os::raw_sigprocmask(SIG_BLOCK, &bus, nullptr);
   os::raw_rt_tgsigqueueinfo(os::raw_getpid(), os::raw_gettid(), SIGBUS, &si);
   // Deliver it as soon as the handler returns, even if the interrupted code blocked SIGBUS (the kernel
   // does the same for the faults it raises).
