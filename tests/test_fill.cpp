@@ -394,6 +394,30 @@ TEST(Protect, CollectDirtyCanDeferReArming) {
   EXPECT_TRUE(r.exited() && r.exit_code() == 0) << r;
 }
 
+
+TEST(Discard, PagesAreRefilledOrZeroedOnTheNextAccess) {
+  ChildResult r = run_child([] {
+    g_seen.calls = 0;
+    auto fil = reserve_region(4 * kPage, filled("evictable", Policy::provider, recording_fill, reinterpret_cast<void*>(4)));
+    if (!fil.ok()) _exit(90);
+    auto* p = static_cast<char*>(fil->data());
+    p[kPage] = 99;  // fill page 1, then change it
+    if (g_seen.calls != 1 || p[kPage] != 99) _exit(1);
+    if (!fil->discard(1, 1).ok()) _exit(2);
+    if (!check_pattern(p, 4, kPage, kPage) || g_seen.calls != 2) _exit(3);  // refilled: the change is gone
+    if (fil->discard(3, 2).ok()) _exit(4);                                   // outside the region
+
+    RegionOptions o;
+    o.name = "zeroed";
+    auto zf = reserve_region(2 * kPage, o);
+    if (!zf.ok()) _exit(91);
+    auto* z = static_cast<volatile char*>(zf->data());
+    z[kPage + 1] = 5;
+    if (!zf->discard(0, 2).ok() || z[kPage + 1] != 0) _exit(5);
+  });
+  EXPECT_TRUE(r.exited() && r.exit_code() == 0) << r;
+}
+
 // The VM fault dispatcher: windows of every kind in one process, each faulted by its own thread, plus a
 // fault outside every window and a write into a read-only window, which reach the program's own
 // SIGSEGV handler (installed before faultline) with the faulting address.

@@ -184,6 +184,13 @@ class [[nodiscard]] Region {
   // the region or perms it does not have.
   Result<void> protect(std::size_t first_page, std::size_t count, unsigned perms);
 
+  // Drops the contents of pages [first_page, first_page + count) and re-arms them, as if never touched:
+  // the next access zero-fills (zero_fill), fills again (provider, pager) or sees zeros write-protected
+  // (track_writes). Memory goes back to the system. Concurrent faults on those pages are safe: a fill
+  // in progress is waited for (up to 10 s, then Errc::timed_out). Use it to evict the pages of a pager
+  // after writing them back. Errc::invalid_argument for a range outside the region.
+  Result<void> discard(std::size_t first_page, std::size_t count);
+
   // Unregisters now. Errc::busy from inside a fault handler.
   Result<void> reset();
 

@@ -1,12 +1,16 @@
-// region/protect.cpp: changing the protection of a region's pages, one at a time or batched.
+// region/protect.cpp: changing the protection of a region's pages (one range, or batched), and
+// discarding pages.
 #include <sys/mman.h>
 
 #include <algorithm>
 #include <cerrno>
+#include <chrono>
 #include <string>
+#include <thread>
 
 #include "core/page.hpp"
 #include "faultline/region.hpp"
+#include "region/fill.hpp"
 #include "region/table.hpp"
 
 namespace faultline {
@@ -45,6 +49,54 @@ Result<void> Region::protect(std::size_t first_page, std::size_t count, unsigned
     return Error::from_errno("mprotect (Region::protect)", errno);
   }
   return {};
+}
+
+Result<void> Region::discard(std::size_t first_page, std::size_t count) {
+  if (auto c = check(impl_, first_page, count, perm_none); !c) return c;
+  detail::RegionImpl& r = *impl_;
+  const std::size_t page = core::page_size();
+  void* view = reinterpret_cast<void*>(r.base + first_page * page);
+  const std::size_t len = count * page;
+  const int armed = r.policy == Policy::track_writes ? r.prot & ~PROT_WRITE : PROT_NONE;
+  if (r.pstate == nullptr) {
+    if (mprotect(view, len, armed) != 0) return Error::from_errno("mprotect (Region::discard)", errno);
+    if (r.policy == Policy::track_writes) {
+      for (std::size_t i = first_page; i < first_page + count; ++i) {
+        r.dirty[i / 64].fetch_and(~(std::uint64_t{1} << (i % 64)), std::memory_order_acq_rel);
+      }
+    }
+    if (madvise(view, len, MADV_DONTNEED) != 0) return Error::from_errno("madvise (Region::discard)", errno);
+    return {};
+  }
+  // Filled regions: claim every page (waiting out fills in progress), hide and free them, then mark them
+  // empty, which wakes anyone who faulted on them meanwhile and lets them fill again.
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  std::size_t claimed = 0;
+  for (std::size_t i = first_page; i < first_page + count; ++i) {
+    for (;;) {
+      std::uint32_t s = r.pstate[i].load(std::memory_order_acquire);
+      if ((s & region::kPageStateMask) != region::kPageFilling &&
+          r.pstate[i].compare_exchange_weak(s, region::kPageFilling | (s & region::kPageWaiters),
+                                            std::memory_order_acq_rel)) {
+        break;
+      }
+      if (std::chrono::steady_clock::now() > deadline) {
+        region::finish_fill(r, first_page, claimed, FillStatus{EAGAIN, nullptr});
+        return Error(Errc::timed_out, std::string("Region::discard: a fill of region '") + r.name +
+                                          "' page " + std::to_string(i) + " did not finish in 10 s");
+      }
+      std::this_thread::sleep_for(std::chrono::microseconds(100));
+    }
+    ++claimed;
+  }
+  Result<void> out;
+  if (mprotect(view, len, PROT_NONE) != 0) {
+    out = Error::from_errno("mprotect (Region::discard)", errno);
+  } else if (madvise(reinterpret_cast<void*>(r.alias + first_page * page), len, MADV_REMOVE) != 0) {
+    out = Error::from_errno("madvise MADV_REMOVE (Region::discard)", errno);
+  }
+  region::finish_fill(r, first_page, count, FillStatus{EAGAIN, nullptr});  // back to empty, wake waiters
+  return out;
 }
 
 Result<void> ProtectBatch::add(const Region& region, std::size_t first_page, std::size_t count, unsigned perms) {
