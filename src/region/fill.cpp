@@ -7,10 +7,12 @@
 
 #include <climits>
 
+
 #include "core/format.hpp"
 #include "core/page.hpp"
 #include "os/linux/errnames.hpp"
 #include "os/linux/syscall.hpp"
+#include "os/linux/uapi.hpp"
 #include "region/fill.hpp"
 #include "region/table.hpp"
 #include "trap/dispatcher.hpp"
@@ -137,13 +139,22 @@ Disposition fill_run(FaultContext& ctx, RegionImpl& r, std::size_t first, std::i
                   ctx.pc(),
                   os::raw_gettid(),
                   reinterpret_cast<std::byte*>(r.alias + first * page)};
+  // Map the run's memory in both views with one call each instead of a kernel fault per page: the
+  // alias before the fill writes it, the region's view after finish_fill opens it. Failure is harmless
+  // (the kernel then faults the pages in one by one).
+  os::raw_madvise(req.dest, req.length, MADV_POPULATE_WRITE);
   FillStatus st;
   if (r.policy == Policy::provider) {
     st = finish_fill(r, first, count, r.fill(req, r.fill_data));
   } else {
     st = ask_pager(r, req, first, count, deadline);
   }
-  if (st.error != 0) fail(ctx, r, first, count, st);
+  if (st.error != 0) {
+    fail(ctx, r, first, count, st);
+  } else {
+    os::raw_madvise(reinterpret_cast<void*>(r.base + first * page), count * page,
+                    (r.perms & perm_write) ? MADV_POPULATE_WRITE : MADV_POPULATE_READ);
+  }
   return Disposition::resolved;
 }
 

@@ -55,9 +55,9 @@ const RegionImpl* find_overlap(std::uintptr_t base, std::uintptr_t end) {
   const Top* top = g_top.load(std::memory_order_acquire);
   if (top == nullptr) return nullptr;
   for (const Leaf* leaf : top->leaf) {  // writers only; O(n) is fine next to an mmap
-    if (leaf->n == 0 || leaf->e[0].base >= end) continue;
+    if (leaf->n == 0 || leaf->base[0] >= end) continue;
     for (std::size_t i = 0; i < leaf->n; ++i) {
-      if (leaf->e[i].base < end && base < leaf->e[i].end) return leaf->e[i].r;
+      if (leaf->base[i] < end && base < leaf->end[i]) return leaf->r[i];
     }
   }
   return nullptr;
@@ -70,8 +70,7 @@ Result<void> insert(RegionImpl* r) {
   const Entry entry{r->base, r->end, r};
   if (next->leaf.empty()) {
     auto* leaf = new Leaf();
-    leaf->n = 1;
-    leaf->e[0] = entry;
+    leaf->push(entry);
     next->leaf.push_back(leaf);
     next->first.push_back(entry.base);
     return publish(next.release(), nullptr, nullptr);
@@ -84,30 +83,26 @@ Result<void> insert(RegionImpl* r) {
   std::size_t n = 0;
   bool placed = false;
   for (std::size_t i = 0; i < old_leaf->n; ++i) {
-    if (!placed && entry.base < old_leaf->e[i].base) {
+    if (!placed && entry.base < old_leaf->base[i]) {
       tmp[n++] = entry;
       placed = true;
     }
-    tmp[n++] = old_leaf->e[i];
+    tmp[n++] = old_leaf->entry(i);
   }
   if (!placed) tmp[n++] = entry;
   if (n <= kLeafCap) {
     auto* leaf = new Leaf();
-    leaf->n = n;
-    std::copy(tmp, tmp + n, leaf->e);
+    for (std::size_t i = 0; i < n; ++i) leaf->push(tmp[i]);
     next->leaf[li] = leaf;
-    next->first[li] = leaf->e[0].base;
+    next->first[li] = leaf->base[0];
   } else {  // split in two halves
     auto* a = new Leaf();
     auto* b = new Leaf();
-    a->n = n / 2;
-    b->n = n - a->n;
-    std::copy(tmp, tmp + a->n, a->e);
-    std::copy(tmp + a->n, tmp + n, b->e);
+    for (std::size_t i = 0; i < n; ++i) (i < n / 2 ? a : b)->push(tmp[i]);
     next->leaf[li] = a;
-    next->first[li] = a->e[0].base;
+    next->first[li] = a->base[0];
     next->leaf.insert(next->leaf.begin() + static_cast<std::ptrdiff_t>(li) + 1, b);
-    next->first.insert(next->first.begin() + static_cast<std::ptrdiff_t>(li) + 1, b->e[0].base);
+    next->first.insert(next->first.begin() + static_cast<std::ptrdiff_t>(li) + 1, b->base[0]);
   }
   return publish(next.release(), old_leaf, nullptr);
 }
@@ -122,7 +117,7 @@ Result<void> erase(RegionImpl* r) {
   const Leaf* old_leaf = next->leaf[li];
   auto* leaf = new Leaf();
   for (std::size_t i = 0; i < old_leaf->n; ++i) {
-    if (old_leaf->e[i].r != r) leaf->e[leaf->n++] = old_leaf->e[i];
+    if (old_leaf->r[i] != r) leaf->push(old_leaf->entry(i));
   }
   if (leaf->n == old_leaf->n) {
     delete leaf;
@@ -134,7 +129,7 @@ Result<void> erase(RegionImpl* r) {
     next->first.erase(next->first.begin() + static_cast<std::ptrdiff_t>(li));
   } else {
     next->leaf[li] = leaf;
-    next->first[li] = leaf->e[0].base;
+    next->first[li] = leaf->base[0];
   }
   return publish(next.release(), old_leaf, nullptr);
 }

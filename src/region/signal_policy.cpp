@@ -4,13 +4,10 @@
 #include "core/format.hpp"
 #include "core/page.hpp"
 #include "os/linux/syscall.hpp"
+#include "os/linux/uapi.hpp"
 #include "region/fill.hpp"
 #include "region/table.hpp"
 
-#ifndef MADV_POPULATE_READ
-#define MADV_POPULATE_READ 22
-#define MADV_POPULATE_WRITE 23
-#endif
 
 namespace faultline::region {
 
@@ -21,27 +18,29 @@ int prot_of(unsigned perms) noexcept {
          ((perms & perm_exec) ? PROT_EXEC : 0);
 }
 
+namespace {
+
+// The index of the last element <= x in the sorted a[0..n) (n > 0), or 0 when even a[0] > x (the caller
+// checks). Branch-free: the loop's only branch is its trip count, which depends on n alone.
+inline std::size_t last_not_above(const std::uintptr_t* a, std::size_t n, std::uintptr_t x) noexcept {
+  const std::uintptr_t* p = a;
+  while (n > 1) {
+    const std::size_t half = n / 2;
+    p = p[half] <= x ? p + half : p;  // a conditional move
+    n -= half;
+  }
+  return static_cast<std::size_t>(p - a);
+}
+
+}  // namespace
+
 detail::RegionImpl* lookup(std::uintptr_t addr) noexcept {
   const Top* top = g_top.load(std::memory_order_acquire);
   if (top == nullptr || top->first.empty()) return nullptr;
-  // Last leaf whose first base <= addr.
-  std::size_t lo = 0, hi = top->first.size();
-  const std::uintptr_t* first = top->first.data();
-  while (hi - lo > 1) {
-    std::size_t mid = (lo + hi) / 2;
-    if (first[mid] <= addr) lo = mid;
-    else hi = mid;
-  }
-  const Leaf* leaf = top->leaf.data()[lo];
-  std::size_t a = 0, b = leaf->n;
-  if (b == 0 || leaf->e[0].base > addr) return nullptr;
-  while (b - a > 1) {
-    std::size_t mid = (a + b) / 2;
-    if (leaf->e[mid].base <= addr) a = mid;
-    else b = mid;
-  }
-  const Entry& e = leaf->e[a];
-  return addr >= e.base && addr < e.end ? e.r : nullptr;
+  const Leaf* leaf = top->leaf.data()[last_not_above(top->first.data(), top->first.size(), addr)];
+  if (leaf->n == 0) return nullptr;
+  const std::size_t i = last_not_above(leaf->base, leaf->n, addr);
+  return addr >= leaf->base[i] && addr < leaf->end[i] ? leaf->r[i] : nullptr;
 }
 
 namespace {

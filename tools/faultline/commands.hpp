@@ -1,8 +1,25 @@
 // tools/faultline/commands.hpp: the subcommands of the `faultline` tool.
 #pragma once
 
+#include <cstddef>
+
 namespace faultline::cli {
 
+#include <string>
+#include <vector>
+
 int run_info(bool json);
+// The machine's description (kernel, CPU, page size, userfaultfd features) as JSON.
+std::string machine_json();
+
+struct BenchArgs {
+  bool quick = false;
+  unsigned rounds = 0;  // 0: the default (9, or 3 with --quick)
+  std::size_t pages = 4096;
+  unsigned threads = 0;
+  std::vector<std::string> only;
+  std::string json_path, svg_path;
+};
+int run_bench(const BenchArgs& args);
 
 }  // namespace faultline::cli

@@ -1,6 +1,10 @@
 // tools/faultline/info.cpp: `faultline info`: the kernel's offer, as text or JSON.
+#include <unistd.h>
+
 #include <cstdio>
+#include <fstream>
 #include <nlohmann/json.hpp>
+#include <string>
 
 #include "commands.hpp"
 #include "faultline/kernel.hpp"
@@ -38,6 +42,22 @@ nlohmann::json to_json(const KernelInfo& k) {
 const char* yes(bool b) { return b ? "yes" : "no"; }
 
 }  // namespace
+
+std::string machine_json() {
+  nlohmann::json j = to_json(probe_kernel());
+  std::ifstream cpuinfo("/proc/cpuinfo");
+  std::string line, model = "unknown";
+  while (std::getline(cpuinfo, line)) {
+    if (line.rfind("model name", 0) == 0) {
+      model = line.substr(line.find(':') + 2);
+      break;
+    }
+  }
+  j["cpu"] = model;
+  j["online_cpus"] = sysconf(_SC_NPROCESSORS_ONLN);
+  j["memory_bytes"] = static_cast<long long>(sysconf(_SC_PHYS_PAGES)) * sysconf(_SC_PAGESIZE);
+  return j.dump();
+}
 
 int run_info(bool json) {
   KernelInfo k = probe_kernel();

@@ -1,4 +1,4 @@
-// tools/faultline/main.cpp: the `faultline` command line (info; bench and catch come with their issues).
+// tools/faultline/main.cpp: the `faultline` command line (info, bench; catch comes with its issue).
 #include <CLI/CLI.hpp>
 
 #include "commands.hpp"
@@ -11,7 +11,23 @@ int main(int argc, char** argv) {
   auto* info = app.add_subcommand("info", "What this kernel offers faultline (userfaultfd, PAGEMAP_SCAN, ...)");
   info->add_flag("--json", json, "Print JSON instead of text");
 
+  faultline::cli::BenchArgs bench_args;
+  auto* bench = app.add_subcommand("bench", "Measure every mechanism against the baseline users would pick instead");
+  bench->add_flag("--quick", bench_args.quick, "Fewer rounds and smaller samples (for CI)");
+  bench->add_option("--rounds", bench_args.rounds, "Interleaved rounds per row (default 9; 3 with --quick)")
+      ->check(CLI::Range(1u, 1000u));
+  bench->add_option("--only", bench_args.only, "Run only these sections (trap, regions, userfaultfd, file, dirty, "
+                                               "threads, emulation)")
+      ->check(CLI::IsMember({"trap", "regions", "userfaultfd", "file", "dirty", "threads", "emulation"}));
+  bench->add_option("--pages", bench_args.pages, "Pages per first-touch sample (default 4096)")
+      ->check(CLI::Range(std::size_t{64}, std::size_t{1} << 20));
+  bench->add_option("--threads", bench_args.threads, "Threads for the multi-threaded rows")
+      ->check(CLI::Range(1u, 1024u));
+  bench->add_option("--json", bench_args.json_path, "Write every sample and the machine's description to FILE");
+  bench->add_option("--svg", bench_args.svg_path, "Draw the ratios as a bar chart in FILE");
+
   CLI11_PARSE(app, argc, argv);
   if (info->parsed()) return faultline::cli::run_info(json);
+  if (bench->parsed()) return faultline::cli::run_bench(bench_args);
   return 2;
 }

@@ -88,3 +88,11 @@ struct pm_scan_arg {
 #endif
 
 static_assert(sizeof(struct pm_scan_arg) == 96, "pm_scan_arg layout");
+
+// madvise advice from Linux 5.14 (glibc 2.36's headers may lack them).
+#ifndef MADV_POPULATE_READ
+#define MADV_POPULATE_READ 22
+#endif
+#ifndef MADV_POPULATE_WRITE
+#define MADV_POPULATE_WRITE 23
+#endif

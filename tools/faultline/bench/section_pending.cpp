@@ -1,0 +1,40 @@
+// tools/faultline/bench/section_pending.cpp: the rows whose mechanisms faultline does not have yet. They
+// are listed with the reason instead of being left out, so the table always shows the whole comparison
+// the project has committed to.
+#include "bench/sections.hpp"
+
+namespace faultline::bench {
+
+void section_pending(Bench& b) {
+  struct Pending {
+    const char* section;
+    const char* name;
+    const char* baseline;
+    const char* reason;
+    const char* target;
+  };
+  static const Pending rows[] = {
+      {"userfaultfd", "first touch sequential, userfaultfd handler thread", "kernel demand-zero fault",
+       "the userfaultfd backend is not built yet (issue 4)", "4x faster"},
+      {"userfaultfd", "first touch sequential, userfaultfd SIGBUS self-service", "kernel demand-zero fault",
+       "the userfaultfd backend is not built yet (issue 4)", nullptr},
+      {"file", "first read of a file-backed region, sequential", "kernel mmap of the file",
+       "the built-in file store is not built yet (issue 4)", "<= 2x"},
+      {"dirty", "dirty tracking epoch, userfaultfd WP_ASYNC + PAGEMAP_SCAN", "mprotect + SIGSEGV",
+       "the userfaultfd backend is not built yet (issue 4)", "1.5x faster"},
+      {"threads", "stop-the-world + resume", "Boehm GC GC_stop_world_external",
+       "stop-the-world is not built yet (issue 5)", "<= 0.5x"},
+      {"threads", "preemption enable/disable and lateness", "requested budget",
+       "preemption is not built yet (issue 5)", nullptr},
+      {"emulation", "decode + emulate per fault", "plain fault round trip",
+       "instruction emulation is not built yet (issue 6)", nullptr},
+  };
+  for (const Pending& p : rows) {
+    if (!b.wants(p.section)) continue;
+    std::optional<Target> t;
+    if (p.target != nullptr) t = Target{Target::Kind::ratio_at_most, 0, p.target, ""};
+    b.unavailable(p.section, p.name, p.baseline, p.reason, t);
+  }
+}
+
+}  // namespace faultline::bench

@@ -1,0 +1,30 @@
+// tools/faultline/bench/sections.hpp: the sections of `faultline bench`, one function each.
+#pragma once
+
+#include "bench/harness.hpp"
+
+namespace faultline::bench {
+
+void section_trap(Bench& b);     // fault round trip: bare handler, libsigsegv, faultline with N regions
+void section_regions(Bench& b);  // region lookup, zero-fill fault, first touch with fault-around
+void section_pending(Bench& b);  // rows of mechanisms not built yet, shown as such
+
+// A page-aligned anonymous mapping, unmapped at scope exit.
+class Mapping {
+ public:
+  Mapping(std::size_t bytes, int prot);
+  ~Mapping();
+  Mapping(const Mapping&) = delete;
+  Mapping& operator=(const Mapping&) = delete;
+  char* data() const { return p_; }
+  std::size_t size() const { return n_; }
+
+ private:
+  char* p_;
+  std::size_t n_;
+};
+
+// Exits with a message (the bench cannot go on without it).
+[[noreturn]] void die(const std::string& what);
+
+}  // namespace faultline::bench
