@@ -12,6 +12,7 @@ packages=(
   libsigsegv-dev libgc-dev                     # baselines measured by `faultline bench`
   liburing-dev                                 # the file store's reads
   clang binutils                               # fuzzing target; nm for the signal-path symbol check
+  python3 python3-jsonschema                   # the bench JSON schema test
 )
 
 missing=()
