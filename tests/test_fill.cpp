@@ -321,6 +321,46 @@ TEST(Pager, PagerThreadTouchingItsOwnRegionFailsInsteadOfDeadlocking) {
   EXPECT_NE(r.output.find("pager for region 'loop' failed on page 1: EDEADLK"), std::string::npos) << r;
 }
 
+// A faulting thread that waits for a slow pager does not hold up region registration meanwhile.
+std::atomic<int> g_fill_started{0};
+std::atomic<int> g_fill_release{0};
+FillStatus gated_fill(const FillRequest& req, void* data) {
+  g_fill_started = 1;
+  for (long spin = 0; g_fill_release.load() == 0; ++spin) {
+    if (spin > 200'000'000L) return FillStatus{EIO, "never released"};
+    std::this_thread::yield();
+  }
+  return fill_pattern(req, data);
+}
+
+TEST(Pager, RegistrationGoesOnWhileAFaultWaitsForThePager) {
+  ChildResult r = run_child([] {
+    auto pager = Pager::start();
+    if (!pager.ok()) _exit(90);
+    RegionOptions o = filled("gated", Policy::pager, gated_fill, reinterpret_cast<void*>(12));
+    o.pager = *pager;
+    auto reg = reserve_region(kPage, o);
+    if (!reg.ok()) _exit(91);
+    std::atomic<bool> same{false};
+    std::thread faulting([&] { same = check_pattern(reg->data(), 12, 0, kPage); });
+    while (g_fill_started.load() == 0) std::this_thread::yield();
+    RegionOptions g;
+    g.name = "meanwhile";
+    g.policy = Policy::guard;
+    g.perms = perm_none;
+    auto other = reserve_region(kPage, g);  // would wait for the dispatch (and time out) if it held the epoch
+    if (!other.ok()) {
+      std::fprintf(stderr, "%s\n", other.error().message().c_str());
+      _exit(1);
+    }
+    if (!other->reset().ok()) _exit(2);
+    g_fill_release = 1;
+    faulting.join();
+    if (!same) _exit(3);
+  });
+  EXPECT_TRUE(r.exited() && r.exit_code() == 0) << r;
+}
+
 TEST(Protect, LoweredPagesAreResolvedAgainWithTheirContents) {
   ChildResult r = run_child([] {
     RegionOptions o;

@@ -44,6 +44,24 @@ bool wait_until(std::atomic<std::uint32_t>& w, std::uint32_t expected, std::int6
   return true;
 }
 
+// Sleeps like wait_until, outside the trap epoch (a fill may take long; writers must not wait for it).
+// The caller holds a Pin on the region.
+bool wait_outside_epoch(std::atomic<std::uint32_t>& w, std::uint32_t expected, std::int64_t deadline) noexcept {
+  trap::suspend_epoch();
+  const bool in_time = wait_until(w, expected, deadline);
+  trap::resume_epoch();
+  return in_time;
+}
+
+// Keeps a region alive while its faulting thread sleeps outside the epoch (see RegionImpl::inflight).
+struct Pin {
+  RegionImpl& r;
+  explicit Pin(RegionImpl& region) noexcept : r(region) { r.inflight.fetch_add(1, std::memory_order_acq_rel); }
+  ~Pin() { r.inflight.fetch_sub(1, std::memory_order_acq_rel); }
+  Pin(const Pin&) = delete;
+  Pin& operator=(const Pin&) = delete;
+};
+
 void set_page(RegionImpl& r, std::size_t i, std::uint32_t state) noexcept {
   if (r.pstate[i].exchange(state, std::memory_order_acq_rel) & kPageWaiters) {
     os::raw_futex_wake(word(r.pstate[i]), INT_MAX);
@@ -82,7 +100,7 @@ FillStatus ask_pager(RegionImpl& r, const FillRequest& req, std::size_t first, s
       std::uint32_t expected = kSlotFree;
       if (s.state.compare_exchange_strong(expected, kSlotClaimed, std::memory_order_acq_rel)) slot = &s;
     }
-    if (slot == nullptr && !wait_until(p.free_seq, seen, deadline)) {
+    if (slot == nullptr && !wait_outside_epoch(p.free_seq, seen, deadline)) {
       finish_fill(r, first, count, FillStatus{ETIMEDOUT, nullptr});
       return FillStatus{ETIMEDOUT, "every request slot of the pager stayed busy for fill_timeout"};
     }
@@ -107,7 +125,7 @@ FillStatus ask_pager(RegionImpl& r, const FillRequest& req, std::size_t first, s
       os::raw_futex_wake(word(p.free_seq), 1);
       return answer;
     }
-    if (wait_until(slot->state, st, deadline)) continue;
+    if (wait_outside_epoch(slot->state, st, deadline)) continue;
     // Out of time: abandon the request.
     if (!slot->state.compare_exchange_strong(st, kSlotAbandoned, std::memory_order_acq_rel)) continue;
     p.abandoned.fetch_add(1, std::memory_order_relaxed);
@@ -177,6 +195,7 @@ Disposition resolve_filled(FaultContext& ctx, RegionImpl& r, std::uintptr_t page
   const std::size_t page = core::page_size();
   const std::size_t i = (page_addr - r.base) / page;
   const std::int64_t deadline = now_ns() + static_cast<std::int64_t>(r.fill_timeout_ms) * 1'000'000;
+  const Pin pin(r);
   for (;;) {
     std::uint32_t s = r.pstate[i].load(std::memory_order_acquire);
     switch (s & kPageStateMask) {
@@ -197,7 +216,7 @@ Disposition resolve_filled(FaultContext& ctx, RegionImpl& r, std::uintptr_t page
           if (!r.pstate[i].compare_exchange_strong(s, s | kPageWaiters, std::memory_order_acq_rel)) continue;
           s |= kPageWaiters;
         }
-        if (!wait_until(r.pstate[i], s, deadline)) {
+        if (!wait_outside_epoch(r.pstate[i], s, deadline)) {
           fail(ctx, r, i, 1,
                FillStatus{ETIMEDOUT, "the fill of this page by another thread did not finish within fill_timeout"});
           return Disposition::resolved;

@@ -39,8 +39,9 @@ struct RegionImpl {
   void* fill_data = nullptr;
   std::shared_ptr<PagerImpl> pager;
   std::uint32_t fill_timeout_ms = 10000;
-  // Pager requests that name this region and are not finished (reset() waits for none to be left: a
-  // request abandoned by its faulting thread may outlive that thread's dispatch).
+  // Pins that keep the region alive outside the trap epoch: pager requests not finished (a request
+  // abandoned by its faulting thread outlives that thread's dispatch) and faulting threads that sleep
+  // for a fill without holding the epoch. reset() waits for none to be left before freeing.
   std::atomic<std::uint32_t> inflight{0};
 
   RegionImpl() = default;

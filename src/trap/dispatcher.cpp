@@ -254,6 +254,14 @@ void die_by_default(int sig, bool reexecute) noexcept {
   os::raw_exit_group(128 + sig);
 }
 
+void suspend_epoch() noexcept { leave_epoch(); }
+
+void resume_epoch() noexcept {
+  if (t_sig.in_epoch) return;
+  t_sig.side = g_state.epoch.enter();
+  t_sig.in_epoch = true;
+}
+
 void fail_with_sigbus(FaultContext& ctx, const char* cause) noexcept {
   std::size_t n = 0;
   if (cause != nullptr) {

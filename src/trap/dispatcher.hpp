@@ -84,6 +84,14 @@ void die_by_default(int sig, bool reexecute) noexcept;
 // SIG_DFL the process dies by SIGBUS. Async-signal-safe; call only from a fault handler.
 void fail_with_sigbus(FaultContext& ctx, const char* cause) noexcept;
 
+// For a fault handler about to sleep (waiting for a pager): leaves the trap epoch so that writers
+// waiting for dispatches (region registration, remove_handler) are not held up for the whole wait;
+// resume_epoch() enters it again. In between the handler must not touch what the epoch protects
+// (handler slots, the region table, a region) unless it has pinned that object by other means.
+// Async-signal-safe; call only from a fault handler, in pairs.
+void suspend_epoch() noexcept;
+void resume_epoch() noexcept;
+
 // Waits (outside signal context) until every dispatch that started before the call has finished, so that
 // what it may have read can be freed. Gives up with Errc::timed_out after 10 s.
 Result<void> wait_for_dispatches(const char* what);
