@@ -9,10 +9,13 @@
 #pragma once
 
 #include "faultline/context.hpp"
+#include "faultline/inject.hpp"
 #include "faultline/kernel.hpp"
+#include "faultline/preempt.hpp"
 #include "faultline/region.hpp"
 #include "faultline/regs.hpp"
 #include "faultline/report.hpp"
 #include "faultline/result.hpp"
 #include "faultline/thread.hpp"
 #include "faultline/trap.hpp"
+#include "faultline/world.hpp"

@@ -4,8 +4,10 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <mutex>
+#include <new>
 
 #include "core/page.hpp"
 #include "faultline/thread.hpp"
@@ -93,6 +95,7 @@ void detach_current() noexcept {
     else g_threads = ts->next;
     if (ts->next != nullptr) ts->next->prev = ts->prev;
   }
+  thread::release_preemption(*ts);
   thread::set_current(nullptr);
   pthread_setspecific(g_exit_key, nullptr);
   if (ts->altstack_owned) {
@@ -105,6 +108,7 @@ void detach_current() noexcept {
       munmap(ts->altstack_map, ts->altstack_map_size);
     }
   }
+  ::operator delete(ts->xstate, std::align_val_t{64});
   delete ts;
 }
 
@@ -154,6 +158,10 @@ Result<ThreadAttachment> attach_thread(const AttachOptions& opts) {
     delete ts;
     return std::move(r).error();
   }
+  // Room for the FP/SIMD state a stop copies out of the signal frame (XSAVE area; AT_MINSIGSTKSZ covers
+  // the whole frame, so it bounds it).
+  ts->xstate_cap = core::align_up(std::max<std::size_t>(4096, getauxval(AT_MINSIGSTKSZ)), 64);
+  ts->xstate = static_cast<unsigned char*>(::operator new(ts->xstate_cap, std::align_val_t{64}));
   ts->attach_count = 1;
   {
     std::lock_guard lock(g_registry_mutex);
@@ -179,6 +187,9 @@ void record_main_stack() noexcept {
     g_main_tid.store(tmp.tid);
   }
 }
+
+std::mutex& registry_mutex() noexcept { return g_registry_mutex; }
+ThreadState* registry_head() noexcept { return g_threads; }
 
 std::size_t attached_count() {
   std::lock_guard lock(g_registry_mutex);

@@ -2,6 +2,9 @@
 #pragma once
 
 #include <cstddef>
+#include <mutex>
+
+#include "thread/thread_state.hpp"
 
 namespace faultline::thread {
 
@@ -9,5 +12,12 @@ namespace faultline::thread {
 void record_main_stack() noexcept;
 // Number of attached threads.
 std::size_t attached_count();
+
+// The registry: a list of attached threads guarded by registry_mutex() (attach and detach take it).
+std::mutex& registry_mutex() noexcept;
+ThreadState* registry_head() noexcept;  // with registry_mutex() held
+
+// Releases what preemption holds for `ts` (its timers). Called at detach (thread/preempt.cpp).
+void release_preemption(ThreadState& ts) noexcept;
 
 }  // namespace faultline::thread

@@ -92,6 +92,10 @@ void fail_with_sigbus(FaultContext& ctx, const char* cause) noexcept;
 void suspend_epoch() noexcept;
 void resume_epoch() noexcept;
 
+// The stack pointer of the code the calling thread's active dispatch interrupted, or 0 when no
+// dispatch is active. Async-signal-safe.
+std::uintptr_t interrupted_sp() noexcept;
+
 // Waits (outside signal context) until every dispatch that started before the call has finished, so that
 // what it may have read can be freed. Gives up with Errc::timed_out after 10 s.
 Result<void> wait_for_dispatches(const char* what);

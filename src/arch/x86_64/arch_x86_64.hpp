@@ -12,6 +12,7 @@
 // Header-only, async-signal-safe.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <signal.h>
 #include <sys/ucontext.h>
@@ -103,6 +104,25 @@ struct X86_64 {
     return true;
   }
   static const void* simd_state(const ucontext_t& uc) noexcept { return uc.uc_mcontext.fpregs; }
+  // Bytes of FP/SIMD state the signal frame holds at uc_mcontext.fpregs: the 512-byte FXSAVE image, or,
+  // when the kernel marked it as XSAVE (FP_XSTATE_MAGIC1 in the software-reserved bytes), the whole
+  // extended area (AVX upper halves, AVX-512, ...). 0 without FP state.
+  static std::size_t simd_state_size(const ucontext_t& uc) noexcept {
+    const auto* fp = reinterpret_cast<const std::uint8_t*>(uc.uc_mcontext.fpregs);
+    if (fp == nullptr) return 0;
+    std::uint32_t magic1, extended;
+    __builtin_memcpy(&magic1, fp + 464, 4);  // struct _fpx_sw_bytes at offset 464 of the FXSAVE image
+    __builtin_memcpy(&extended, fp + 468, 4);
+    return magic1 == 0x46505853u && extended > 512 ? extended : 512;  // FP_XSTATE_MAGIC1
+  }
+
+  // Call injection: rewrites `uc` so that, when the signal handler returns, the thread calls fn(arg) on
+  // its own stack below the red zone, then restores every register of the original context (a copy of
+  // the frame is kept on that stack) with rt_sigreturn and resumes at the interrupted PC. Returns 0, or
+  // a negative reason: -1 no FP state in the frame, -2 the stack (lower bound `stack_lo`, 0 = unknown)
+  // has no room, -3 the interrupted code ran on the alternate signal stack. Async-signal-safe. See thread/inject.cpp.
+  static int inject_call(ucontext_t& uc, void (*fn)(void*), void* arg, std::uintptr_t stack_lo) noexcept;
+
   // True when the hardware said the page was present (protection violation, not a missing page).
   static bool hw_present(const ucontext_t& uc) noexcept { return (hw_error_code(uc) & 0x1) != 0; }
 };

@@ -1,0 +1,330 @@
+// thread/world.cpp: stop-the-world, resume, and root scanning (the controller side). Not signal path,
+// but between stop() and resume() nothing here allocates or takes a lock a stopped thread may hold.
+#include "faultline/world.hpp"
+
+#include <signal.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <chrono>
+#include <climits>
+#include <cstdio>
+#include <cstring>
+#include <fcntl.h>
+#include <mutex>
+#include <string>
+
+#include "arch/arch.hpp"
+#include "faultline/trap.hpp"
+#include "os/linux/maps.hpp"
+#include "os/linux/syscall.hpp"
+#include "thread/registry.hpp"
+#include "thread/thread_state.hpp"
+#include "thread/world.hpp"
+
+namespace faultline::world {
+
+namespace {
+
+using detail::g_world;
+using thread::ThreadState;
+using Clock = std::chrono::steady_clock;
+
+std::mutex g_stop_mutex;      // serialises stop() ... resume()
+long g_stopper = 0;           // the thread that stopped the world (guarded by g_stop_mutex's owner)
+std::atomic<bool> g_is_stopped{false};
+std::mutex g_install_mutex;
+
+std::uint32_t* word(std::atomic<std::uint32_t>& a) { return reinterpret_cast<std::uint32_t*>(&a); }
+
+Result<int> install_signal(int want) {
+  std::lock_guard lock(g_install_mutex);
+  int sig = g_world.signal.load();
+  if (sig != 0) {
+    if (want != 0 && want != sig) {
+      return Error(Errc::invalid_argument, "world::stop: the stop signal is already " + std::to_string(sig));
+    }
+  } else {
+    sig = want != 0 ? want : SIGRTMIN + 4;
+    if (sig < SIGRTMIN || sig > SIGRTMAX) {
+      if (sig != SIGUSR1 && sig != SIGUSR2 && sig != SIGPWR && sig != SIGXCPU) {
+        return Error(Errc::invalid_argument, "world::stop: signal " + std::to_string(sig) +
+                                                 " is not a real-time signal, SIGUSR1/2, SIGPWR or SIGXCPU");
+      }
+    }
+  }
+  struct sigaction cur {};
+  sigaction(sig, nullptr, &cur);
+  const bool ours = (cur.sa_flags & SA_SIGINFO) && cur.sa_sigaction == detail::on_stop_signal;
+  if (!ours) {
+    if (!(cur.sa_flags & SA_SIGINFO) && cur.sa_handler != SIG_DFL && cur.sa_handler != SIG_IGN) {
+      return Error(Errc::already_exists, "world::stop: signal " + std::to_string(sig) +
+                                             " already has a handler that is not faultline's");
+    }
+    if ((cur.sa_flags & SA_SIGINFO) && g_world.signal.load() == 0) {
+      return Error(Errc::already_exists, "world::stop: signal " + std::to_string(sig) +
+                                             " already has a handler that is not faultline's");
+    }
+    struct sigaction sa {};
+    sa.sa_sigaction = detail::on_stop_signal;
+    // SA_SIGINFO: the handler needs the context. SA_RESTART: system calls a thread was in go on after
+    // the stop. SA_ONSTACK: a thread stopped near the end of its stack still stops. The stop signal
+    // itself stays blocked while the handler sleeps (a re-sent one waits and is then ignored).
+    sa.sa_flags = SA_SIGINFO | SA_RESTART | SA_ONSTACK;
+    sigemptyset(&sa.sa_mask);
+    if (sigaction(sig, &sa, nullptr) != 0) return Error::from_errno("sigaction (stop signal)", errno);
+  }
+  g_world.signal.store(sig);
+  return sig;
+}
+
+// "tid 1234 (pc 0x..., in system call 202)" from /proc/<tid>/syscall.
+std::string describe_thread(long tid) {
+  std::string s = "thread " + std::to_string(tid);
+  char path[64], buf[256] = {};
+  std::snprintf(path, sizeof path, "/proc/self/task/%ld/syscall", tid);
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd >= 0) {
+    ssize_t n = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    if (n > 0) {
+      buf[n] = '\0';
+      if (buf[n - 1] == '\n') buf[n - 1] = '\0';
+      // "nr a1 a2 a3 a4 a5 a6 sp pc", "-1 sp pc" (not in a system call) or "running".
+      std::string text = buf;
+      auto last = text.rfind(' ');
+      if (text == "running") s += " (running)";
+      else if (last != std::string::npos) s += " (pc " + text.substr(last + 1) + ", /proc/<tid>/syscall: " + text + ")";
+    }
+  } else {
+    s += " (/proc/self/task/" + std::to_string(tid) + "/syscall unreadable)";
+  }
+  return s;
+}
+
+void release_all(std::uint32_t epoch) {
+  g_world.resume_epoch.store(epoch, std::memory_order_release);
+  os::raw_futex_wake(word(g_world.resume_epoch), INT_MAX);
+  for (ThreadState* t = thread::registry_head(); t != nullptr; t = t->next) {
+    if (t->stopped_by == 2) {
+      t->blocking.store(thread::kBlocking, std::memory_order_release);
+      os::raw_futex_wake(word(t->blocking), INT_MAX);
+    }
+    t->stopped_by = 0;
+  }
+}
+
+}  // namespace
+
+Result<void> stop(const StopOptions& opts) {
+  if (opts.resend_after.count() <= 0 || opts.timeout.count() <= 0) {
+    return Error(Errc::invalid_argument, "world::stop: resend_after and timeout must be positive");
+  }
+  if (in_handler()) return Error(Errc::busy, "world::stop: called from inside a fault handler");
+  ThreadState* self = thread::current();
+  if (self == nullptr) return Error(Errc::not_installed, "world::stop: the calling thread is not attached");
+  if (g_is_stopped.load() && g_stopper == self->tid) {
+    return Error(Errc::busy, "world::stop: this thread has already stopped the world");
+  }
+  auto sig = install_signal(opts.signal);
+  if (!sig) return std::move(sig).error();
+
+  g_stop_mutex.lock();
+  thread::registry_mutex().lock();
+  const std::uint32_t epoch = g_world.stop_epoch.fetch_add(1, std::memory_order_acq_rel) + 1;
+  const long pid = getpid();
+  for (ThreadState* t = thread::registry_head(); t != nullptr; t = t->next) {
+    t->stopped_by = 0;
+    if (t == self) continue;
+    std::uint32_t expected = thread::kBlocking;
+    if (t->blocking.compare_exchange_strong(expected, thread::kBlockingStopped, std::memory_order_acq_rel)) {
+      t->stopped_by = 2;
+      continue;
+    }
+    t->stopped_by = 1;
+    os::raw_tgkill(pid, t->tid, sig.value());
+    g_world.sent.fetch_add(1, std::memory_order_relaxed);
+  }
+  const auto deadline = Clock::now() + opts.timeout;
+  for (ThreadState* t = thread::registry_head(); t != nullptr; t = t->next) {
+    if (t->stopped_by != 1) continue;
+    auto last_send = Clock::now();
+    for (;;) {
+      const std::uint32_t a = t->ack.load(std::memory_order_acquire);
+      if (a == epoch) break;
+      const auto now = Clock::now();
+      if (now >= deadline) {
+        std::string who = describe_thread(t->tid);
+        release_all(epoch);
+        thread::registry_mutex().unlock();
+        g_stop_mutex.unlock();
+        return Error(Errc::timed_out, "world::stop: " + who + " did not stop within " +
+                                          std::to_string(opts.timeout.count()) + " ms");
+      }
+      if (now - last_send >= opts.resend_after) {
+        os::raw_tgkill(pid, t->tid, sig.value());
+        g_world.sent.fetch_add(1, std::memory_order_relaxed);
+        last_send = now;
+      }
+      const auto wait = std::min<Clock::duration>(opts.resend_after - (now - last_send), deadline - now);
+      const auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(wait).count();
+      struct timespec ts{static_cast<time_t>(ns / 1'000'000'000), static_cast<long>(ns % 1'000'000'000)};
+      os::raw_futex_wait(word(t->ack), a, &ts);
+    }
+  }
+  g_stopper = self->tid;
+  g_is_stopped.store(true, std::memory_order_release);
+  return {};
+}
+
+Result<void> resume() {
+  ThreadState* self = thread::current();
+  if (!g_is_stopped.load() || self == nullptr || g_stopper != self->tid) {
+    return Error(Errc::invalid_argument, "world::resume: the calling thread did not stop the world");
+  }
+  g_is_stopped.store(false, std::memory_order_release);
+  g_stopper = 0;
+  release_all(g_world.stop_epoch.load(std::memory_order_acquire));
+  thread::registry_mutex().unlock();
+  g_stop_mutex.unlock();
+  return {};
+}
+
+bool stopped() noexcept { return g_is_stopped.load(std::memory_order_acquire); }
+
+std::uint64_t signals_sent() noexcept { return g_world.sent.load(std::memory_order_relaxed); }
+
+namespace {
+
+Result<void> check_stopper(const char* what) {
+  ThreadState* self = thread::current();
+  if (!g_is_stopped.load() || self == nullptr || g_stopper != self->tid) {
+    return Error(Errc::invalid_argument, std::string("world::") + what + ": only between stop() and resume(), "
+                                             "on the thread that stopped the world");
+  }
+  return {};
+}
+
+std::uintptr_t word_down(std::uintptr_t v) { return v & ~std::uintptr_t{7}; }
+
+// The lowest address of the mapping that holds `addr` (the main thread's stack grows on demand).
+std::uintptr_t mapping_start(std::uintptr_t addr) {
+  os::MapsEntry m;
+  return os::find_mapping(addr, &m) ? m.start : addr;
+}
+
+StoppedThread describe(const ThreadState& t) {
+  StoppedThread s{};
+  s.tid = t.tid;
+  s.in_blocking_region = t.stopped_by == 2;
+  const std::uintptr_t red = arch::Current::kRedZone;
+  if (s.in_blocking_region) {
+    s.context = nullptr;
+    s.stack_lo = word_down(t.blocking_sp - red);
+  } else {
+    s.context = &t.stop_ctx;
+    if (t.stop_on_altstack) {
+      s.altstack_lo = word_down(t.stop_sp - red);
+      s.altstack_hi = t.altstack_hi;
+      s.stack_lo = t.stop_main_sp != 0 ? word_down(t.stop_main_sp - red)
+                                       : (t.is_main ? mapping_start(t.stack_hi - 1) : t.stack_lo);
+    } else {
+      s.stack_lo = word_down(t.stop_sp - red);
+    }
+  }
+  s.stack_hi = t.stack_hi;
+  return s;
+}
+
+}  // namespace
+
+Result<void> for_each_stopped(ThreadVisitor fn, void* data) {
+  if (fn == nullptr) return Error(Errc::invalid_argument, "world::for_each_stopped: null visitor");
+  if (auto c = check_stopper("for_each_stopped"); !c) return c;
+  for (ThreadState* t = thread::registry_head(); t != nullptr; t = t->next) {
+    if (t->stopped_by == 0) continue;
+    StoppedThread s = describe(*t);
+    FaultContext blocking_ctx(const_cast<ucontext_t*>(&t->blocking_uc));
+    if (s.in_blocking_region) s.context = &blocking_ctx;
+    fn(s, data);
+  }
+  return {};
+}
+
+namespace {
+
+void scan_context(const ucontext_t& uc, const unsigned char* simd, std::size_t simd_len, long tid, RootVisitor fn,
+                  void* data) {
+  const auto* g = reinterpret_cast<const std::uintptr_t*>(uc.uc_mcontext.gregs);
+  fn(g, g + NGREG, RootKind::registers, tid, data);
+  if (simd != nullptr && simd_len >= 8) {
+    const auto* w = reinterpret_cast<const std::uintptr_t*>(simd);
+    fn(w, w + simd_len / 8, RootKind::simd, tid, data);
+  }
+}
+
+void scan_range(std::uintptr_t lo, std::uintptr_t hi, RootKind kind, long tid, RootVisitor fn, void* data) {
+  if (lo >= hi) return;
+  fn(reinterpret_cast<const std::uintptr_t*>(lo), reinterpret_cast<const std::uintptr_t*>(word_down(hi)), kind,
+     tid, data);
+}
+
+}  // namespace
+
+Result<void> scan_roots(RootVisitor fn, void* data) {
+  if (fn == nullptr) return Error(Errc::invalid_argument, "world::scan_roots: null visitor");
+  if (auto c = check_stopper("scan_roots"); !c) return c;
+  for (ThreadState* t = thread::registry_head(); t != nullptr; t = t->next) {
+    if (t->stopped_by == 0) continue;
+    const StoppedThread s = describe(*t);
+    if (s.in_blocking_region) {
+      scan_context(t->blocking_uc, reinterpret_cast<const unsigned char*>(&t->blocking_uc.__fpregs_mem),
+                   sizeof t->blocking_uc.__fpregs_mem, t->tid, fn, data);
+    } else {
+      scan_context(t->stop_uc, t->xstate, t->xstate_len, t->tid, fn, data);
+    }
+    scan_range(s.stack_lo, s.stack_hi, RootKind::stack, t->tid, fn, data);
+    if (s.altstack_hi != 0) scan_range(s.altstack_lo, s.altstack_hi, RootKind::altstack, t->tid, fn, data);
+  }
+  // The caller: its registers as they are now, and its stack from here up.
+  ThreadState* self = thread::current();
+  ucontext_t own;
+  getcontext(&own);
+  scan_context(own, reinterpret_cast<const unsigned char*>(&own.__fpregs_mem), sizeof own.__fpregs_mem, self->tid,
+               fn, data);
+  const auto here = reinterpret_cast<std::uintptr_t>(__builtin_frame_address(0));
+  scan_range(word_down(here - arch::Current::kRedZone), self->stack_hi, RootKind::stack, self->tid, fn, data);
+  return {};
+}
+
+namespace testing {
+void drop_next_signals(unsigned n) noexcept { g_world.drop.store(n); }
+}  // namespace testing
+
+}  // namespace faultline::world
+
+namespace faultline {
+
+BlockingRegion::BlockingRegion() noexcept {
+  thread::ThreadState* ts = thread::current();
+  if (ts == nullptr) return;
+  active_ = true;
+  if (ts->blocking_depth++ > 0) return;
+  getcontext(&ts->blocking_uc);  // callee-saved registers, which may hold the caller's pointers
+  ts->blocking_sp = reinterpret_cast<std::uintptr_t>(__builtin_frame_address(0));
+  ts->blocking.store(thread::kBlocking, std::memory_order_seq_cst);
+}
+
+BlockingRegion::~BlockingRegion() {
+  if (!active_) return;
+  thread::ThreadState* ts = thread::current();
+  if (ts == nullptr || --ts->blocking_depth > 0) return;
+  for (;;) {
+    std::uint32_t expected = thread::kBlocking;
+    if (ts->blocking.compare_exchange_strong(expected, thread::kRunning, std::memory_order_acq_rel)) return;
+    // Stopped while in the region: wait here until resume().
+    os::raw_futex_wait(reinterpret_cast<std::uint32_t*>(&ts->blocking), thread::kBlockingStopped);
+  }
+}
+
+}  // namespace faultline
