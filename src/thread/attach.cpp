@@ -11,6 +11,7 @@
 
 #include "core/page.hpp"
 #include "faultline/thread.hpp"
+#include "faultline/world.hpp"
 #include "os/linux/syscall.hpp"
 #include "thread/registry.hpp"
 #include "thread/thread_state.hpp"
@@ -90,6 +91,9 @@ void detach_current() noexcept {
   if (ts == nullptr) return;
   if (--ts->attach_count > 0) return;
   {
+    // A stop in progress holds the registry lock until it resumes: wait for it as a blocking region, so
+    // that the stop counts this thread as stopped without signalling it.
+    BlockingRegion waiting;
     std::lock_guard lock(g_registry_mutex);
     if (ts->prev != nullptr) ts->prev->next = ts->next;
     else g_threads = ts->next;

@@ -16,6 +16,7 @@
 namespace faultline::thread {
 
 constexpr std::uint32_t kRunning = 0, kBlocking = 1, kBlockingStopped = 2;
+constexpr std::uint32_t kBlockingWaiter = 4;  // with kBlockingStopped: the thread waits at the exit
 
 struct ThreadState {
   long tid = 0;

@@ -38,6 +38,8 @@ std::mutex g_install_mutex;
 std::uint32_t* word(std::atomic<std::uint32_t>& a) { return reinterpret_cast<std::uint32_t*>(&a); }
 
 Result<int> install_signal(int want) {
+  // Installed by an earlier stop (which checked that nobody else owned the signal): nothing to do.
+  if (const int s = g_world.signal.load(); s != 0 && (want == 0 || want == s)) return s;
   std::lock_guard lock(g_install_mutex);
   int sig = g_world.signal.load();
   if (sig != 0) {
@@ -104,11 +106,15 @@ std::string describe_thread(long tid) {
 
 void release_all(std::uint32_t epoch) {
   g_world.resume_epoch.store(epoch, std::memory_order_release);
-  os::raw_futex_wake(word(g_world.resume_epoch), INT_MAX);
+  bool signalled = false;
+  for (ThreadState* t = thread::registry_head(); t != nullptr && !signalled; t = t->next) signalled = t->stopped_by == 1;
+  if (signalled) os::raw_futex_wake(word(g_world.resume_epoch), INT_MAX);
   for (ThreadState* t = thread::registry_head(); t != nullptr; t = t->next) {
     if (t->stopped_by == 2) {
-      t->blocking.store(thread::kBlocking, std::memory_order_release);
-      os::raw_futex_wake(word(t->blocking), INT_MAX);
+      // Wake the thread only if it left its region meanwhile and waits at the exit.
+      if (t->blocking.exchange(thread::kBlocking, std::memory_order_acq_rel) & thread::kBlockingWaiter) {
+        os::raw_futex_wake(word(t->blocking), INT_MAX);
+      }
     }
     t->stopped_by = 0;
   }
@@ -145,32 +151,49 @@ Result<void> stop(const StopOptions& opts) {
     os::raw_tgkill(pid, t->tid, sig.value());
     g_world.sent.fetch_add(1, std::memory_order_relaxed);
   }
+  // Wait for every acknowledgement; re-send to the threads still missing every `resend_after`.
   const auto deadline = Clock::now() + opts.timeout;
-  for (ThreadState* t = thread::registry_head(); t != nullptr; t = t->next) {
-    if (t->stopped_by != 1) continue;
-    auto last_send = Clock::now();
-    for (;;) {
-      const std::uint32_t a = t->ack.load(std::memory_order_acquire);
-      if (a == epoch) break;
-      const auto now = Clock::now();
-      if (now >= deadline) {
-        std::string who = describe_thread(t->tid);
-        release_all(epoch);
-        thread::registry_mutex().unlock();
-        g_stop_mutex.unlock();
-        return Error(Errc::timed_out, "world::stop: " + who + " did not stop within " +
-                                          std::to_string(opts.timeout.count()) + " ms");
+  auto last_send = Clock::now();
+  for (;;) {
+    const std::uint32_t bell = g_world.doorbell.load(std::memory_order_seq_cst);
+    ThreadState* missing = nullptr;
+    for (ThreadState* t = thread::registry_head(); t != nullptr && missing == nullptr; t = t->next) {
+      if (t->stopped_by != 1 || t->ack.load(std::memory_order_acquire) == epoch) continue;
+      // Signalled, but it entered a blocking region since (e.g. to wait for the registry lock this stop
+      // holds): count it as stopped there. The signal it has pending is ignored once it sees the resume.
+      std::uint32_t expected = thread::kBlocking;
+      if (t->blocking.compare_exchange_strong(expected, thread::kBlockingStopped, std::memory_order_acq_rel)) {
+        t->stopped_by = 2;
+        continue;
       }
-      if (now - last_send >= opts.resend_after) {
-        os::raw_tgkill(pid, t->tid, sig.value());
-        g_world.sent.fetch_add(1, std::memory_order_relaxed);
-        last_send = now;
-      }
-      const auto wait = std::min<Clock::duration>(opts.resend_after - (now - last_send), deadline - now);
-      const auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(wait).count();
-      struct timespec ts{static_cast<time_t>(ns / 1'000'000'000), static_cast<long>(ns % 1'000'000'000)};
-      os::raw_futex_wait(word(t->ack), a, &ts);
+      missing = t;
     }
+    if (missing == nullptr) break;
+    const auto now = Clock::now();
+    if (now >= deadline) {
+      std::string who = describe_thread(missing->tid);
+      release_all(epoch);
+      thread::registry_mutex().unlock();
+      g_stop_mutex.unlock();
+      return Error(Errc::timed_out, "world::stop: " + who + " did not stop within " +
+                                        std::to_string(opts.timeout.count()) + " ms");
+    }
+    if (now - last_send >= opts.resend_after) {
+      for (ThreadState* t = missing; t != nullptr; t = t->next) {
+        if (t->stopped_by == 1 && t->ack.load(std::memory_order_acquire) != epoch) {
+          os::raw_tgkill(pid, t->tid, sig.value());
+          g_world.sent.fetch_add(1, std::memory_order_relaxed);
+        }
+      }
+      last_send = now;
+    }
+    const auto wait = std::min<Clock::duration>(opts.resend_after - (now - last_send), deadline - now);
+    const auto ns = std::max<std::int64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(wait).count(), 1000);
+    struct timespec ts{static_cast<time_t>(ns / 1'000'000'000), static_cast<long>(ns % 1'000'000'000)};
+    g_world.controller_waiting.store(1, std::memory_order_seq_cst);
+    // An acknowledgement since `bell` was read changes the doorbell, so this returns at once.
+    if (g_world.doorbell.load(std::memory_order_seq_cst) == bell) os::raw_futex_wait(word(g_world.doorbell), bell, &ts);
+    g_world.controller_waiting.store(0, std::memory_order_seq_cst);
   }
   g_stopper = self->tid;
   g_is_stopped.store(true, std::memory_order_release);
@@ -322,8 +345,12 @@ BlockingRegion::~BlockingRegion() {
   for (;;) {
     std::uint32_t expected = thread::kBlocking;
     if (ts->blocking.compare_exchange_strong(expected, thread::kRunning, std::memory_order_acq_rel)) return;
-    // Stopped while in the region: wait here until resume().
-    os::raw_futex_wait(reinterpret_cast<std::uint32_t*>(&ts->blocking), thread::kBlockingStopped);
+    // Stopped while in the region: say so, and wait here until resume().
+    if (!(expected & thread::kBlockingWaiter) &&
+        !ts->blocking.compare_exchange_strong(expected, expected | thread::kBlockingWaiter, std::memory_order_acq_rel)) {
+      continue;
+    }
+    os::raw_futex_wait(reinterpret_cast<std::uint32_t*>(&ts->blocking), thread::kBlockingStopped | thread::kBlockingWaiter);
   }
 }
 

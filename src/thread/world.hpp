@@ -15,6 +15,11 @@ struct WorldState {
   std::atomic<int> signal{0};                  // the stop signal once installed
   std::atomic<unsigned> drop{0};               // testing: stop signals to ignore
   std::atomic<std::uint64_t> sent{0};
+  // The controller's doorbell: acknowledgements are per thread (ThreadState::ack); a thread that
+  // acknowledges rings this word only when the controller sleeps on it (`controller_waiting`), so a
+  // stop costs one wake-up of the controller per sleep, not one per thread.
+  std::atomic<std::uint32_t> doorbell{0};
+  std::atomic<std::uint32_t> controller_waiting{0};
 };
 extern WorldState g_world;
 

@@ -57,8 +57,11 @@ void on_stop_signal(int, siginfo_t*, void* ucv) noexcept {
     }
   }
   capture(*ts, *static_cast<ucontext_t*>(ucv));
-  ts->ack.store(epoch, std::memory_order_release);
-  os::raw_futex_wake(word(ts->ack), 1);
+  ts->ack.store(epoch, std::memory_order_seq_cst);
+  g_world.doorbell.fetch_add(1, std::memory_order_seq_cst);
+  if (g_world.controller_waiting.exchange(0, std::memory_order_seq_cst) != 0) {
+    os::raw_futex_wake(word(g_world.doorbell), 1);
+  }
   for (;;) {
     const std::uint32_t r = g_world.resume_epoch.load(std::memory_order_acquire);
     if (static_cast<std::int32_t>(r - epoch) >= 0) break;

@@ -22,10 +22,6 @@ void section_pending(Bench& b) {
        "the built-in file store is not built yet (issue 4)", "<= 2x"},
       {"dirty", "dirty tracking epoch, userfaultfd WP_ASYNC + PAGEMAP_SCAN", "mprotect + SIGSEGV",
        "the userfaultfd backend is not built yet (issue 4)", "1.5x faster"},
-      {"threads", "stop-the-world + resume", "Boehm GC GC_stop_world_external",
-       "stop-the-world is not built yet (issue 5)", "<= 0.5x"},
-      {"threads", "preemption enable/disable and lateness", "requested budget",
-       "preemption is not built yet (issue 5)", nullptr},
       {"emulation", "decode + emulate per fault", "plain fault round trip",
        "instruction emulation is not built yet (issue 6)", nullptr},
   };
