@@ -41,6 +41,11 @@ struct KernelInfo {
   long max_map_count = -1;
   long rlimit_sigpending = -1;
   long rlimit_stack = -1;
+  // Preemption timers, measured (median of a few shots, microseconds late; -1 if not measurable): a
+  // 100 us CLOCK_THREAD_CPUTIME_ID timer (fires on the scheduler tick) and a 200 us thread-targeted
+  // CLOCK_MONOTONIC timer.
+  double cpu_timer_late_us = -1;
+  double wall_timer_late_us = -1;
 };
 
 // Probes the kernel. Never fails as a whole: what cannot be probed is reported in the fields.

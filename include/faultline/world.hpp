@@ -71,7 +71,8 @@ Result<void> for_each_stopped(ThreadVisitor fn, void* data);
 enum class RootKind { registers, simd, stack, altstack };
 // Gives every word that may hold a pointer: for each stopped thread its general registers, its FP/SIMD
 // state, its stack range and its alternate-stack range when it was stopped on it; then the calling
-// thread's own registers and stack. Ranges are word-aligned. No allocation.
+// thread's own registers and stack. Ranges are word-aligned. No allocation. Under AddressSanitizer the
+// visitor must read stack words with __attribute__((no_sanitize("address"))): stacks hold redzones.
 using RootVisitor = void (*)(const std::uintptr_t* begin, const std::uintptr_t* end, RootKind kind, long tid,
                              void* data);
 Result<void> scan_roots(RootVisitor fn, void* data);

@@ -36,6 +36,8 @@ nlohmann::json to_json(const KernelInfo& k) {
       {"vm_max_map_count", k.max_map_count},
       {"rlimit_sigpending", k.rlimit_sigpending},
       {"rlimit_stack", k.rlimit_stack},
+      {"preemption_timers",
+       {{"cpu_time_100us_late_us", k.cpu_timer_late_us}, {"wall_200us_late_us", k.wall_timer_late_us}}},
   };
 }
 
@@ -78,6 +80,8 @@ int run_info(bool json) {
   std::printf("THP mode                  %s\n", k.thp_mode.empty() ? "unknown" : k.thp_mode.c_str());
   std::printf("vm.max_map_count          %ld\n", k.max_map_count);
   std::printf("RLIMIT_SIGPENDING         %ld\n", k.rlimit_sigpending);
+  std::printf("CPU-time timer, 100 us    %.0f us late (fires on the scheduler tick)\n", k.cpu_timer_late_us);
+  std::printf("wall-clock timer, 200 us  %.0f us late\n", k.wall_timer_late_us);
   std::printf("RLIMIT_STACK              %ld\n", k.rlimit_stack);
   return 0;
 }

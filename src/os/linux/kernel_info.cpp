@@ -8,8 +8,15 @@
 #include <sys/utsname.h>
 #include <unistd.h>
 
+#include <signal.h>
+#include <time.h>
+
+#include <algorithm>
 #include <cerrno>
+#include <chrono>
 #include <cstring>
+#include <thread>
+#include <vector>
 #include <fstream>
 #include <string>
 
@@ -183,6 +190,48 @@ std::string thp_mode() {
   return a != std::string::npos && b != std::string::npos && b > a ? s.substr(a + 1, b - a - 1) : "";
 }
 
+// Lateness of a one-shot thread-targeted timer on `clock`: arms it for `budget_us`, spins until its
+// (blocked) signal is pending, and returns the median excess in microseconds. Runs on its own thread so
+// that the caller's signal mask is untouched.
+double timer_lateness_us(clockid_t clock, long budget_us) {
+  double result = -1;
+  std::thread t([&] {
+    const int sig = SIGRTMAX - 1;
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, sig);
+    pthread_sigmask(SIG_BLOCK, &set, nullptr);
+    struct sigevent ev{};
+    ev.sigev_notify = SIGEV_THREAD_ID;
+    ev.sigev_signo = sig;
+    ev._sigev_un._tid = static_cast<pid_t>(syscall(SYS_gettid));
+    timer_t timer{};
+    if (timer_create(clock, &ev, &timer) != 0) return;
+    std::vector<double> late;
+    for (int shot = 0; shot < 5; ++shot) {
+      struct itimerspec its{};
+      its.it_value.tv_nsec = budget_us * 1000;
+      const auto t0 = std::chrono::steady_clock::now();
+      timer_settime(timer, 0, &its, nullptr);
+      sigset_t pending;
+      for (;;) {
+        sigpending(&pending);
+        if (sigismember(&pending, sig)) break;
+        if (std::chrono::steady_clock::now() - t0 > std::chrono::seconds(1)) break;
+      }
+      const double us = std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0).count();
+      struct timespec zero{};
+      sigtimedwait(&set, nullptr, &zero);
+      late.push_back(us - static_cast<double>(budget_us));
+    }
+    timer_delete(timer);
+    std::sort(late.begin(), late.end());
+    result = late[late.size() / 2];
+  });
+  t.join();
+  return result;
+}
+
 }  // namespace
 
 KernelInfo probe_kernel() {
@@ -207,6 +256,8 @@ KernelInfo probe_kernel() {
   if (getrlimit(RLIMIT_STACK, &rl) == 0) {
     info.rlimit_stack = rl.rlim_cur == RLIM_INFINITY ? -1 : static_cast<long>(rl.rlim_cur);
   }
+  info.cpu_timer_late_us = timer_lateness_us(CLOCK_THREAD_CPUTIME_ID, 100);
+  info.wall_timer_late_us = timer_lateness_us(CLOCK_MONOTONIC, 200);
   return info;
 }
 
