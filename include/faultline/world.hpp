@@ -89,6 +89,11 @@ void drop_next_signals(unsigned n) noexcept;
 
 namespace faultline {
 
+// The same without RAII (for C): enter returns false (and does nothing) on an unattached thread; each
+// successful enter needs one leave, which may wait for resume().
+bool enter_blocking_region() noexcept;
+void leave_blocking_region() noexcept;
+
 // RAII: the calling thread is about to block (a system call, a lock wait) and touches no memory a
 // stopping thread cares about until the region ends. Without an attachment it does nothing. Nests.
 class [[nodiscard]] BlockingRegion {

@@ -328,20 +328,19 @@ void drop_next_signals(unsigned n) noexcept { g_world.drop.store(n); }
 
 namespace faultline {
 
-BlockingRegion::BlockingRegion() noexcept {
+bool enter_blocking_region() noexcept {
   thread::ThreadState* ts = thread::current();
-  if (ts == nullptr) return;
-  active_ = true;
-  if (ts->blocking_depth++ > 0) return;
+  if (ts == nullptr) return false;
+  if (ts->blocking_depth++ > 0) return true;
   getcontext(&ts->blocking_uc);  // callee-saved registers, which may hold the caller's pointers
   ts->blocking_sp = reinterpret_cast<std::uintptr_t>(__builtin_frame_address(0));
   ts->blocking.store(thread::kBlocking, std::memory_order_seq_cst);
+  return true;
 }
 
-BlockingRegion::~BlockingRegion() {
-  if (!active_) return;
+void leave_blocking_region() noexcept {
   thread::ThreadState* ts = thread::current();
-  if (ts == nullptr || --ts->blocking_depth > 0) return;
+  if (ts == nullptr || ts->blocking_depth == 0 || --ts->blocking_depth > 0) return;
   for (;;) {
     std::uint32_t expected = thread::kBlocking;
     if (ts->blocking.compare_exchange_strong(expected, thread::kRunning, std::memory_order_acq_rel)) return;
@@ -352,6 +351,12 @@ BlockingRegion::~BlockingRegion() {
     }
     os::raw_futex_wait(reinterpret_cast<std::uint32_t*>(&ts->blocking), thread::kBlockingStopped | thread::kBlockingWaiter);
   }
+}
+
+BlockingRegion::BlockingRegion() noexcept : active_(enter_blocking_region()) {}
+
+BlockingRegion::~BlockingRegion() {
+  if (active_) leave_blocking_region();
 }
 
 }  // namespace faultline

@@ -1,0 +1,313 @@
+// capi/capi.cpp: the C interface (faultline/faultline.h) over the C++ library. Not signal path; the
+// functions that may run in signal context live in capi_signal.cpp. No exception leaves this file.
+#include <cstdio>
+#include <cstring>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <new>
+#include <vector>
+
+#include "capi/capi.hpp"
+#include "faultline/report.hpp"
+#include "faultline/thread.hpp"
+#include "faultline/world.hpp"
+
+using namespace faultline;
+using faultline::capi::HandlerBox;
+using faultline::capi::PreemptBox;
+using faultline::capi::RegionBox;
+
+struct fl_pager {
+  Pager pager;
+};
+
+struct fl_region {
+  Region region;
+  std::unique_ptr<RegionBox> box;
+};
+
+namespace {
+
+int set_error(fl_error* err, int code, const char* message) {
+  if (err != nullptr) {
+    err->code = code;
+    std::snprintf(err->message, sizeof err->message, "%s", message);
+  }
+  return code;
+}
+
+int fail(fl_error* err, const Error& e) { return set_error(err, -static_cast<int>(e.code()), e.message().c_str()); }
+
+int ok(fl_error* err) {
+  if (err != nullptr) {
+    err->code = 0;
+    err->message[0] = '\0';
+  }
+  return 0;
+}
+
+int result(const Result<void>& r, fl_error* err) { return r ? ok(err) : fail(err, r.error()); }
+
+// Runs `body`, turning any exception (allocation failure) into FL_ESYSTEM.
+template <class F>
+int guarded(fl_error* err, F body) {
+  try {
+    return body();
+  } catch (const std::bad_alloc&) {
+    return set_error(err, FL_ESYSTEM, "out of memory");
+  } catch (const std::exception& e) {
+    return set_error(err, FL_ESYSTEM, e.what());
+  } catch (...) {
+    return set_error(err, FL_ESYSTEM, "unexpected exception");
+  }
+}
+
+std::mutex g_handlers_mutex;
+std::map<std::pair<std::uint32_t, std::uint32_t>, std::unique_ptr<HandlerBox>> g_handlers;
+
+thread_local std::vector<ThreadAttachment> t_attachments;
+thread_local std::unique_ptr<PreemptBox> t_preempt;
+
+RegionOptions to_cxx(const fl_region_options* o, RegionBox* box) {
+  RegionOptions r;
+  r.name = o->name != nullptr ? o->name : "region";
+  r.policy = static_cast<Policy>(o->policy);
+  r.perms = o->perms;
+  r.fault_around = o->fault_around == 0 ? 1 : o->fault_around;
+  if (o->barrier != nullptr) {
+    box->barrier = o->barrier;
+    box->barrier_data = o->barrier_data;
+    r.barrier = capi::barrier_adapter;
+    r.barrier_data = box;
+  }
+  if (o->fill != nullptr) {
+    box->fill = o->fill;
+    box->fill_data = o->fill_data;
+    r.fill = capi::fill_adapter;
+    r.fill_data = box;
+  }
+  if (o->pager != nullptr) r.pager = o->pager->pager;
+  if (o->fill_timeout_ms != 0) r.fill_timeout = std::chrono::milliseconds(o->fill_timeout_ms);
+  return r;
+}
+
+int make_region(bool adopt, void* addr, size_t size, const fl_region_options* opts, fl_region** out, fl_error* err) {
+  if (opts == nullptr || out == nullptr) return set_error(err, FL_EINVAL, "fl_region: null options or out");
+  if (static_cast<unsigned>(opts->policy) > FL_POLICY_BARRIER) return set_error(err, FL_EINVAL, "fl_region: unknown policy");
+  return guarded(err, [&] {
+    auto box = std::make_unique<RegionBox>();
+    RegionOptions o = to_cxx(opts, box.get());
+    auto r = adopt ? adopt_region(addr, size, o) : reserve_region(size, o);
+    if (!r) return fail(err, r.error());
+    *out = new fl_region{std::move(r.value()), std::move(box)};
+    return ok(err);
+  });
+}
+
+}  // namespace
+
+extern "C" {
+
+const char* fl_errc_name(int code) { return errc_name(static_cast<Errc>(code < 0 ? -code : code)); }
+
+int fl_install(unsigned signals, fl_error* err) {
+  return guarded(err, [&] {
+    InstallOptions o;
+    o.signals = signals == 0 ? trap_memory : signals;
+    return result(install(o), err);
+  });
+}
+
+int fl_uninstall(int force, fl_error* err) {
+  return guarded(err, [&] { return result(uninstall(force != 0), err); });
+}
+
+int fl_reassert(fl_error* err) {
+  return guarded(err, [&] { return result(reassert(), err); });
+}
+
+int fl_add_handler(fl_handler fn, void* data, unsigned signals, fl_handler_id* id_out, fl_error* err) {
+  if (fn == nullptr || id_out == nullptr) return set_error(err, FL_EINVAL, "fl_add_handler: null handler or id");
+  return guarded(err, [&] {
+    auto box = std::make_unique<HandlerBox>(HandlerBox{fn, data});
+    auto id = add_handler(capi::handler_adapter, box.get(), signals == 0 ? trap_memory : signals);
+    if (!id) return fail(err, id.error());
+    std::lock_guard lock(g_handlers_mutex);
+    g_handlers[{id->slot, id->generation}] = std::move(box);
+    *id_out = fl_handler_id{id->slot, id->generation};
+    return ok(err);
+  });
+}
+
+int fl_remove_handler(fl_handler_id id, fl_error* err) {
+  return guarded(err, [&] {
+    auto r = remove_handler(HandlerId{id.slot, id.generation});
+    if (!r) return fail(err, r.error());
+    std::lock_guard lock(g_handlers_mutex);
+    g_handlers.erase({id.slot, id.generation});  // no thread runs the handler any more
+    return ok(err);
+  });
+}
+
+int fl_pager_start(const char* name, unsigned threads, fl_pager** out, fl_error* err) {
+  if (out == nullptr) return set_error(err, FL_EINVAL, "fl_pager_start: null out");
+  return guarded(err, [&] {
+    PagerOptions o;
+    o.name = name != nullptr ? name : "pager";
+    o.threads = threads;
+    auto p = Pager::start(o);
+    if (!p) return fail(err, p.error());
+    *out = new fl_pager{std::move(p.value())};
+    return ok(err);
+  });
+}
+
+void fl_pager_release(fl_pager* pager) { delete pager; }
+
+fl_region_options fl_region_options_default(void) {
+  fl_region_options o;
+  std::memset(&o, 0, sizeof o);
+  o.policy = FL_POLICY_ZERO_FILL;
+  o.perms = FL_PERM_READ | FL_PERM_WRITE;
+  o.fault_around = 1;
+  return o;
+}
+
+int fl_region_reserve(size_t size, const fl_region_options* opts, fl_region** out, fl_error* err) {
+  return make_region(false, nullptr, size, opts, out, err);
+}
+
+int fl_region_adopt(void* addr, size_t size, const fl_region_options* opts, fl_region** out, fl_error* err) {
+  return make_region(true, addr, size, opts, out, err);
+}
+
+int fl_region_destroy(fl_region* region, fl_error* err) {
+  if (region == nullptr) return ok(err);
+  return guarded(err, [&] {
+    auto r = region->region.reset();
+    if (!r) return fail(err, r.error());
+    delete region;
+    return ok(err);
+  });
+}
+
+void* fl_region_data(const fl_region* region) { return region != nullptr ? region->region.data() : nullptr; }
+size_t fl_region_size(const fl_region* region) { return region != nullptr ? region->region.size() : 0; }
+
+int fl_region_collect_dirty(fl_region* region, size_t* pages, size_t cap, size_t* count, fl_error* err) {
+  if (region == nullptr || count == nullptr || (pages == nullptr && cap != 0)) {
+    return set_error(err, FL_EINVAL, "fl_region_collect_dirty: null region, count or pages");
+  }
+  return guarded(err, [&] {
+    auto r = region->region.collect_dirty();
+    if (!r) return fail(err, r.error());
+    *count = r->size();
+    for (size_t i = 0; i < r->size() && i < cap; ++i) pages[i] = (*r)[i];
+    return ok(err);
+  });
+}
+
+int fl_region_protect(fl_region* region, size_t first_page, size_t count, unsigned perms, fl_error* err) {
+  if (region == nullptr) return set_error(err, FL_EINVAL, "fl_region_protect: null region");
+  return guarded(err, [&] { return result(region->region.protect(first_page, count, perms), err); });
+}
+
+int fl_region_discard(fl_region* region, size_t first_page, size_t count, fl_error* err) {
+  if (region == nullptr) return set_error(err, FL_EINVAL, "fl_region_discard: null region");
+  return guarded(err, [&] { return result(region->region.discard(first_page, count), err); });
+}
+
+int fl_prefault(const void* addr, size_t len, fl_access access, fl_error* err) {
+  return guarded(err, [&] { return result(prefault(addr, len, static_cast<Access>(access)), err); });
+}
+
+size_t fl_region_count(void) {
+  try {
+    return region_count();
+  } catch (...) {
+    return 0;
+  }
+}
+
+int fl_thread_attach(size_t altstack_size, fl_error* err) {
+  return guarded(err, [&] {
+    AttachOptions o;
+    o.altstack_size = altstack_size;
+    auto a = attach_thread(o);
+    if (!a) return fail(err, a.error());
+    t_attachments.push_back(std::move(a.value()));
+    return ok(err);
+  });
+}
+
+void fl_thread_detach(void) {
+  if (!t_attachments.empty()) t_attachments.pop_back();
+}
+
+int fl_thread_attached(void) { return thread_attached() ? 1 : 0; }
+
+int fl_world_stop(unsigned timeout_ms, fl_error* err) {
+  return guarded(err, [&] {
+    world::StopOptions o;
+    if (timeout_ms != 0) o.timeout = std::chrono::milliseconds(timeout_ms);
+    return result(world::stop(o), err);
+  });
+}
+
+int fl_world_resume(fl_error* err) {
+  return guarded(err, [&] { return result(world::resume(), err); });
+}
+
+int fl_world_stopped(void) { return world::stopped() ? 1 : 0; }
+
+int fl_world_scan_roots(fl_root_visitor fn, void* data, fl_error* err) {
+  if (fn == nullptr) return set_error(err, FL_EINVAL, "fl_world_scan_roots: null visitor");
+  struct Box {
+    fl_root_visitor fn;
+    void* data;
+  } box{fn, data};
+  return guarded(err, [&] {
+    return result(world::scan_roots(
+                      [](const std::uintptr_t* b, const std::uintptr_t* e, world::RootKind k, long tid, void* d) {
+                        auto* bx = static_cast<Box*>(d);
+                        bx->fn(b, e, static_cast<fl_root_kind>(k), tid, bx->data);
+                      },
+                      &box),
+                  err);
+  });
+}
+
+void fl_blocking_enter(void) { (void)enter_blocking_region(); }
+void fl_blocking_leave(void) { leave_blocking_region(); }
+
+int fl_preempt_enable(uint64_t budget_ns, fl_preempt_handler fn, void* data, fl_clock clock, fl_error* err) {
+  if (fn == nullptr) return set_error(err, FL_EINVAL, "fl_preempt_enable: null handler");
+  return guarded(err, [&] {
+    if (t_preempt == nullptr) t_preempt = std::make_unique<PreemptBox>();
+    t_preempt->fn = fn;
+    t_preempt->data = data;
+    return result(preempt::enable(std::chrono::nanoseconds(static_cast<std::int64_t>(budget_ns)),
+                                  capi::preempt_adapter, t_preempt.get(),
+                                  clock == FL_CLOCK_WALL ? preempt::Clock::wall : preempt::Clock::cpu_time),
+                  err);
+  });
+}
+
+int fl_report_enable(int fd, int color, int backtrace, unsigned max_frames, fl_error* err) {
+  return guarded(err, [&] {
+    report::Options o;
+    o.fd = fd;
+    o.color = color < 0 ? report::Color::automatic : color == 0 ? report::Color::never : report::Color::always;
+    o.backtrace = backtrace != 0;
+    if (max_frames != 0) o.max_frames = max_frames;
+    return result(report::enable(o), err);
+  });
+}
+
+void fl_report_disable(void) { report::disable(); }
+int fl_report_enabled(void) { return report::enabled() ? 1 : 0; }
+
+const char* fl_version(void) { return "0.1.0"; }
+
+}  // extern "C"

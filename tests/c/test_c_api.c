@@ -1,0 +1,327 @@
+/* tests/c/test_c_api.c: every part of faultline's C interface, from a C11 program.
+ *
+ * Each check prints what failed and the program exits non-zero; the crash report is checked in a
+ * forked child that must die by SIGSEGV with the report on its stderr. */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "faultline/faultline.h"
+
+static int failures = 0;
+#define CHECK(cond)                                                        \
+  do {                                                                     \
+    if (!(cond)) {                                                         \
+      fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond); \
+      failures++;                                                          \
+    }                                                                      \
+  } while (0)
+
+static size_t page;
+
+/* ---- trap and context ---- */
+
+static char* volatile g_page;
+static volatile int g_seen_signal, g_seen_access;
+static volatile uintptr_t g_seen_addr, g_seen_pc;
+
+static fl_disposition on_fault(fl_context* ctx, void* data) {
+  (void)data;
+  uintptr_t a = fl_context_address(ctx);
+  if (a < (uintptr_t)g_page || a >= (uintptr_t)g_page + page) return FL_DECLINED;
+  g_seen_signal = fl_context_signal(ctx);
+  g_seen_access = (int)fl_context_access(ctx);
+  g_seen_addr = a;
+  g_seen_pc = fl_context_pc(ctx);
+  uint8_t v[16];
+  if (fl_context_vector_reg(ctx, 0, v) != 0) return FL_DECLINED;
+  if (fl_context_sp(ctx) == 0 || fl_context_reg(ctx, 7) != fl_context_sp(ctx)) return FL_DECLINED; /* 7 = rsp */
+  mprotect(g_page, page, PROT_READ | PROT_WRITE);
+  return FL_RESOLVED;
+}
+
+static void test_trap(void) {
+  fl_error err;
+  CHECK(fl_install(0, &err) == 0);
+  CHECK(fl_installed() == 1);
+  g_page = mmap(NULL, page, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  fl_handler_id id;
+  CHECK(fl_add_handler(on_fault, NULL, FL_TRAP_SEGV, &id, &err) == 0);
+  fl_counters before = fl_trap_counters(SIGSEGV);
+  g_page[100] = 7;
+  CHECK(g_seen_signal == SIGSEGV);
+  CHECK(g_seen_access == FL_ACCESS_WRITE);
+  CHECK(g_seen_addr == (uintptr_t)g_page + 100);
+  CHECK(g_seen_pc != 0);
+  CHECK(fl_trap_counters(SIGSEGV).resolved == before.resolved + 1);
+  CHECK(fl_remove_handler(id, &err) == 0);
+  CHECK(fl_remove_handler(id, &err) == FL_ENOTFOUND && err.code == FL_ENOTFOUND && err.message[0] != '\0');
+  CHECK(fl_add_handler(NULL, NULL, 0, &id, &err) == FL_EINVAL);
+  CHECK(strcmp(fl_errc_name(FL_EINVAL), "invalid_argument") == 0);
+  CHECK(fl_reg_count() > 16 && strcmp(fl_reg_name(0), "rax") == 0);
+  CHECK(fl_in_handler() == 0);
+  munmap(g_page, page);
+}
+
+/* ---- regions ---- */
+
+static int fill_pattern(const fl_fill_request* req, void* data, const char** reason) {
+  (void)reason;
+  unsigned char* d = req->dest;
+  for (size_t i = 0; i < req->length; ++i) d[i] = (unsigned char)((req->offset + i) * 7 + (uintptr_t)data);
+  return 0;
+}
+
+static int fill_fails(const fl_fill_request* req, void* data, const char** reason) {
+  (void)req;
+  (void)data;
+  *reason = "no such block";
+  return EIO;
+}
+
+static fl_disposition barrier_unprotect(fl_context* ctx, const fl_region_info* r, void* data) {
+  (void)ctx;
+  atomic_int* hits = data;
+  atomic_fetch_add(hits, 1);
+  mprotect((void*)r->base, r->size, PROT_READ | PROT_WRITE);
+  return FL_RESOLVED;
+}
+
+static void test_regions(void) {
+  fl_error err;
+  fl_region* r = NULL;
+  fl_region_options o = fl_region_options_default();
+
+  CHECK(fl_region_reserve(0, &o, &r, &err) == FL_EINVAL && strstr(err.message, "size is zero") != NULL);
+
+  o.name = "c-zero";
+  o.fault_around = 2;
+  CHECK(fl_region_reserve(4 * page, &o, &r, &err) == 0);
+  volatile char* z = fl_region_data(r);
+  CHECK(z[0] == 0 && z[3 * page] == 0);
+  z[page] = 5;
+  CHECK(fl_region_discard(r, 1, 1, &err) == 0 && z[page] == 0);
+  CHECK(fl_region_protect(r, 0, 1, FL_PERM_NONE, &err) == 0 && z[0] == 0);
+  CHECK(fl_region_size(r) == 4 * page);
+  CHECK(fl_region_count() >= 1);
+  CHECK(fl_region_destroy(r, &err) == 0);
+
+  o = fl_region_options_default();
+  o.name = "c-provider";
+  o.policy = FL_POLICY_PROVIDER;
+  o.fill = fill_pattern;
+  o.fill_data = (void*)3;
+  CHECK(fl_region_reserve(2 * page, &o, &r, &err) == 0);
+  unsigned char* p = fl_region_data(r);
+  CHECK(p[page + 10] == (unsigned char)((page + 10) * 7 + 3));
+  CHECK(fl_region_destroy(r, &err) == 0);
+
+  fl_pager* pager = NULL;
+  CHECK(fl_pager_start("c-pager", 1, &pager, &err) == 0);
+  o.name = "c-paged";
+  o.policy = FL_POLICY_PAGER;
+  o.fill_data = (void*)9;
+  o.pager = pager;
+  CHECK(fl_region_reserve(2 * page, &o, &r, &err) == 0);
+  p = fl_region_data(r);
+  CHECK(p[5] == (unsigned char)(5 * 7 + 9));
+  CHECK(fl_region_destroy(r, &err) == 0);
+  fl_pager_release(pager);
+
+  o = fl_region_options_default();
+  o.name = "c-cards";
+  o.policy = FL_POLICY_TRACK_WRITES;
+  CHECK(fl_region_reserve(8 * page, &o, &r, &err) == 0);
+  volatile char* c = fl_region_data(r);
+  c[2 * page] = 1;
+  c[5 * page] = 1;
+  size_t dirty[8], n = 0;
+  CHECK(fl_region_collect_dirty(r, dirty, 8, &n, &err) == 0 && n == 2 && dirty[0] == 2 && dirty[1] == 5);
+  CHECK(fl_region_destroy(r, &err) == 0);
+
+  atomic_int hits = 0;
+  o = fl_region_options_default();
+  o.name = "c-barrier";
+  o.policy = FL_POLICY_BARRIER;
+  o.barrier = barrier_unprotect;
+  o.barrier_data = &hits;
+  CHECK(fl_region_reserve(page, &o, &r, &err) == 0);
+  ((volatile char*)fl_region_data(r))[1] = 1;
+  CHECK(atomic_load(&hits) == 1);
+  CHECK(fl_region_destroy(r, &err) == 0);
+
+  void* mine = mmap(NULL, page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  o = fl_region_options_default();
+  o.name = "c-adopted";
+  CHECK(fl_region_adopt(mine, page, &o, &r, &err) == 0);
+  CHECK(fl_prefault(mine, page, FL_ACCESS_WRITE, &err) == 0);
+  CHECK(fl_region_destroy(r, &err) == 0);
+  o.policy = FL_POLICY_PROVIDER;
+  o.fill = fill_pattern;
+  CHECK(fl_region_adopt(mine, page, &o, &r, &err) == FL_EUNSUPPORTED);
+  munmap(mine, page);
+}
+
+/* A provider failure ends in SIGBUS with the report naming the region and the error. */
+static void test_fill_failure_child(void) {
+  fl_error err;
+  fl_region* r = NULL;
+  fl_region_options o = fl_region_options_default();
+  o.name = "c-broken";
+  o.policy = FL_POLICY_PROVIDER;
+  o.fill = fill_fails;
+  if (fl_report_enable(2, 0, 0, 0, &err) != 0 || fl_region_reserve(page, &o, &r, &err) != 0) _exit(90);
+  (void)((volatile char*)fl_region_data(r))[0];
+  _exit(1);
+}
+
+/* ---- threads ---- */
+
+static atomic_int g_quit, g_ready;
+
+static void* spinner(void* arg) {
+  (void)arg;
+  fl_error err;
+  if (fl_thread_attach(0, &err) != 0) return NULL;
+  atomic_store(&g_ready, 1);
+  while (!atomic_load(&g_quit)) {
+  }
+  fl_thread_detach();
+  return NULL;
+}
+
+static void* blocker(void* arg) {
+  int* fds = arg;
+  fl_error err;
+  char ch;
+  if (fl_thread_attach(0, &err) != 0) return NULL;
+  fl_blocking_enter();
+  atomic_fetch_add(&g_ready, 1);
+  ssize_t got = read(fds[0], &ch, 1);
+  fl_blocking_leave();
+  fl_thread_detach();
+  return got == 1 ? arg : NULL;
+}
+
+static size_t g_words;
+static void count_words(const uintptr_t* b, const uintptr_t* e, fl_root_kind kind, long tid, void* data) {
+  (void)kind;
+  (void)tid;
+  (void)data;
+  g_words += (size_t)(e - b);
+}
+
+static atomic_int g_preempted, g_injected_ran;
+static void injected(void* arg) {
+  (void)arg;
+  char* buf = malloc(1000); /* ordinary code */
+  snprintf(buf, 1000, "injected");
+  atomic_store(&g_injected_ran, buf[0] == 'i');
+  free(buf);
+}
+static void on_preempt(fl_context* ctx, void* data) {
+  (void)data;
+  atomic_fetch_add(&g_preempted, 1);
+  if (fl_inject_call(ctx, injected, NULL) != 0) atomic_store(&g_injected_ran, -1);
+}
+
+static void test_threads(void) {
+  fl_error err;
+  CHECK(fl_thread_attach(0, &err) == 0 && fl_thread_attached() == 1);
+  pthread_t t, b;
+  int fds[2];
+  CHECK(pipe(fds) == 0);
+  pthread_create(&t, NULL, spinner, NULL);
+  while (!atomic_load(&g_ready)) {
+  }
+  atomic_store(&g_ready, 0);
+  pthread_create(&b, NULL, blocker, fds);
+  while (!atomic_load(&g_ready)) {
+  }
+  CHECK(fl_world_stop(0, &err) == 0 && fl_world_stopped() == 1);
+  CHECK(fl_world_scan_roots(count_words, NULL, &err) == 0 && g_words > 100);
+  CHECK(fl_world_resume(&err) == 0 && fl_world_stopped() == 0);
+  CHECK(fl_world_resume(&err) == FL_EINVAL);
+  atomic_store(&g_quit, 1);
+  CHECK(write(fds[1], "x", 1) == 1);
+  void* ret;
+  pthread_join(t, NULL);
+  pthread_join(b, &ret);
+  CHECK(ret == fds);
+
+  CHECK(fl_preempt_enable(0, on_preempt, NULL, FL_CLOCK_WALL, &err) == FL_EINVAL);
+#if !defined(__SANITIZE_THREAD__) /* TSan defers asynchronous signals and drops changes to their context */
+  CHECK(fl_preempt_enable(200000, on_preempt, NULL, FL_CLOCK_WALL, &err) == 0);
+  for (long spin = 0; atomic_load(&g_injected_ran) == 0 && spin < 4000000000L; ++spin) {
+  }
+  CHECK(atomic_load(&g_preempted) == 1 && atomic_load(&g_injected_ran) == 1);
+#endif
+  fl_preempt_disable();
+  fl_thread_detach();
+}
+
+static int run_child_expect_signal(void (*body)(void), int sig, const char* needle) {
+  int fds[2];
+  if (pipe(fds) != 0) return 0;
+  pid_t pid = fork();
+  if (pid == 0) {
+    dup2(fds[1], 2);
+    close(fds[0]);
+    alarm(30);
+    body();
+    _exit(0);
+  }
+  close(fds[1]);
+  char buf[16384];
+  size_t len = 0;
+  ssize_t n;
+  while ((n = read(fds[0], buf + len, sizeof buf - 1 - len)) > 0) len += (size_t)n;
+  buf[len] = '\0';
+  close(fds[0]);
+  int status = 0;
+  waitpid(pid, &status, 0);
+  int ok = WIFSIGNALED(status) && WTERMSIG(status) == sig && strstr(buf, needle) != NULL;
+  if (!ok) fprintf(stderr, "child: status %d, output:\n%s\n", status, buf);
+  return ok;
+}
+
+static void guard_child(void) {
+  fl_error err;
+  fl_region* r = NULL;
+  fl_region_options o = fl_region_options_default();
+  o.name = "c-guard";
+  o.policy = FL_POLICY_GUARD;
+  o.perms = FL_PERM_NONE;
+  if (fl_report_enable(2, 0, 1, 16, &err) != 0 || !fl_report_enabled()) _exit(90);
+  if (fl_region_reserve(page, &o, &r, &err) != 0) _exit(91);
+  ((volatile char*)fl_region_data(r))[3] = 1;
+  _exit(1);
+}
+
+int main(void) {
+  page = (size_t)sysconf(_SC_PAGESIZE);
+  CHECK(strcmp(fl_version(), "0.1.0") == 0);
+  test_trap();
+  test_regions();
+  test_threads();
+  CHECK(run_child_expect_signal(guard_child, SIGSEGV, "region    'c-guard'"));
+  CHECK(run_child_expect_signal(test_fill_failure_child, SIGBUS,
+                                "provider for region 'c-broken' failed on page 0: EIO (errno 5): no such block"));
+  fl_report_disable();
+  CHECK(fl_report_enabled() == 0);
+  if (failures != 0) {
+    fprintf(stderr, "%d checks failed\n", failures);
+    return 1;
+  }
+  puts("c api: all checks passed");
+  return 0;
+}
