@@ -1,0 +1,339 @@
+/* tests/compat/test_sigsegv.c: faultline's libsigsegv against libsigsegv 2.14's documentation.
+ *
+ * Written from the documented interface in sigsegv.h (not from libsigsegv's sources or tests). Each
+ * case runs in a forked child; the parent checks how the child ended. */
+#define _GNU_SOURCE
+#include <pthread.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "compat/sigsegv/sigsegv.h"
+#include "faultline/faultline.h"
+
+#if !HAVE_SIGSEGV_RECOVERY || !HAVE_STACK_OVERFLOW_RECOVERY
+#error "both recovery macros must be 1 on x86-64 Linux"
+#endif
+
+static size_t page;
+static char* volatile area;
+static volatile int calls, last_serious;
+static void* volatile last_address;
+
+#define REQUIRE(cond)                                                       \
+  do {                                                                      \
+    if (!(cond)) {                                                          \
+      fprintf(stderr, "%s:%d: %s\n", __FILE__, __LINE__, #cond);            \
+      _exit(100 + __LINE__ % 100);                                          \
+    }                                                                       \
+  } while (0)
+
+static char* new_page(int prot) {
+  char* p = mmap(NULL, page, prot, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  REQUIRE(p != MAP_FAILED);
+  return p;
+}
+
+/* The global handler: makes `area` accessible. */
+static int unprotect_handler(void* addr, int serious) {
+  calls++;
+  last_address = addr;
+  last_serious = serious;
+  if ((char*)addr < area || (char*)addr >= area + page) return 0;
+  return mprotect(area, page, PROT_READ | PROT_WRITE) == 0;
+}
+
+static int declining_handler(void* addr, int serious) {
+  (void)addr;
+  (void)serious;
+  calls++;
+  return 0;
+}
+
+static void case_version(void) {
+  REQUIRE(LIBSIGSEGV_VERSION == 0x020E);
+  REQUIRE(libsigsegv_version == LIBSIGSEGV_VERSION);
+  REQUIRE(SIGSEGV_FAULT_ADDRESS_ALIGNMENT == 1UL);
+}
+
+static void case_handler_resolves(void) {
+  area = new_page(PROT_NONE);
+  REQUIRE(sigsegv_install_handler(unprotect_handler) == 0);
+  area[123] = 5; /* the handler unprotects; the write is restarted */
+  REQUIRE(area[123] == 5);
+  REQUIRE(calls == 1 && last_address == area + 123 && last_serious == 1);
+  mprotect(area, page, PROT_READ); /* a second fault, same handler */
+  area[7] = 1;
+  REQUIRE(calls == 2);
+}
+
+static void case_decline_dies(void) {
+  area = new_page(PROT_NONE);
+  REQUIRE(sigsegv_install_handler(declining_handler) == 0);
+  area[0] = 1; /* declined, nothing else handles it: the process dies of SIGSEGV */
+  _exit(0);
+}
+
+static void case_deinstall(void) {
+  area = new_page(PROT_NONE);
+  REQUIRE(sigsegv_install_handler(declining_handler) == 0);
+  sigsegv_deinstall_handler();
+  area[0] = 1; /* dies of SIGSEGV without calling the handler */
+  _exit(0);
+}
+
+/* Improvement over libsigsegv: the SIGSEGV handler installed before is chained to, not ignored. */
+static sigjmp_buf jump;
+static volatile int previous_called;
+static void previous_handler(int sig, siginfo_t* si, void* uc) {
+  (void)uc;
+  previous_called = sig == SIGSEGV && si->si_addr == area;
+  fl_leave_handler();
+  siglongjmp(jump, 1);
+}
+
+static void case_chains_previous(void) {
+  struct sigaction sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_sigaction = previous_handler;
+  sa.sa_flags = SA_SIGINFO;
+  sigaction(SIGSEGV, &sa, NULL);
+  area = new_page(PROT_NONE);
+  REQUIRE(sigsegv_install_handler(declining_handler) == 0);
+  if (sigsetjmp(jump, 1) == 0) {
+    area[0] = 1;
+    _exit(1);
+  }
+  REQUIRE(calls == 1 && previous_called == 1);
+}
+
+/* sigsegv_leave_handler: leave the handler through a continuation that longjmps. */
+static void continuation(void* a, void* b, void* c) {
+  REQUIRE(a == (void*)1 && b == (void*)2 && c == (void*)3);
+  siglongjmp(jump, 7);
+}
+static int leaving_handler(void* addr, int serious) {
+  (void)serious;
+  calls++;
+  if ((char*)addr != area) return 0;
+  return sigsegv_leave_handler(continuation, (void*)1, (void*)2, (void*)3);
+}
+
+static void case_leave_handler(void) {
+  area = new_page(PROT_NONE);
+  REQUIRE(sigsegv_install_handler(leaving_handler) == 0);
+  for (int round = 0; round < 3; ++round) { /* leaving works again and again */
+    int r = sigsetjmp(jump, 1);
+    if (r == 0) {
+      area[0] = 1;
+      _exit(1);
+    }
+    REQUIRE(r == 7);
+  }
+  REQUIRE(calls == 3);
+}
+
+/* Stack overflow: the handler gets emergency 0 and a context, and leaves by longjmp; twice. */
+static char extra_stack[1 << 16];
+static volatile int overflows, last_emergency = -1;
+static volatile int scp_ok;
+static void overflow_handler(int emergency, stackoverflow_context_t scp) {
+  overflows++;
+  last_emergency = emergency;
+  scp_ok = scp != NULL;
+  sigsegv_leave_handler(continuation, (void*)1, (void*)2, (void*)3);
+}
+
+static volatile int depth_sink;
+static volatile int forever = 1;
+static int recurse(int depth) {
+  volatile char frame[1024];
+  frame[0] = (char)depth;
+  if (!forever) return 0;
+  return recurse(depth + 1) + frame[0];
+}
+
+static void case_stack_overflow(void) {
+  REQUIRE(stackoverflow_install_handler(overflow_handler, extra_stack, sizeof extra_stack) == 0);
+  for (int round = 0; round < 2; ++round) {
+    if (sigsetjmp(jump, 1) == 0) {
+      depth_sink = recurse(0);
+      _exit(1);
+    }
+  }
+  REQUIRE(overflows == 2 && last_emergency == 0 && scp_ok);
+  REQUIRE(stackoverflow_install_handler(overflow_handler, extra_stack, 16) == -1); /* too small */
+}
+
+/* The serious=0 call: with a stack overflow handler, the global handler is asked first. */
+static volatile int asked_not_serious;
+static int curious_handler(void* addr, int serious) {
+  (void)addr;
+  if (serious == 0) asked_not_serious = 1;
+  return 0;
+}
+
+static void case_overflow_asks_global_handler_first(void) {
+  REQUIRE(sigsegv_install_handler(curious_handler) == 0);
+  REQUIRE(stackoverflow_install_handler(overflow_handler, extra_stack, sizeof extra_stack) == 0);
+  if (sigsetjmp(jump, 1) == 0) {
+    depth_sink = recurse(0);
+    _exit(1);
+  }
+  REQUIRE(asked_not_serious == 1 && overflows == 1);
+}
+
+static void case_overflow_deinstalled_dies(void) {
+  REQUIRE(stackoverflow_install_handler(overflow_handler, extra_stack, sizeof extra_stack) == 0);
+  stackoverflow_deinstall_handler();
+  depth_sink = recurse(0); /* dies of SIGSEGV */
+  _exit(0);
+}
+
+/* Improvement: stack overflow on another (attached) thread. */
+static __thread sigjmp_buf thread_jump;
+static void thread_continuation(void* a, void* b, void* c) {
+  (void)a;
+  (void)b;
+  (void)c;
+  siglongjmp(thread_jump, 1);
+}
+static void thread_overflow_handler(int emergency, stackoverflow_context_t scp) {
+  (void)emergency;
+  (void)scp;
+  overflows++;
+  sigsegv_leave_handler(thread_continuation, NULL, NULL, NULL);
+}
+static void* overflowing_thread(void* arg) {
+  (void)arg;
+  fl_error err;
+  if (fl_thread_attach(0, &err) != 0) return NULL;
+  if (sigsetjmp(thread_jump, 1) == 0) depth_sink = recurse(0);
+  fl_thread_detach();
+  return (void*)5;
+}
+
+static void case_overflow_on_other_thread(void) {
+  REQUIRE(stackoverflow_install_handler(thread_overflow_handler, extra_stack, sizeof extra_stack) == 0);
+  pthread_attr_t attr;
+  pthread_attr_init(&attr);
+  pthread_attr_setstacksize(&attr, 256 << 10);
+  pthread_t t;
+  void* ret = NULL;
+  pthread_create(&t, &attr, overflowing_thread, (void*)5);
+  pthread_join(t, &ret);
+  REQUIRE(ret == (void*)5 && overflows == 1);
+}
+
+/* The dispatcher. */
+static sigsegv_dispatcher dispatcher;
+static int area_handler(void* addr, void* arg) {
+  char* base = arg;
+  if (mprotect(base, page, PROT_READ | PROT_WRITE) != 0) return 0;
+  return (char*)addr >= base && (char*)addr < base + page;
+}
+static int dispatching_handler(void* addr, int serious) {
+  (void)serious;
+  return sigsegv_dispatch(&dispatcher, addr);
+}
+
+static void case_dispatcher(void) {
+  sigsegv_init(&dispatcher);
+  char* a = new_page(PROT_NONE);
+  char* b = new_page(PROT_NONE);
+  void* ta = sigsegv_register(&dispatcher, a, page, area_handler, a);
+  void* tb = sigsegv_register(&dispatcher, b, page, area_handler, b);
+  REQUIRE(ta != NULL && tb != NULL && ta != tb);
+  REQUIRE(sigsegv_register(&dispatcher, a, 0, area_handler, a) == NULL);
+  REQUIRE(sigsegv_install_handler(dispatching_handler) == 0);
+  a[10] = 1;
+  b[20] = 2;
+  REQUIRE(a[10] == 1 && b[20] == 2);
+  REQUIRE(sigsegv_dispatch(&dispatcher, a + page + page * 1000) == 0); /* nobody's */
+  sigsegv_unregister(&dispatcher, ta);
+  REQUIRE(sigsegv_dispatch(&dispatcher, a) == 0);
+  REQUIRE(sigsegv_dispatch(&dispatcher, b) == 1);
+  sigsegv_unregister(&dispatcher, tb);
+  REQUIRE(sigsegv_dispatch(&dispatcher, b) == 0);
+}
+
+/* Improvement: the dispatcher is thread-safe: faults dispatched while other threads register and
+   unregister areas. */
+static atomic_int stop_churn;
+static void* churn(void* arg) {
+  (void)arg;
+  char* p = new_page(PROT_NONE);
+  while (!atomic_load(&stop_churn)) {
+    void* t = sigsegv_register(&dispatcher, p, page, area_handler, p);
+    sigsegv_unregister(&dispatcher, t);
+  }
+  return NULL;
+}
+
+static void case_dispatcher_threads(void) {
+  sigsegv_init(&dispatcher);
+  char* a = new_page(PROT_NONE);
+  REQUIRE(sigsegv_register(&dispatcher, a, page, area_handler, a) != NULL);
+  REQUIRE(sigsegv_install_handler(dispatching_handler) == 0);
+  pthread_t t[2];
+  for (int i = 0; i < 2; ++i) pthread_create(&t[i], NULL, churn, NULL);
+  for (int i = 0; i < 2000; ++i) {
+    mprotect(a, page, PROT_NONE);
+    a[i % page] = (char)i;
+  }
+  atomic_store(&stop_churn, 1);
+  for (int i = 0; i < 2; ++i) pthread_join(t[i], NULL);
+}
+
+struct test_case {
+  const char* name;
+  void (*body)(void);
+  int signal; /* how the child must end: 0 = exit 0, else killed by that signal */
+};
+
+static const struct test_case cases[] = {
+    {"version", case_version, 0},
+    {"handler_resolves", case_handler_resolves, 0},
+    {"decline_dies", case_decline_dies, SIGSEGV},
+    {"deinstall", case_deinstall, SIGSEGV},
+    {"chains_previous", case_chains_previous, 0},
+    {"leave_handler", case_leave_handler, 0},
+    {"stack_overflow", case_stack_overflow, 0},
+    {"overflow_asks_global_handler_first", case_overflow_asks_global_handler_first, 0},
+    {"overflow_deinstalled_dies", case_overflow_deinstalled_dies, SIGSEGV},
+    {"overflow_on_other_thread", case_overflow_on_other_thread, 0},
+    {"dispatcher", case_dispatcher, 0},
+    {"dispatcher_threads", case_dispatcher_threads, 0},
+};
+
+int main(int argc, char** argv) {
+  page = (size_t)sysconf(_SC_PAGESIZE);
+  int failed = 0;
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; ++i) {
+    if (argc > 1 && strcmp(argv[1], cases[i].name) != 0) continue;
+    pid_t pid = fork();
+    if (pid == 0) {
+      alarm(60);
+      cases[i].body();
+      _exit(0);
+    }
+    int status = 0;
+    waitpid(pid, &status, 0);
+    int ok = cases[i].signal == 0 ? (WIFEXITED(status) && WEXITSTATUS(status) == 0)
+                                  : (WIFSIGNALED(status) && WTERMSIG(status) == cases[i].signal);
+    printf("%-40s %s\n", cases[i].name, ok ? "ok" : "FAILED");
+    if (!ok) {
+      failed++;
+      if (WIFEXITED(status)) printf("    exited %d\n", WEXITSTATUS(status));
+      else if (WIFSIGNALED(status)) printf("    killed by signal %d\n", WTERMSIG(status));
+    }
+  }
+  return failed != 0;
+}
