@@ -26,6 +26,7 @@ struct SignalTls {
   std::uintptr_t addr, pc;
   int nested;             // nested faults seen in this dispatch
   std::uintptr_t sp;      // the interrupted stack pointer
+  const FaultContext* ctx;  // the dispatch's context (valid while it runs)
 };
 __attribute__((tls_model("initial-exec"))) constinit thread_local SignalTls t_sig{};
 
@@ -185,7 +186,7 @@ void dispatch(int sig, siginfo_t* info, ucontext_t* uc) noexcept {
   const bool converted = sig == SIGBUS && t_conv.pending && kernel_fault && ctx.code() == BUS_ADRERR &&
                          ctx.address() == t_conv.addr;
   if (converted) t_conv.pending = false;
-  t_sig = SignalTls{here, false, 0, sig, ctx.code(), ctx.address(), ctx.pc(), 0, ctx.sp()};
+  t_sig = SignalTls{here, false, 0, sig, ctx.code(), ctx.address(), ctx.pc(), 0, ctx.sp(), &ctx};
 
   // The epoch keeps handler slots, their data and the previous action alive while we use them.
   t_sig.side = g_state.epoch.enter();
@@ -258,6 +259,8 @@ void die_by_default(int sig, bool reexecute) noexcept {
 void suspend_epoch() noexcept { leave_epoch(); }
 
 std::uintptr_t interrupted_sp() noexcept { return t_sig.frame != 0 ? t_sig.sp : 0; }
+
+const FaultContext* active_context() noexcept { return t_sig.frame != 0 ? t_sig.ctx : nullptr; }
 
 void resume_epoch() noexcept {
   if (t_sig.in_epoch) return;

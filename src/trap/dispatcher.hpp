@@ -96,6 +96,10 @@ void resume_epoch() noexcept;
 // dispatch is active. Async-signal-safe.
 std::uintptr_t interrupted_sp() noexcept;
 
+// The context of the calling thread's active dispatch (also while it runs the previous action), or
+// null. Async-signal-safe.
+const FaultContext* active_context() noexcept;
+
 // Waits (outside signal context) until every dispatch that started before the call has finished, so that
 // what it may have read can be freed. Gives up with Errc::timed_out after 10 s.
 Result<void> wait_for_dispatches(const char* what);

@@ -22,4 +22,11 @@ struct BenchArgs {
 };
 int run_bench(const BenchArgs& args);
 
+struct CatchArgs {
+  int fd = 2;
+  bool no_color = false;
+  std::vector<std::string> command;
+};
+int run_catch(const CatchArgs& args);
+
 }  // namespace faultline::cli

@@ -1,4 +1,4 @@
-// tools/faultline/main.cpp: the `faultline` command line (info, bench; catch comes with its issue).
+// tools/faultline/main.cpp: the `faultline` command line (info, bench, catch).
 #include <CLI/CLI.hpp>
 
 #include "commands.hpp"
@@ -26,8 +26,19 @@ int main(int argc, char** argv) {
   bench->add_option("--json", bench_args.json_path, "Write every sample and the machine's description to FILE");
   bench->add_option("--svg", bench_args.svg_path, "Draw the ratios as a bar chart in FILE");
 
+  faultline::cli::CatchArgs catch_args;
+  auto* catch_cmd = app.add_subcommand("catch", "Run a program with the crash report preloaded (like the old catchsegv)");
+  catch_cmd->add_option("--fd", catch_args.fd, "The program's file descriptor the report goes to (default 2)");
+  catch_cmd->add_flag("--no-color", catch_args.no_color, "No colour in the report");
+  catch_cmd->add_option("command", catch_args.command, "PROGRAM ARGS... (after --)")->required();
+  catch_cmd->prefix_command();
+
   CLI11_PARSE(app, argc, argv);
   if (info->parsed()) return faultline::cli::run_info(json);
   if (bench->parsed()) return faultline::cli::run_bench(bench_args);
+  if (catch_cmd->parsed()) {
+    for (const std::string& extra : catch_cmd->remaining()) catch_args.command.push_back(extra);
+    return faultline::cli::run_catch(catch_args);
+  }
   return 2;
 }

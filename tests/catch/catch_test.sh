@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# tests/catch/catch_test.sh CLI DIR: `faultline catch` on programs of DIR (built from tests/catch/).
+set -uo pipefail
+cli=$1
+dir=$2
+failures=0
+fail() { echo "FAILED: $*"; failures=$((failures + 1)); }
+
+# 1. A crash inside a shared library: the report names the signal and the library's function, and
+#    catch ends by the same signal.
+out=$("$cli" catch --no-color -- "$dir/prog_library_crash" 2>&1); st=$?
+[ $st -eq $((128 + 11)) ] || fail "library crash: status $st, expected killed by SIGSEGV (139)"
+grep -q "about to crash" <<<"$out" || fail "library crash: the program's own output is missing"
+grep -q '\*\*\* faultline: fatal signal: SIGSEGV (SEGV_MAPERR)' <<<"$out" || fail "library crash: no report headline"
+grep -q "address   0x10" <<<"$out" || fail "library crash: fault address 0x10 not reported"
+grep -q "faultline_test_crash_in_library" <<<"$out" || fail "library crash: backtrace lacks the library function"
+grep -q "libfaultline_test_crashlib.so" <<<"$out" || fail "library crash: backtrace lacks the library's name"
+
+# 2. A program with its own SIGSEGV handler: its handler runs, the report is written, and catch ends by
+#    SIGSEGV.
+out=$("$cli" catch --no-color -- "$dir/prog_own_handler" 2>&1); st=$?
+[ $st -eq 139 ] || fail "own handler: status $st, expected 139"
+grep -q "own handler ran" <<<"$out" || fail "own handler: the program's handler did not run"
+grep -q '\*\*\* faultline: fatal signal (the program.s own handler gave up): SIGSEGV' <<<"$out" \
+  || fail "own handler: no report"
+grep -q "address   0x8" <<<"$out" || fail "own handler: fault address 0x8 not reported"
+
+# 3. Exit statuses pass through; no report without a crash.
+out=$("$cli" catch -- "$dir/prog_exit" 3 2>&1); st=$?
+[ $st -eq 3 ] || fail "exit status: $st, expected 3"
+grep -q "faultline" <<<"$out" && fail "exit status: unexpected report: $out"
+
+# 4. --fd 1 sends the report to standard output.
+out=$("$cli" catch --fd 1 --no-color -- "$dir/prog_library_crash" 2>/dev/null); st=$?
+grep -q '\*\*\* faultline: fatal signal: SIGSEGV' <<<"$out" || fail "--fd 1: report not on stdout"
+
+# 5. Errors: no program, a program that does not exist.
+"$cli" catch >/dev/null 2>&1 && fail "catch without a program succeeded"
+out=$("$cli" catch -- /nonexistent/program 2>&1); st=$?
+[ $st -eq 127 ] || fail "missing program: status $st, expected 127"
+grep -q "cannot run /nonexistent/program" <<<"$out" || fail "missing program: no message"
+
+if [ $failures -ne 0 ]; then
+  echo "$failures checks failed"
+  exit 1
+fi
+echo "faultline catch: all checks passed"
