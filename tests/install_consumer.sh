@@ -12,6 +12,6 @@ cmake --build "$work/consumer" >/dev/null
 [ "$(LD_LIBRARY_PATH="$work/prefix/lib" "$work/consumer/consumer_shared")" = "resolved 1" ]
 export PKG_CONFIG_PATH="$work/prefix/lib/pkgconfig"
 c++ -std=c++20 "$src/tests/consumer/main.cpp" -o "$work/pc" $(pkg-config --cflags faultline) \
-    -Wl,-Bstatic $(pkg-config --libs --static faultline | sed 's/-lunwind//') -Wl,-Bdynamic -lunwind -lpthread
+    -Wl,-Bstatic $(pkg-config --libs --static faultline | sed 's/-lunwind//; s/-lZydis//') -Wl,-Bdynamic -lunwind -lZydis -lpthread
 [ "$("$work/pc")" = "resolved 1" ]
 echo "install: find_package (static, shared) and pkg-config consumers work"

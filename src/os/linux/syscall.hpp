@@ -95,6 +95,15 @@ inline long raw_tgkill(long pid, long tid, int sig) noexcept { return raw_syscal
 inline long raw_rt_tgsigqueueinfo(long pid, long tid, int sig, const void* info) noexcept {
   return raw_syscall(SYS_rt_tgsigqueueinfo, pid, tid, sig, arg(info));
 }
+// Copies `n` bytes at `remote` in this process to `local` without faulting: an unmapped source gives
+// -EFAULT (or a short count at the end of a mapping).
+inline long raw_read_own_memory(void* local, const void* remote, std::size_t n) noexcept {
+  struct Iov {
+    const void* base;
+    std::size_t len;
+  } l{local, n}, r{remote, n};
+  return raw_syscall(SYS_process_vm_readv, raw_syscall(SYS_getpid), arg(&l), 1, arg(&r), 1, 0);
+}
 inline long raw_ioctl(int fd, unsigned long req, void* argp) noexcept {
   return raw_syscall(SYS_ioctl, fd, static_cast<long>(req), arg(argp));
 }
