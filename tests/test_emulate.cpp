@@ -115,6 +115,25 @@ TEST(Emulate, RedirectsToATargetAndDeclinesWhatItCannotDoAtomically) {
   EXPECT_TRUE(r.exited() && r.exit_code() == 0) << r;
 }
 
+// An instruction that straddles a page boundary is read from both pages.
+TEST(Emulate, InstructionAcrossAPageBoundary) {
+  ChildResult r = run_child([] {
+    g_prot = static_cast<std::uint8_t*>(mmap(nullptr, 4096, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
+    g_copy = static_cast<std::uint8_t*>(mmap(nullptr, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
+    auto* code = static_cast<std::uint8_t*>(
+        mmap(nullptr, 8192, PROT_READ | PROT_WRITE | PROT_EXEC, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
+    if (!install().ok() || !add_handler(redirect, nullptr).ok()) _exit(90);
+    // mov rax, [rdi+0x40]; ret: 48 8b 47 40 c3, split 2 + 3 across the boundary.
+    const std::uint8_t insn[] = {0x48, 0x8b, 0x47, 0x40, 0xc3};
+    std::memcpy(code + 4096 - 2, insn, sizeof insn);
+    std::uint64_t v = 0xfeedfacecafebeefull;
+    std::memcpy(g_copy + 0x40, &v, 8);
+    auto fn = reinterpret_cast<std::uint64_t (*)(void*)>(code + 4096 - 2);
+    if (fn(g_prot) != v || g_last != EmulateStatus::ok) _exit(1);
+  });
+  EXPECT_TRUE(r.exited() && r.exit_code() == 0) << r;
+}
+
 // heal(): the register that held the old object's address is moved to the new copy.
 std::uint8_t* g_old = nullptr;
 std::uint8_t* g_new = nullptr;

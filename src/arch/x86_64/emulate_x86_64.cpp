@@ -89,10 +89,15 @@ std::uint8_t* xmm_bytes(ucontext_t& uc, int i) noexcept {
   return reinterpret_cast<std::uint8_t*>(&uc.uc_mcontext.fpregs->_xmm[i]);
 }
 
-bool decode_raw(const std::uint8_t* bytes, std::size_t len, Decoded* d) noexcept {
+ZyanStatus decode_status(const std::uint8_t* bytes, std::size_t len, Decoded* d) noexcept {
   ZydisDecoder decoder;
-  if (!ZYAN_SUCCESS(ZydisDecoderInit(&decoder, ZYDIS_MACHINE_MODE_LONG_64, ZYDIS_STACK_WIDTH_64))) return false;
-  return ZYAN_SUCCESS(ZydisDecoderDecodeFull(&decoder, bytes, len, &d->insn, d->ops));
+  const ZyanStatus init = ZydisDecoderInit(&decoder, ZYDIS_MACHINE_MODE_LONG_64, ZYDIS_STACK_WIDTH_64);
+  if (!ZYAN_SUCCESS(init)) return init;
+  return ZydisDecoderDecodeFull(&decoder, bytes, len, &d->insn, d->ops);
+}
+
+bool decode_raw(const std::uint8_t* bytes, std::size_t len, Decoded* d) noexcept {
+  return ZYAN_SUCCESS(decode_status(bytes, len, d));
 }
 
 // The explicit memory operand, or null.
@@ -134,11 +139,30 @@ std::uintptr_t effective_address(const ucontext_t& uc, const Instruction& in) no
   return a;
 }
 
+// Copies the instruction bytes at `pc`. A data fault means the CPU has fetched the whole instruction, so
+// its bytes are mapped: read them directly up to the end of the PC's page, and into the next page only
+// if the decoder needs more (the instruction straddles the boundary). Otherwise (an instruction-fetch
+// fault, or a context not from a fault) read through process_vm_readv, which fails instead of faulting.
+long fetch(const FaultContext& ctx, std::uint8_t* bytes, std::size_t cap, bool whole) noexcept {
+  const std::uintptr_t pc = ctx.pc();
+  const bool fetched = ctx.signal() != 0 && (ctx.access() == Access::read || ctx.access() == Access::write);
+  if (!fetched) return os::raw_read_own_memory(bytes, reinterpret_cast<const void*>(pc), cap);
+  std::size_t n = 4096 - (pc & 4095);
+  if (whole || n > cap) n = cap;
+  std::memcpy(bytes, reinterpret_cast<const void*>(pc), n);
+  return static_cast<long>(n);
+}
+
 EmulateStatus decode_at(const FaultContext& ctx, Decoded* d, Instruction* out) noexcept {
   std::uint8_t bytes[ZYDIS_MAX_INSTRUCTION_LENGTH];
-  const long n = os::raw_read_own_memory(bytes, reinterpret_cast<const void*>(ctx.pc()), sizeof bytes);
+  long n = fetch(ctx, bytes, sizeof bytes, false);
   if (n <= 0) return EmulateStatus::unreadable_pc;
-  if (!decode_raw(bytes, static_cast<std::size_t>(n), d)) return EmulateStatus::undecodable;
+  if (const ZyanStatus st = decode_status(bytes, static_cast<std::size_t>(n), d); !ZYAN_SUCCESS(st)) {
+    // Only a truncated instruction is worth a second read (never past what the CPU itself fetched).
+    if (static_cast<std::size_t>(n) == sizeof bytes || st != ZYDIS_STATUS_NO_MORE_DATA) return EmulateStatus::undecodable;
+    n = fetch(ctx, bytes, sizeof bytes, true);  // straddles a page boundary: the next page is mapped
+    if (n <= 0 || !decode_raw(bytes, static_cast<std::size_t>(n), d)) return EmulateStatus::undecodable;
+  }
   fill(*d, out);
   if (out->has_memory) out->memory.address = effective_address(*ctx.ucontext(), *out);
   return EmulateStatus::ok;

@@ -42,6 +42,7 @@ int run_bench(const BenchArgs& args) {
   bench::section_trap(b);
   bench::section_regions(b);
   bench::section_threads(b);
+  bench::section_emulation(b);
   bench::section_pending(b);
   b.print_table(stdout);
   if (!args.json_path.empty()) {

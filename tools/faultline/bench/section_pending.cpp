@@ -22,8 +22,6 @@ void section_pending(Bench& b) {
        "the built-in file store is not built yet (issue 4)", "<= 2x"},
       {"dirty", "dirty tracking epoch, userfaultfd WP_ASYNC + PAGEMAP_SCAN", "mprotect + SIGSEGV",
        "the userfaultfd backend is not built yet (issue 4)", "1.5x faster"},
-      {"emulation", "decode + emulate per fault", "plain fault round trip",
-       "instruction emulation is not built yet (issue 6)", nullptr},
   };
   for (const Pending& p : rows) {
     if (!b.wants(p.section)) continue;
