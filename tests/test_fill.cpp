@@ -47,6 +47,7 @@ bool check_pattern(const void* base, std::uint64_t tag, std::size_t off, std::si
 
 RegionOptions filled(const char* name, Policy p, FillFn fn, void* data = nullptr) {
   RegionOptions o;
+  o.backend = Backend::signals;  // this suite tests the signal backend
   o.name = name;
   o.policy = p;
   o.fill = fn;
@@ -345,6 +346,7 @@ TEST(Pager, RegistrationGoesOnWhileAFaultWaitsForThePager) {
     std::thread faulting([&] { same = check_pattern(reg->data(), 12, 0, kPage); });
     while (g_fill_started.load() == 0) std::this_thread::yield();
     RegionOptions g;
+    g.backend = Backend::signals;  // this suite tests the signal backend
     g.name = "meanwhile";
     g.policy = Policy::guard;
     g.perms = perm_none;
@@ -364,6 +366,7 @@ TEST(Pager, RegistrationGoesOnWhileAFaultWaitsForThePager) {
 TEST(Protect, LoweredPagesAreResolvedAgainWithTheirContents) {
   ChildResult r = run_child([] {
     RegionOptions o;
+    o.backend = Backend::signals;  // this suite tests the signal backend
     o.name = "heap";
     auto reg = reserve_region(4 * kPage, o);
     if (!reg.ok()) _exit(90);
@@ -386,6 +389,7 @@ TEST(Protect, LoweredPagesAreResolvedAgainWithTheirContents) {
 TEST(Protect, BatchMergesAdjacentChangesAndKeepsOrderOfOverlaps) {
   ChildResult r = run_child([] {
     RegionOptions o;
+    o.backend = Backend::signals;  // this suite tests the signal backend
     o.name = "batched";
     auto reg = reserve_region(16 * kPage, o);
     if (!reg.ok()) _exit(90);
@@ -413,6 +417,7 @@ TEST(Protect, BatchMergesAdjacentChangesAndKeepsOrderOfOverlaps) {
 TEST(Protect, CollectDirtyCanDeferReArming) {
   ChildResult r = run_child([] {
     RegionOptions o;
+    o.backend = Backend::signals;  // this suite tests the signal backend
     o.name = "cards";
     o.policy = Policy::track_writes;
     auto reg = reserve_region(8 * kPage, o);
@@ -448,6 +453,8 @@ TEST(Discard, PagesAreRefilledOrZeroedOnTheNextAccess) {
     if (fil->discard(3, 2).ok()) _exit(4);                                   // outside the region
 
     RegionOptions o;
+
+    o.backend = Backend::signals;  // this suite tests the signal backend
     o.name = "zeroed";
     auto zf = reserve_region(2 * kPage, o);
     if (!zf.ok()) _exit(91);
@@ -517,16 +524,20 @@ TEST(VmDispatcher, EveryKindOfWindowAndFaultsOutsideThem) {
     if (!pager.ok()) _exit(90);
 
     RegionOptions empty;
+
+    empty.backend = Backend::signals;  // this suite tests the signal backend
     empty.name = "empty";
     empty.policy = Policy::guard;
     empty.perms = perm_none;
     RegionOptions anon;
+    anon.backend = Backend::signals;  // this suite tests the signal backend
     anon.name = "anon";
     anon.fault_around = 2;
     RegionOptions content = filled("content", Policy::provider, copy_from_image);
     RegionOptions paged = filled("paged", Policy::pager, pager_fill, reinterpret_cast<void*>(21));
     paged.pager = *pager;
     RegionOptions rom;
+    rom.backend = Backend::signals;  // this suite tests the signal backend
     rom.name = "rom";
     rom.perms = perm_read;
     auto w_empty = reserve_region(2 * kPage, empty);

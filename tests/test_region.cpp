@@ -26,6 +26,7 @@ const std::size_t kPage = static_cast<std::size_t>(sysconf(_SC_PAGESIZE));
 
 RegionOptions opts(const char* name, Policy p, unsigned perms = perm_read | perm_write) {
   RegionOptions o;
+  o.backend = Backend::signals;  // this suite tests the signal backend
   o.name = name;
   o.policy = p;
   o.perms = perms;

@@ -152,6 +152,8 @@ typedef struct fl_pager fl_pager;
 int fl_pager_start(const char* name, unsigned threads, fl_pager** out, fl_error* err);
 void fl_pager_release(fl_pager* pager);
 
+typedef enum fl_backend { FL_BACKEND_AUTOMATIC = 0, FL_BACKEND_SIGNALS, FL_BACKEND_USERFAULTFD } fl_backend;
+
 typedef struct fl_region_options {
   const char* name;          /* NULL: "region" */
   fl_policy policy;
@@ -163,6 +165,7 @@ typedef struct fl_region_options {
   void* fill_data;
   fl_pager* pager;
   unsigned fill_timeout_ms;  /* 0: 10000 */
+  fl_backend backend;        /* automatic: userfaultfd where the kernel allows it (see region.hpp) */
 } fl_region_options;
 
 /* Defaults: zero_fill, read+write, one page per fault. */

@@ -32,10 +32,25 @@
 // names the region and the error. Never a zero page, never a hang. The page stays unfilled, so a later
 // access tries again.
 //
-// Backends: this release serves every policy with mprotect and SIGSEGV (the signal backend). Filled
-// regions are mapped from a memfd (MAP_SHARED, so a forked child shares their pages); the others are
-// private anonymous memory. Adopted memory cannot be given a private alias: the provider and pager
-// policies need reserve_region().
+// Backends. The signal backend serves every policy with mprotect and SIGSEGV. The userfaultfd backend
+// serves zero_fill, provider, pager and track_writes on private anonymous memory without mprotect:
+//   - zero_fill/provider/pager: missing-page faults are read by faultline's handler thread (in batches)
+//     and filled with UFFDIO_ZEROPAGE / UFFDIO_COPY, a window of pages at a time (read-ahead: sequential
+//     faults double the window up to `readahead_max` pages, random ones halve it); or, in self-service
+//     mode (UffdMode::self_service, UFFD_FEATURE_SIGBUS), by the faulting thread itself in its SIGBUS
+//     handler, with no thread switch (zero_fill and provider; a system call that touches a missing page
+//     of such a region fails with EFAULT, as the kernel cannot raise the signal for it);
+//   - a failed fill poisons the page (UFFDIO_POISON): the faulting thread gets SIGBUS (BUS_MCEERR_AR)
+//     and the report names the region and the error; the page stays failed until discard();
+//   - track_writes: asynchronous write-protection (UFFD_FEATURE_WP_ASYNC): the kernel records the first
+//     write to each page without any fault reaching user space; collect_dirty() harvests and re-arms
+//     with one PAGEMAP_SCAN ioctl.
+// Backend::automatic picks userfaultfd when the kernel offers what the policy needs and signals
+// otherwise (guard and barrier regions, adopted memory, no userfaultfd: ENOSYS, EPERM from
+// vm.unprivileged_userfaultfd or seccomp, a missing feature); Region::backend_reason() says why.
+// On the signal backend, filled regions are mapped from a memfd (MAP_SHARED, so a forked child shares
+// their pages); the others are private anonymous memory. Adopted memory cannot be given a private
+// alias: the provider and pager policies need reserve_region().
 //
 // Creating a region installs faultline's dispatcher (install()) if needed.
 //
@@ -140,6 +155,16 @@ class Pager {
   std::shared_ptr<detail::PagerImpl> impl_;
 };
 
+enum class Backend : std::uint8_t { automatic, signals, userfaultfd };
+// "automatic", "signals", "userfaultfd". Async-signal-safe.
+const char* backend_name(Backend b) noexcept;
+
+// How a userfaultfd region's missing pages are filled.
+enum class UffdMode : std::uint8_t {
+  handler_thread,  // faultline's handler thread reads the faults and fills them
+  self_service,    // the faulting thread fills its own fault in a SIGBUS handler (zero_fill, provider)
+};
+
 struct RegionOptions {
   std::string name = "region";     // shown in reports; at most 63 bytes are kept
   Policy policy = Policy::zero_fill;
@@ -153,7 +178,15 @@ struct RegionOptions {
   // How long a faulting thread waits for a fill done by a pager or by another thread before its access
   // fails (SIGBUS, ETIMEDOUT). 1 ms .. 1 hour.
   std::chrono::milliseconds fill_timeout{10000};
+  Backend backend = Backend::automatic;
+  UffdMode uffd_mode = UffdMode::handler_thread;
+  // userfaultfd zero_fill/provider/pager: the read-ahead window's limit in pages (1..512). The window
+  // starts at fault_around.
+  std::size_t readahead_max = 64;
 };
+
+// Whether this process can use userfaultfd, and if not why ("userfaultfd: EPERM (...)"). Thread-safe.
+Result<void> userfaultfd_available();
 
 // A registered region. Destroying it unregisters the region (and unmaps a reserved range) after every
 // fault handler that may be using it has left.
@@ -170,6 +203,9 @@ class [[nodiscard]] Region {
   void* data() const noexcept;
   std::size_t size() const noexcept;
   RegionInfo info() const noexcept;
+  // The backend serving the region and, for Backend::automatic, why it was chosen.
+  Backend backend() const noexcept;
+  const char* backend_reason() const noexcept;
 
   // track_writes: the indices of the pages written since the last call, ascending, and re-arms them
   // (write-protects them again, one mprotect per run of adjacent pages). With `defer`, the re-arming is

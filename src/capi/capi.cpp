@@ -89,12 +89,14 @@ RegionOptions to_cxx(const fl_region_options* o, RegionBox* box) {
   }
   if (o->pager != nullptr) r.pager = o->pager->pager;
   if (o->fill_timeout_ms != 0) r.fill_timeout = std::chrono::milliseconds(o->fill_timeout_ms);
+  r.backend = static_cast<Backend>(o->backend);
   return r;
 }
 
 int make_region(bool adopt, void* addr, size_t size, const fl_region_options* opts, fl_region** out, fl_error* err) {
   if (opts == nullptr || out == nullptr) return set_error(err, FL_EINVAL, "fl_region: null options or out");
   if (static_cast<unsigned>(opts->policy) > FL_POLICY_BARRIER) return set_error(err, FL_EINVAL, "fl_region: unknown policy");
+  if (static_cast<unsigned>(opts->backend) > FL_BACKEND_USERFAULTFD) return set_error(err, FL_EINVAL, "fl_region: unknown backend");
   return guarded(err, [&] {
     auto box = std::make_unique<RegionBox>();
     RegionOptions o = to_cxx(opts, box.get());

@@ -107,6 +107,7 @@ FillStatus ask_pager(RegionImpl& r, const FillRequest& req, std::size_t first, s
   }
   r.inflight.fetch_add(1, std::memory_order_acq_rel);
   slot->region = &r;
+  slot->uffd = false;
   slot->first_page = first;
   slot->count = count;
   slot->req = req;

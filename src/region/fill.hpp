@@ -41,6 +41,9 @@ struct PagerSlot {
   std::size_t first_page = 0, count = 0;
   FillRequest req{};
   FillStatus status{};
+  // userfaultfd regions: nobody waits on the slot; the pager thread fills a buffer of its own, copies
+  // it in with UFFDIO_COPY (or poisons the page) and frees the slot itself.
+  bool uffd = false;
 };
 
 struct PagerImpl {
@@ -71,6 +74,10 @@ Disposition resolve_filled(FaultContext& ctx, detail::RegionImpl& r, std::uintpt
 // failure empty again; wakes waiters. Returns the status, turned into a failure if mprotect fails.
 // Async-signal-safe.
 FillStatus finish_fill(detail::RegionImpl& r, std::size_t first, std::size_t count, FillStatus status) noexcept;
+
+// userfaultfd regions (handler thread, not signal path): hands the fault at `page_addr` to the region's
+// pager without waiting for it.
+void post_to_pager(detail::RegionImpl& r, std::uintptr_t page_addr, Access access, std::uintptr_t pc, long tid);
 
 // Marks the calling thread as serving `pager` (null: none). Its faults on that pager's regions fail
 // with EDEADLK instead of waiting for itself.

@@ -9,8 +9,12 @@
 #include <cstring>
 
 #include "os/linux/syscall.hpp"
+#include <vector>
+
+#include "core/page.hpp"
 #include "region/fill.hpp"
 #include "region/table.hpp"
+#include "region/uffd.hpp"
 
 namespace faultline {
 
@@ -22,7 +26,32 @@ using detail::RegionImpl;
 
 std::uint32_t* word(std::atomic<std::uint32_t>& a) noexcept { return reinterpret_cast<std::uint32_t*>(&a); }
 
+void free_slot(PagerImpl& p, PagerSlot& slot) {
+  slot.state.store(region::kSlotFree, std::memory_order_release);
+  p.free_seq.fetch_add(1, std::memory_order_release);
+  os::raw_futex_wake(word(p.free_seq), 1);
+}
+
+// A userfaultfd region's request: fill a buffer of this thread's, copy it in (or poison the page).
+void process_uffd(PagerImpl& p, PagerSlot& slot) {
+  RegionImpl& r = *slot.region;
+  thread_local std::vector<std::byte> buffer;
+  if (buffer.size() < slot.req.length) buffer.resize(slot.req.length);
+  slot.req.dest = buffer.data();
+  int err = 0;
+  try {
+    err = region::uffd::fill(r, r.base + slot.req.offset, slot.req.access, slot.req.pc, slot.req.tid, buffer.data(),
+                             buffer.size());
+  } catch (...) {
+    err = EIO;
+  }
+  if (err != 0) p.failed.fetch_add(1, std::memory_order_relaxed);
+  r.inflight.fetch_sub(1, std::memory_order_acq_rel);
+  free_slot(p, slot);
+}
+
 void process(PagerImpl& p, PagerSlot& slot) {
+  if (slot.uffd) return process_uffd(p, slot);
   RegionImpl& r = *slot.region;
   FillStatus st;
   try {
@@ -38,9 +67,7 @@ void process(PagerImpl& p, PagerSlot& slot) {
   if (slot.state.compare_exchange_strong(expected, region::kSlotDone, std::memory_order_acq_rel)) {
     os::raw_futex_wake(word(slot.state), 1);
   } else {  // abandoned by its faulting thread: nobody will read the answer
-    slot.state.store(region::kSlotFree, std::memory_order_release);
-    p.free_seq.fetch_add(1, std::memory_order_release);
-    os::raw_futex_wake(word(p.free_seq), 1);
+    free_slot(p, slot);
   }
 }
 
@@ -63,6 +90,36 @@ void serve(PagerImpl* p) {
 }
 
 }  // namespace
+
+namespace region {
+
+void post_to_pager(RegionImpl& r, std::uintptr_t page_addr, Access access, std::uintptr_t pc, long tid) {
+  PagerImpl& p = *r.pager;
+  PagerSlot* slot = nullptr;
+  while (slot == nullptr) {
+    const std::uint32_t seen = p.free_seq.load(std::memory_order_acquire);
+    for (PagerSlot& s : p.slots) {
+      std::uint32_t expected = kSlotFree;
+      if (s.state.compare_exchange_strong(expected, kSlotClaimed, std::memory_order_acq_rel)) {
+        slot = &s;
+        break;
+      }
+    }
+    if (slot == nullptr) os::raw_futex_wait(word(p.free_seq), seen);  // every slot busy: wait for one
+  }
+  // The read-ahead window is decided by the pager thread (uffd::fill); the request names the page.
+  r.inflight.fetch_add(1, std::memory_order_acq_rel);
+  slot->region = &r;
+  slot->uffd = true;
+  slot->req = FillRequest{RegionInfo{r.name, r.base, r.end - r.base, r.policy, r.perms},
+                          page_addr - r.base, r.readahead_max * core::page_size(), access, pc, tid, nullptr};
+  slot->state.store(kSlotPending, std::memory_order_release);
+  p.requests.fetch_add(1, std::memory_order_relaxed);
+  p.seq.fetch_add(1, std::memory_order_release);
+  os::raw_futex_wake(word(p.seq), 1);
+}
+
+}  // namespace region
 
 namespace detail {
 

@@ -10,6 +10,7 @@
 
 #include "core/page.hpp"
 #include "faultline/region.hpp"
+#include "os/linux/uffd.hpp"
 #include "region/fill.hpp"
 #include "region/table.hpp"
 
@@ -43,6 +44,10 @@ Result<void> check(const detail::RegionImpl* r, std::size_t first, std::size_t c
 
 Result<void> Region::protect(std::size_t first_page, std::size_t count, unsigned perms) {
   if (auto c = check(impl_, first_page, count, perms); !c) return c;
+  if (impl_->backend == Backend::userfaultfd) {
+    return Error(Errc::unsupported, std::string("protect: region '") + impl_->name +
+                                        "' is served by userfaultfd; protection changes need the signal backend");
+  }
   const std::size_t page = core::page_size();
   if (mprotect(reinterpret_cast<void*>(impl_->base + first_page * page), count * page,
                region::prot_of(perms)) != 0) {
@@ -58,6 +63,17 @@ Result<void> Region::discard(std::size_t first_page, std::size_t count) {
   void* view = reinterpret_cast<void*>(r.base + first_page * page);
   const std::size_t len = count * page;
   const int armed = r.policy == Policy::track_writes ? r.prot & ~PROT_WRITE : PROT_NONE;
+  if (r.backend == Backend::userfaultfd) {
+    // Dropped pages are missing again: the next access faults to userfaultfd (and a poisoned page is
+    // cleared). Written-page tracking is re-armed on the fresh pages.
+    if (madvise(view, len, MADV_DONTNEED) != 0) return Error::from_errno("madvise (Region::discard)", errno);
+    if (r.policy == Policy::track_writes &&
+        os::is_err(os::uffd_writeprotect(r.uffd, reinterpret_cast<std::uintptr_t>(view), len, true))) {
+      return Error::from_errno("UFFDIO_WRITEPROTECT (Region::discard)", errno);
+    }
+    r.last_failure[0] = '\0';
+    return {};
+  }
   if (r.pstate == nullptr) {
     if (mprotect(view, len, armed) != 0) return Error::from_errno("mprotect (Region::discard)", errno);
     if (r.policy == Policy::track_writes) {
@@ -102,6 +118,9 @@ Result<void> Region::discard(std::size_t first_page, std::size_t count) {
 Result<void> ProtectBatch::add(const Region& region, std::size_t first_page, std::size_t count, unsigned perms) {
   const detail::RegionImpl* r = region.impl_;
   if (auto c = check(r, first_page, count, perms); !c) return c;
+  if (r->backend == Backend::userfaultfd) {
+    return Error(Errc::unsupported, std::string("ProtectBatch: region '") + r->name + "' is served by userfaultfd");
+  }
   const std::size_t page = core::page_size();
   ops_.push_back(Op{r->base + first_page * page, count * page, region::prot_of(perms)});
   return {};

@@ -16,6 +16,7 @@
 #include "faultline/region.hpp"
 #include "region/fill.hpp"
 #include "region/table.hpp"
+#include "region/uffd.hpp"
 #include "trap/dispatcher.hpp"
 
 namespace faultline {
@@ -175,6 +176,9 @@ Result<void> validate(std::size_t size, const RegionOptions& o) {
   if (o.policy != Policy::pager && o.pager.valid()) {
     return Error(Errc::invalid_argument, "region '" + o.name + "': a Pager is only for Policy::pager");
   }
+  if (o.readahead_max == 0 || o.readahead_max > 512) {
+    return Error(Errc::invalid_argument, "region '" + o.name + "': readahead_max must be 1..512 pages");
+  }
   if (o.fill_timeout < std::chrono::milliseconds(1) || o.fill_timeout > std::chrono::hours(1)) {
     return Error(Errc::invalid_argument, "region '" + o.name + "': fill_timeout must be 1 ms .. 1 hour");
   }
@@ -195,7 +199,9 @@ Result<RegionImpl*> register_impl(std::unique_ptr<RegionImpl> r) {
                                            other->name + "' " + range_text(other->base, other->end - other->base));
   }
   if (!g_handler_added) {
-    auto id = add_handler(region::handle_fault, nullptr, trap_segv, region::describe);
+    // SIGSEGV for the signal backend; SIGBUS for self-service userfaultfd regions (and to name the
+    // region in reports of poisoned pages).
+    auto id = add_handler(region::handle_fault, nullptr, trap_memory, region::describe);
     if (!id) return std::move(id).error();
     g_handler_added = true;
   }
@@ -209,7 +215,9 @@ Result<RegionImpl*> register_impl(std::unique_ptr<RegionImpl> r) {
     r->dirty = new std::atomic<std::uint64_t>[r->dirty_words];
     for (std::size_t i = 0; i < r->dirty_words; ++i) r->dirty[i].store(0, std::memory_order_relaxed);
   }
-  if (mprotect(reinterpret_cast<void*>(r->base), r->end - r->base, initial_prot(*r)) != 0) {
+  if (r->backend == Backend::userfaultfd) {
+    if (auto a = region::uffd::attach(*r); !a) return a.error();
+  } else if (mprotect(reinterpret_cast<void*>(r->base), r->end - r->base, initial_prot(*r)) != 0) {
     return Error::from_errno("mprotect (region)", errno);
   }
   RegionImpl* raw = r.release();
@@ -232,6 +240,9 @@ std::unique_ptr<RegionImpl> make_impl(std::uintptr_t base, std::size_t size, con
   r->fill_data = o.fill_data;
   r->pager = detail::impl_of(o.pager);
   r->fill_timeout_ms = static_cast<std::uint32_t>(o.fill_timeout.count());
+  r->uffd_mode = o.uffd_mode;
+  r->readahead_max = o.readahead_max;
+  r->ra_window.store(static_cast<std::uint32_t>(o.fault_around));
   std::snprintf(r->name, sizeof r->name, "%s", o.name.c_str());
   r->owned = owned;
   return r;
@@ -264,9 +275,18 @@ Result<std::pair<void*, void*>> map_filled(std::size_t size, const RegionOptions
 
 Result<Region> reserve_region(std::size_t size, const RegionOptions& opts) {
   if (auto v = validate(size, opts); !v) return std::move(v).error();
+  std::string reason;
+  const Backend backend = region::uffd::choose(opts, false, &reason);
+  if (backend == Backend::automatic) {
+    return Error(Errc::unsupported, "region '" + opts.name + "': Backend::userfaultfd requested, but " + reason);
+  }
   void* p = nullptr;
   void* alias = nullptr;
-  if (opts.policy == Policy::provider || opts.policy == Policy::pager) {
+  if (backend == Backend::userfaultfd) {
+    // Private anonymous memory with the region's own protection; missing pages reach userfaultfd.
+    p = mmap(nullptr, size, region::prot_of(opts.perms), MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (p == MAP_FAILED) return Error::from_errno("mmap (reserve_region)", errno);
+  } else if (opts.policy == Policy::provider || opts.policy == Policy::pager) {
     auto m = map_filled(size, opts);
     if (!m) return std::move(m).error();
     p = m.value().first;
@@ -277,6 +297,8 @@ Result<Region> reserve_region(std::size_t size, const RegionOptions& opts) {
   }
   auto impl = make_impl(reinterpret_cast<std::uintptr_t>(p), size, opts, true);
   impl->alias = reinterpret_cast<std::uintptr_t>(alias);
+  impl->backend = backend;
+  std::snprintf(impl->backend_reason, sizeof impl->backend_reason, "%s", reason.c_str());
   auto r = register_impl(std::move(impl));
   if (!r) {
     munmap(p, size);
@@ -305,8 +327,14 @@ Result<Region> adopt_region(void* addr, std::size_t size, const RegionOptions& o
     return Error(Errc::invalid_argument, "adopt_region '" + opts.name + "': " + range_text(base, size) +
                                              " is not entirely mapped");
   }
+  if (opts.backend == Backend::userfaultfd) {
+    return Error(Errc::unsupported, "adopt_region '" + opts.name + "': adopted memory is served by the signal backend");
+  }
   if (opts.policy == Policy::zero_fill) madvise(addr, size, MADV_DONTNEED);
-  auto r = register_impl(make_impl(base, size, opts, false));
+  auto impl = make_impl(base, size, opts, false);
+  std::snprintf(impl->backend_reason, sizeof impl->backend_reason, "%s",
+                opts.backend == Backend::signals ? "signals (requested)" : "signals: adopted memory");
+  auto r = register_impl(std::move(impl));
   if (!r) return std::move(r).error();
   return Region(r.value());
 }
@@ -322,6 +350,9 @@ Region& Region::operator=(Region&& o) noexcept {
 
 void* Region::data() const noexcept { return impl_ ? reinterpret_cast<void*>(impl_->base) : nullptr; }
 std::size_t Region::size() const noexcept { return impl_ ? impl_->end - impl_->base : 0; }
+Backend Region::backend() const noexcept { return impl_ ? impl_->backend : Backend::signals; }
+const char* Region::backend_reason() const noexcept { return impl_ ? impl_->backend_reason : ""; }
+
 RegionInfo Region::info() const noexcept {
   if (impl_ == nullptr) return RegionInfo{"", 0, 0, Policy::guard, 0};
   return RegionInfo{impl_->name, impl_->base, impl_->end - impl_->base, impl_->policy, impl_->perms};
@@ -341,6 +372,7 @@ Result<void> Region::reset() {
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(1));
   }
+  region::uffd::detach(*impl_);
   if (impl_->owned) munmap(reinterpret_cast<void*>(impl_->base), impl_->end - impl_->base);
   if (impl_->alias != 0) munmap(reinterpret_cast<void*>(impl_->alias), impl_->end - impl_->base);
   delete impl_;
@@ -356,6 +388,10 @@ Result<std::vector<std::size_t>> Region::collect_dirty(ProtectBatch* defer) {
   }
   const std::size_t page = core::page_size();
   std::vector<std::size_t> pages;
+  if (impl_->backend == Backend::userfaultfd) {  // harvest and re-arm in one ioctl; nothing to defer
+    if (auto c = region::uffd::collect_written(*impl_, &pages); !c) return c.error();
+    return pages;
+  }
   // Take the marks first, then re-protect what they name (see track_write in signal_policy.cpp).
   for (std::size_t w = 0; w < impl_->dirty_words; ++w) {
     std::uint64_t bits = impl_->dirty[w].exchange(0, std::memory_order_acq_rel);

@@ -7,6 +7,7 @@
 #include "os/linux/uapi.hpp"
 #include "region/fill.hpp"
 #include "region/table.hpp"
+#include "region/uffd.hpp"
 
 
 namespace faultline::region {
@@ -80,11 +81,25 @@ Disposition track_write(const detail::RegionImpl& r, std::uintptr_t page_addr) n
 
 }  // namespace
 
-// Registered for SIGSEGV only (the dispatcher filters by signal).
+// Registered for SIGSEGV and SIGBUS (the dispatcher filters by signal).
 Disposition handle_fault(FaultContext& ctx, void*) {
   const std::uintptr_t addr = ctx.address();
   detail::RegionImpl* r = lookup(addr);
   if (r == nullptr) return Disposition::declined;
+  if (ctx.signal() == SIGBUS) {
+    // Only a self-service userfaultfd region's missing page (BUS_ADRERR from UFFD_FEATURE_SIGBUS) is
+    // ours to resolve; a poisoned page (BUS_MCEERR_AR) or any other SIGBUS goes on to the report.
+    if (r->backend != Backend::userfaultfd || r->uffd_mode != UffdMode::self_service || ctx.code() != BUS_ADRERR) {
+      return Disposition::declined;
+    }
+    if (!permitted(*r, ctx.access())) return Disposition::declined;
+    // Provider fills go through a buffer on this (alternate) stack: at most 4 pages at a time.
+    alignas(64) unsigned char bounce[4 * 4096];
+    uffd::fill(*r, core::align_down(addr, core::page_size()), ctx.access(), ctx.pc(), os::raw_gettid(), bounce,
+               sizeof bounce);
+    return Disposition::resolved;  // filled, or poisoned (the access then raises SIGBUS BUS_MCEERR_AR)
+  }
+  if (r->backend == Backend::userfaultfd) return Disposition::declined;  // a permission violation
   if (r->policy == Policy::barrier) {
     RegionInfo info{r->name, r->base, r->end - r->base, r->policy, r->perms};
     return r->barrier(ctx, info, r->barrier_data);
@@ -118,6 +133,8 @@ std::size_t describe(std::uintptr_t addr, char* buf, std::size_t cap, void*) {
       .put(policy_name(r->policy)).put(" perms ").put((r->perms & perm_read) ? 'r' : '-')
       .put((r->perms & perm_write) ? 'w' : '-').put((r->perms & perm_exec) ? 'x' : '-').put(" page ")
       .udec((addr - r->base) / core::page_size());
+  if (r->backend == Backend::userfaultfd) f.put(" backend userfaultfd");
+  if (r->last_failure[0] != '\0') f.put("; last fill: ").put(r->last_failure);
   f.c_str();
   return f.size();
 }

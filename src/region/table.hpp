@@ -43,6 +43,16 @@ struct RegionImpl {
   // abandoned by its faulting thread outlives that thread's dispatch) and faulting threads that sleep
   // for a fill without holding the epoch. reset() waits for none to be left before freeing.
   std::atomic<std::uint32_t> inflight{0};
+  // userfaultfd backend (region/uffd.cpp): the fd the range is registered with (-1: signal backend),
+  // the mode, the read-ahead window, and the last fill failure (for the report).
+  Backend backend = Backend::signals;
+  UffdMode uffd_mode = UffdMode::handler_thread;
+  int uffd = -1;
+  std::size_t readahead_max = 64;
+  std::atomic<std::uint32_t> ra_window{1};
+  std::atomic<std::uintptr_t> ra_next{0};  // the page after the last window filled
+  char backend_reason[96] = {};
+  char last_failure[160] = {};
 
   RegionImpl() = default;
   RegionImpl(const RegionImpl&) = delete;

@@ -1,0 +1,268 @@
+// region/uffd.cpp: the userfaultfd backend: opening the fds, choosing the backend, registering ranges,
+// the handler thread, and harvesting written pages with PAGEMAP_SCAN. Not signal path (the filling
+// itself, shared with the self-service SIGBUS handler, is in uffd_fill.cpp).
+#include "region/uffd.hpp"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include "core/page.hpp"
+#include "os/linux/uffd.hpp"
+#include "region/fill.hpp"
+#include "trap/dispatcher.hpp"
+
+namespace faultline::region::uffd {
+
+namespace {
+
+struct FdState {
+  int fd = -1;
+  bool tried = false;
+  std::string why;
+};
+
+std::mutex g_mutex;
+FdState g_fds[3];
+pid_t g_owner = 0;            // the process the fds and the thread belong to (fork gives a child none)
+bool g_thread_started = false;
+int g_pagemap = -1;
+
+std::string errno_text(const char* what, int e) { return std::string(what) + ": " + strerrorname_np(e) + " (" + std::strerror(e) + ")"; }
+
+// After fork the child shares the parent's userfaultfds (tied to the parent's memory) and has no
+// handler thread: forget both, the child opens its own on first use.
+void forget_after_fork() {
+  for (FdState& s : g_fds) s = FdState{};
+  g_thread_started = false;
+  g_owner = 0;
+  g_pagemap = -1;
+}
+
+int open_uffd(std::string* why) {
+  int fd = static_cast<int>(syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK));
+  if (fd >= 0) return fd;
+  const std::string sys = errno_text("userfaultfd(2)", errno);
+  const int dev = open("/dev/userfaultfd", O_RDWR | O_CLOEXEC);
+  if (dev >= 0) {
+    fd = ioctl(dev, USERFAULTFD_IOC_NEW, O_CLOEXEC | O_NONBLOCK);
+    const int e = errno;
+    close(dev);
+    if (fd >= 0) return fd;
+    *why = sys + "; /dev/userfaultfd: " + errno_text("USERFAULTFD_IOC_NEW", e);
+  } else {
+    *why = sys + "; " + errno_text("/dev/userfaultfd", errno);
+  }
+  return -1;
+}
+
+std::uint64_t features_of(Kind k) {
+  switch (k) {
+    case Kind::handler: return UFFD_FEATURE_THREAD_ID | UFFD_FEATURE_POISON | UFFD_FEATURE_EVENT_REMOVE | UFFD_FEATURE_EVENT_UNMAP;
+    case Kind::sigbus: return UFFD_FEATURE_SIGBUS | UFFD_FEATURE_POISON;
+    case Kind::wp_async: return UFFD_FEATURE_WP_ASYNC | UFFD_FEATURE_WP_UNPOPULATED;
+  }
+  return 0;
+}
+
+void handler_loop(int fd);
+
+int fd_locked(Kind kind, std::string* why) {
+  if (g_owner != getpid()) {
+    static std::once_flag atfork;
+    std::call_once(atfork, [] { pthread_atfork(nullptr, nullptr, forget_after_fork); });
+    g_owner = getpid();
+  }
+  FdState& s = g_fds[static_cast<int>(kind)];
+  if (!s.tried) {
+    s.tried = true;
+    int fd = open_uffd(&s.why);
+    if (fd >= 0) {
+      struct uffdio_api api{};
+      api.api = UFFD_API;
+      api.features = features_of(kind);
+      if (ioctl(fd, UFFDIO_API, &api) != 0) {
+        s.why = errno_text("UFFDIO_API (features this kernel lacks)", errno);
+        close(fd);
+      } else {
+        s.fd = fd;
+      }
+    }
+    if (kind == Kind::handler && s.fd >= 0 && !g_thread_started) {
+      std::thread(handler_loop, s.fd).detach();
+      g_thread_started = true;
+    }
+  }
+  if (s.fd < 0 && why != nullptr) *why = s.why;
+  return s.fd;
+}
+
+bool pagemap_scan_works() {
+  if (g_pagemap < 0) g_pagemap = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
+  if (g_pagemap < 0) return false;
+  struct pm_scan_arg arg{};
+  arg.size = sizeof arg;
+  return ioctl(g_pagemap, PAGEMAP_SCAN, &arg) == 0 || errno != ENOTTY;
+}
+
+// The handler thread: reads fault messages in batches and fills them. One per process.
+void handler_loop(int fd) {
+  pthread_setname_np(pthread_self(), "faultline-uffd");
+  const std::size_t page = core::page_size();
+  const std::size_t bounce_size = 512 * page;
+  void* bounce = mmap(nullptr, bounce_size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (bounce == MAP_FAILED) return;
+  struct uffd_msg msgs[64];
+  for (;;) {
+    struct pollfd pfd{fd, POLLIN, 0};
+    if (poll(&pfd, 1, -1) < 0 && errno != EINTR) return;
+    const ssize_t n = read(fd, msgs, sizeof msgs);
+    if (n <= 0) continue;  // EAGAIN: another wake-up took them
+    const std::size_t count = static_cast<std::size_t>(n) / sizeof(struct uffd_msg);
+    for (std::size_t i = 0; i < count; ++i) {
+      if (msgs[i].event != UFFD_EVENT_PAGEFAULT) continue;  // REMOVE/UNMAP: read, nothing to do
+      const std::uintptr_t addr = msgs[i].arg.pagefault.address & ~(page - 1);
+      bool seen = false;  // several threads on one page: the first fill wakes them all
+      for (std::size_t j = 0; j < i && !seen; ++j) {
+        seen = msgs[j].event == UFFD_EVENT_PAGEFAULT && (msgs[j].arg.pagefault.address & ~(page - 1)) == addr;
+      }
+      if (seen) continue;
+      const Access access = (msgs[i].arg.pagefault.flags & UFFD_PAGEFAULT_FLAG_WRITE) ? Access::write : Access::read;
+      const long tid = msgs[i].arg.pagefault.feat.ptid;
+      // The trap epoch keeps the region alive while we use it (as in a fault handler).
+      const unsigned side = trap::g_state.epoch.enter();
+      detail::RegionImpl* r = lookup(addr);
+      if (r == nullptr || r->uffd != fd) {
+        os::uffd_wake(fd, addr, page);  // unregistered meanwhile: let the thread fault normally
+      } else if (r->policy == Policy::pager) {
+        post_to_pager(*r, addr, access, 0, tid);
+      } else {
+        fill(*r, addr, access, 0, tid, bounce, bounce_size);
+      }
+      trap::g_state.epoch.exit(side);
+    }
+  }
+}
+
+}  // namespace
+
+int fd_for(Kind kind, std::string* why) {
+  std::lock_guard lock(g_mutex);
+  return fd_locked(kind, why);
+}
+
+Backend choose(const RegionOptions& o, bool adopted, std::string* reason) {
+  if (o.backend == Backend::signals) {
+    *reason = "signals (requested)";
+    return Backend::signals;
+  }
+  std::string why;
+  if (o.policy == Policy::guard || o.policy == Policy::barrier) {
+    why = std::string("the ") + policy_name(o.policy) + " policy needs the signal backend";
+  } else if (adopted) {
+    why = "adopted memory is served by the signal backend";
+  } else if (o.policy == Policy::pager && o.uffd_mode == UffdMode::self_service) {
+    why = "a pager region cannot be self-service";
+  } else {
+    const Kind kind = o.policy == Policy::track_writes ? Kind::wp_async
+                      : o.uffd_mode == UffdMode::self_service ? Kind::sigbus
+                                                              : Kind::handler;
+    std::lock_guard lock(g_mutex);
+    if (fd_locked(kind, &why) >= 0) {
+      if (kind != Kind::wp_async || pagemap_scan_works()) {
+        *reason = kind == Kind::wp_async ? "userfaultfd (WP_ASYNC + PAGEMAP_SCAN)"
+                  : kind == Kind::sigbus ? "userfaultfd (self-service SIGBUS)"
+                                         : "userfaultfd (handler thread)";
+        return Backend::userfaultfd;
+      }
+      why = "PAGEMAP_SCAN is not available on /proc/self/pagemap";
+    }
+  }
+  if (o.backend == Backend::userfaultfd) {
+    *reason = why;  // the caller turns this into an error
+    return Backend::automatic;
+  }
+  *reason = "signals: " + why;
+  return Backend::signals;
+}
+
+Result<void> attach(detail::RegionImpl& r) {
+  const Kind kind = r.policy == Policy::track_writes ? Kind::wp_async
+                    : r.uffd_mode == UffdMode::self_service ? Kind::sigbus
+                                                            : Kind::handler;
+  std::string why;
+  const int fd = fd_for(kind, &why);
+  if (fd < 0) return Error(Errc::unsupported, "region '" + std::string(r.name) + "': userfaultfd: " + why);
+  struct uffdio_register reg{};
+  reg.range.start = r.base;
+  reg.range.len = r.end - r.base;
+  reg.mode = kind == Kind::wp_async ? UFFDIO_REGISTER_MODE_WP : UFFDIO_REGISTER_MODE_MISSING;
+  if (ioctl(fd, UFFDIO_REGISTER, &reg) != 0) return Error::from_errno("UFFDIO_REGISTER", errno);
+  r.uffd = fd;
+  if (kind == Kind::wp_async && os::is_err(os::uffd_writeprotect(fd, r.base, r.end - r.base, true))) {
+    return Error::from_errno("UFFDIO_WRITEPROTECT", errno);
+  }
+  return {};
+}
+
+void detach(detail::RegionImpl& r) noexcept {
+  if (r.uffd < 0) return;
+  struct uffdio_range range{r.base, r.end - r.base};
+  ioctl(r.uffd, UFFDIO_UNREGISTER, &range);  // wakes any thread still waiting in the range
+}
+
+Result<void> collect_written(detail::RegionImpl& r, std::vector<std::size_t>* pages) {
+  const std::size_t page = core::page_size();
+  struct page_region out[64];
+  std::uintptr_t start = r.base;
+  while (start < r.end) {
+    struct pm_scan_arg arg{};
+    arg.size = sizeof arg;
+    arg.flags = PM_SCAN_WP_MATCHING | PM_SCAN_CHECK_WPASYNC;
+    arg.start = start;
+    arg.end = r.end;
+    arg.vec = reinterpret_cast<std::uintptr_t>(out);
+    arg.vec_len = 64;
+    arg.category_mask = PAGE_IS_WRITTEN;
+    arg.return_mask = PAGE_IS_WRITTEN;
+    const int n = ioctl(g_pagemap, PAGEMAP_SCAN, &arg);
+    if (n < 0) return Error::from_errno("PAGEMAP_SCAN", errno);
+    for (int i = 0; i < n; ++i) {
+      for (std::uintptr_t a = out[i].start; a < out[i].end; a += page) pages->push_back((a - r.base) / page);
+    }
+    if (arg.walk_end <= start) break;
+    start = arg.walk_end;
+  }
+  return {};
+}
+
+}  // namespace faultline::region::uffd
+
+namespace faultline {
+
+const char* backend_name(Backend b) noexcept {
+  switch (b) {
+    case Backend::automatic: return "automatic";
+    case Backend::signals: return "signals";
+    case Backend::userfaultfd: return "userfaultfd";
+  }
+  return "?";
+}
+
+Result<void> userfaultfd_available() {
+  std::string why;
+  if (region::uffd::fd_for(region::uffd::Kind::handler, &why) < 0) return Error(Errc::unsupported, "userfaultfd: " + why);
+  return {};
+}
+
+}  // namespace faultline

@@ -1,0 +1,70 @@
+// region/uffd_fill.cpp: filling missing pages of userfaultfd regions (signal path: the self-service
+// SIGBUS handler runs it in the faulting thread; the handler thread runs it too).
+//
+// Read-ahead: a fault at the page right after the last window filled doubles the window (up to
+// readahead_max pages); any other fault halves it (down to one page). Races between threads only make
+// the window a little off; ZEROPAGE/COPY stop at the first page that already exists (-EEXIST with a
+// partial count) and wake whoever waits on what they filled; when nothing was filled the faulting page
+// already exists and its waiters are woken explicitly.
+#include <cerrno>
+
+#include "core/format.hpp"
+#include "core/page.hpp"
+#include "os/linux/errnames.hpp"
+#include "os/linux/uffd.hpp"
+#include "region/uffd.hpp"
+
+namespace faultline::region::uffd {
+
+namespace {
+
+void record_failure(detail::RegionImpl& r, std::uintptr_t page_addr, int err, const char* reason) noexcept {
+  core::Formatter f(r.last_failure, sizeof r.last_failure);
+  f.put(r.policy == Policy::pager ? "pager" : "provider").put(" failed on page ")
+      .udec((page_addr - r.base) / core::page_size()).put(": ").put(os::errno_name(err)).put(" (errno ").dec(err)
+      .put(')');
+  if (reason != nullptr) f.put(": ").put(reason);
+  f.c_str();
+}
+
+}  // namespace
+
+int fill(detail::RegionImpl& r, std::uintptr_t page_addr, Access access, std::uintptr_t pc, long tid, void* bounce,
+         std::size_t bounce_size) noexcept {
+  const std::size_t page = core::page_size();
+  std::size_t window = r.ra_window.load(std::memory_order_relaxed);
+  if (page_addr == r.ra_next.load(std::memory_order_relaxed)) {
+    window = window * 2 > r.readahead_max ? r.readahead_max : window * 2;
+  } else {
+    window = window / 2 > 0 ? window / 2 : 1;
+  }
+  std::size_t len = window * page;
+  if (len > r.end - page_addr) len = r.end - page_addr;
+  if (r.policy != Policy::zero_fill && len > bounce_size) len = bounce_size - bounce_size % page;
+  if (len == 0) len = page;
+  r.ra_window.store(static_cast<std::uint32_t>(window), std::memory_order_relaxed);
+  r.ra_next.store(page_addr + len, std::memory_order_relaxed);
+
+  std::size_t done = 0;
+  long rc;
+  if (r.policy == Policy::zero_fill) {
+    rc = os::uffd_zeropage(r.uffd, page_addr, len, &done);
+  } else {
+    FillRequest req{RegionInfo{r.name, r.base, r.end - r.base, r.policy, r.perms},
+                    page_addr - r.base, len, access, pc, tid, static_cast<std::byte*>(bounce)};
+    FillStatus st = r.fill(req, r.fill_data);
+    if (st.error != 0) {
+      const int err = st.error > 0 ? st.error : EIO;
+      record_failure(r, page_addr, err, st.reason);
+      if (os::is_err(os::uffd_poison(r.uffd, page_addr, page))) os::uffd_wake(r.uffd, page_addr, page);
+      return err;
+    }
+    rc = os::uffd_copy(r.uffd, page_addr, bounce, len, &done);
+  }
+  // Nothing filled (the page exists already, or the mm is changing: -EAGAIN): wake the waiters, who
+  // fault again if they still need to.
+  if (os::is_err(rc) && done == 0) os::uffd_wake(r.uffd, page_addr, page);
+  return 0;
+}
+
+}  // namespace faultline::region::uffd
