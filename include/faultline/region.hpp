@@ -38,8 +38,10 @@
 //     and filled with UFFDIO_ZEROPAGE / UFFDIO_COPY, a window of pages at a time (read-ahead: sequential
 //     faults double the window up to `readahead_max` pages, random ones halve it); or, in self-service
 //     mode (UffdMode::self_service, UFFD_FEATURE_SIGBUS), by the faulting thread itself in its SIGBUS
-//     handler, with no thread switch (zero_fill and provider; a system call that touches a missing page
-//     of such a region fails with EFAULT, as the kernel cannot raise the signal for it);
+//     handler, with no thread switch (zero_fill and provider, up to 4 pages per provider fill; threads
+//     that fault on one page at once may each run the provider, the first copy wins; a system call
+//     that touches a missing page of such a region fails with EFAULT, as the kernel cannot raise the
+//     signal for it);
 //   - a failed fill poisons the page (UFFDIO_POISON): the faulting thread gets SIGBUS (BUS_MCEERR_AR)
 //     and the report names the region and the error; the page stays failed until discard();
 //   - track_writes: asynchronous write-protection (UFFD_FEATURE_WP_ASYNC): the kernel records the first

@@ -44,6 +44,7 @@ struct PagerSlot {
   // userfaultfd regions: nobody waits on the slot; the pager thread fills a buffer of its own, copies
   // it in with UFFDIO_COPY (or poisons the page) and frees the slot itself.
   bool uffd = false;
+  std::int64_t deadline_ns = 0;  // uffd: when the handler thread's watchdog poisons the page instead
 };
 
 struct PagerImpl {
@@ -55,6 +56,7 @@ struct PagerImpl {
   std::atomic<std::uint64_t> requests{0}, failed{0}, abandoned{0};
   std::string name;
   std::vector<std::thread> threads;
+  std::atomic<long> tids[64] = {};  // the threads' ids (a fault by one of them on its own region fails)
 
   PagerImpl() = default;
   PagerImpl(const PagerImpl&) = delete;
@@ -78,6 +80,13 @@ FillStatus finish_fill(detail::RegionImpl& r, std::size_t first, std::size_t cou
 // userfaultfd regions (handler thread, not signal path): hands the fault at `page_addr` to the region's
 // pager without waiting for it.
 void post_to_pager(detail::RegionImpl& r, std::uintptr_t page_addr, Access access, std::uintptr_t pc, long tid);
+
+// The handler thread's watchdog for userfaultfd requests: poisons the page of every request older than
+// its region's fill_timeout (the faulting thread then gets SIGBUS instead of waiting for ever).
+void expire_uffd_requests(detail::PagerImpl& p, std::int64_t now_ns);
+
+// True if `tid` is one of `p`'s threads.
+bool is_pager_thread(const detail::PagerImpl& p, long tid) noexcept;
 
 // Marks the calling thread as serving `pager` (null: none). Its faults on that pager's regions fail
 // with EDEADLK instead of waiting for itself.

@@ -71,15 +71,16 @@ void process(PagerImpl& p, PagerSlot& slot) {
   }
 }
 
-void serve(PagerImpl* p) {
+void serve(PagerImpl* p, unsigned index) {
   region::set_serving(p);
+  p->tids[index].store(static_cast<long>(os::raw_gettid()), std::memory_order_release);
   for (;;) {
     const std::uint32_t seen = p->seq.load(std::memory_order_acquire);
     if (p->stop.load(std::memory_order_acquire)) break;
     bool found = false;
     for (PagerSlot& slot : p->slots) {
       std::uint32_t expected = region::kSlotPending;
-      if (slot.state.load(std::memory_order_relaxed) != expected) continue;
+      if (slot.state.load(std::memory_order_relaxed) != expected) continue;  // (abandoned ones are skipped)
       if (!slot.state.compare_exchange_strong(expected, region::kSlotTaken, std::memory_order_acq_rel)) continue;
       found = true;
       process(*p, slot);
@@ -113,10 +114,37 @@ void post_to_pager(RegionImpl& r, std::uintptr_t page_addr, Access access, std::
   slot->uffd = true;
   slot->req = FillRequest{RegionInfo{r.name, r.base, r.end - r.base, r.policy, r.perms},
                           page_addr - r.base, r.readahead_max * core::page_size(), access, pc, tid, nullptr};
+  struct timespec now{};
+  clock_gettime(CLOCK_MONOTONIC, &now);
+  slot->deadline_ns = static_cast<std::int64_t>(now.tv_sec) * 1'000'000'000 + now.tv_nsec +
+                      static_cast<std::int64_t>(r.fill_timeout_ms) * 1'000'000;
   slot->state.store(kSlotPending, std::memory_order_release);
   p.requests.fetch_add(1, std::memory_order_relaxed);
   p.seq.fetch_add(1, std::memory_order_release);
   os::raw_futex_wake(word(p.seq), 1);
+}
+
+void expire_uffd_requests(PagerImpl& p, std::int64_t now_ns) {
+  for (PagerSlot& slot : p.slots) {
+    std::uint32_t st = slot.state.load(std::memory_order_acquire);
+    if (!slot.uffd || (st != kSlotPending && st != kSlotTaken) || slot.deadline_ns > now_ns) continue;
+    if (!slot.state.compare_exchange_strong(st, kSlotAbandoned, std::memory_order_acq_rel)) continue;
+    RegionImpl& r = *slot.region;  // alive: the request's pin (inflight)
+    const std::uintptr_t page_addr = r.base + slot.req.offset;
+    uffd::poison_with(r, page_addr, ETIMEDOUT, "the pager did not answer within fill_timeout");
+    p.abandoned.fetch_add(1, std::memory_order_relaxed);
+    if (st == kSlotPending) {  // no pager thread has it: release it here
+      r.inflight.fetch_sub(1, std::memory_order_acq_rel);
+      free_slot(p, slot);
+    }  // else the pager thread frees it when it finishes (its copy then meets the poisoned page)
+  }
+}
+
+bool is_pager_thread(const PagerImpl& p, long tid) noexcept {
+  for (const auto& t : p.tids) {
+    if (t.load(std::memory_order_acquire) == tid) return true;
+  }
+  return false;
 }
 
 }  // namespace region
@@ -143,7 +171,7 @@ Result<Pager> Pager::start(const PagerOptions& opts) {
   impl->name = opts.name;
   try {
     for (unsigned i = 0; i < opts.threads; ++i) {
-      impl->threads.emplace_back(serve, impl.get());
+      impl->threads.emplace_back(serve, impl.get(), i);
       char tname[16];
       std::snprintf(tname, sizeof tname, "%s", opts.name.c_str());
       pthread_setname_np(impl->threads.back().native_handle(), tname);

@@ -66,6 +66,11 @@ Result<void> Region::discard(std::size_t first_page, std::size_t count) {
   if (r.backend == Backend::userfaultfd) {
     // Dropped pages are missing again: the next access faults to userfaultfd (and a poisoned page is
     // cleared). Written-page tracking is re-armed on the fresh pages.
+    if (r.filled != nullptr) {
+      for (std::size_t i = first_page; i < first_page + count; ++i) {
+        r.filled[i / 64].fetch_and(~(std::uint64_t{1} << (i % 64)), std::memory_order_acq_rel);
+      }
+    }
     if (madvise(view, len, MADV_DONTNEED) != 0) return Error::from_errno("madvise (Region::discard)", errno);
     if (r.policy == Policy::track_writes &&
         os::is_err(os::uffd_writeprotect(r.uffd, reinterpret_cast<std::uintptr_t>(view), len, true))) {

@@ -8,6 +8,7 @@
 #include "region/fill.hpp"
 #include "region/table.hpp"
 #include "region/uffd.hpp"
+#include "trap/dispatcher.hpp"
 
 
 namespace faultline::region {
@@ -95,9 +96,17 @@ Disposition handle_fault(FaultContext& ctx, void*) {
     if (!permitted(*r, ctx.access())) return Disposition::declined;
     // Provider fills go through a buffer on this (alternate) stack: at most 4 pages at a time.
     alignas(64) unsigned char bounce[4 * 4096];
-    uffd::fill(*r, core::align_down(addr, core::page_size()), ctx.access(), ctx.pc(), os::raw_gettid(), bounce,
-               sizeof bounce);
-    return Disposition::resolved;  // filled, or poisoned (the access then raises SIGBUS BUS_MCEERR_AR)
+    if (uffd::fill(*r, core::align_down(addr, core::page_size()), ctx.access(), ctx.pc(), os::raw_gettid(), bounce,
+                   sizeof bounce) != 0) {
+      // Failed (and the page poisoned): end this access in SIGBUS now, with the cause, as the signal
+      // backend does, rather than rely on the poisoned page alone.
+      char cause[200];
+      core::Formatter c(cause, sizeof cause);
+      c.put("region '").put(r->name).put("': ").put(r->last_failure);
+      c.c_str();
+      trap::fail_with_sigbus(ctx, cause);
+    }
+    return Disposition::resolved;
   }
   if (r->backend == Backend::userfaultfd) return Disposition::declined;  // a permission violation
   if (r->policy == Policy::barrier) {

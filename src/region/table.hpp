@@ -51,6 +51,7 @@ struct RegionImpl {
   std::size_t readahead_max = 64;
   std::atomic<std::uint32_t> ra_window{1};
   std::atomic<std::uintptr_t> ra_next{0};  // the page after the last window filled
+  std::atomic<std::uint64_t>* filled = nullptr;  // uffd fill policies: a bit per page already filled
   char backend_reason[96] = {};
   char last_failure[160] = {};
 
@@ -60,6 +61,7 @@ struct RegionImpl {
   ~RegionImpl() {
     delete[] dirty;
     delete[] pstate;
+    delete[] filled;
   }
 };
 

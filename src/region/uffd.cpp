@@ -13,6 +13,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <memory>
 #include <mutex>
 #include <thread>
 #include <vector>
@@ -34,6 +35,8 @@ struct FdState {
 
 std::mutex g_mutex;
 FdState g_fds[3];
+std::mutex g_watch_mutex;
+std::vector<std::weak_ptr<detail::PagerImpl>> g_watched;  // pagers with userfaultfd regions
 pid_t g_owner = 0;            // the process the fds and the thread belong to (fork gives a child none)
 bool g_thread_started = false;
 int g_pagemap = -1;
@@ -115,6 +118,18 @@ bool pagemap_scan_works() {
   return ioctl(g_pagemap, PAGEMAP_SCAN, &arg) == 0 || errno != ENOTTY;
 }
 
+void forget_filled(std::uintptr_t start, std::uintptr_t end) {
+  const std::size_t page = core::page_size();
+  const unsigned side = trap::g_state.epoch.enter();
+  for (std::uintptr_t a = start & ~(page - 1); a < end; a += page) {
+    detail::RegionImpl* r = lookup(a);
+    if (r == nullptr || r->filled == nullptr) continue;
+    const std::size_t i = (a - r->base) / page;
+    r->filled[i / 64].fetch_and(~(std::uint64_t{1} << (i % 64)), std::memory_order_acq_rel);
+  }
+  trap::g_state.epoch.exit(side);
+}
+
 // The handler thread: reads fault messages in batches and fills them. One per process.
 void handler_loop(int fd) {
   pthread_setname_np(pthread_self(), "faultline-uffd");
@@ -125,12 +140,32 @@ void handler_loop(int fd) {
   struct uffd_msg msgs[64];
   for (;;) {
     struct pollfd pfd{fd, POLLIN, 0};
-    if (poll(&pfd, 1, -1) < 0 && errno != EINTR) return;
+    // Wake up now and then for the watchdog of pager requests.
+    if (poll(&pfd, 1, 50) < 0 && errno != EINTR) return;
+    {
+      std::lock_guard lock(g_watch_mutex);
+      struct timespec ts{};
+      clock_gettime(CLOCK_MONOTONIC, &ts);
+      const std::int64_t now = static_cast<std::int64_t>(ts.tv_sec) * 1'000'000'000 + ts.tv_nsec;
+      for (auto it = g_watched.begin(); it != g_watched.end();) {
+        if (auto p = it->lock()) {
+          expire_uffd_requests(*p, now);
+          ++it;
+        } else {
+          it = g_watched.erase(it);
+        }
+      }
+    }
     const ssize_t n = read(fd, msgs, sizeof msgs);
-    if (n <= 0) continue;  // EAGAIN: another wake-up took them
+    if (n <= 0) continue;  // EAGAIN: nothing (a watchdog tick), or another wake-up took them
     const std::size_t count = static_cast<std::size_t>(n) / sizeof(struct uffd_msg);
     for (std::size_t i = 0; i < count; ++i) {
-      if (msgs[i].event != UFFD_EVENT_PAGEFAULT) continue;  // REMOVE/UNMAP: read, nothing to do
+      if (msgs[i].event == UFFD_EVENT_REMOVE || msgs[i].event == UFFD_EVENT_UNMAP) {
+        // The program dropped pages itself (madvise, munmap): they are missing again.
+        forget_filled(msgs[i].arg.remove.start, msgs[i].arg.remove.end);
+        continue;
+      }
+      if (msgs[i].event != UFFD_EVENT_PAGEFAULT) continue;
       const std::uintptr_t addr = msgs[i].arg.pagefault.address & ~(page - 1);
       bool seen = false;  // several threads on one page: the first fill wakes them all
       for (std::size_t j = 0; j < i && !seen; ++j) {
@@ -144,6 +179,8 @@ void handler_loop(int fd) {
       detail::RegionImpl* r = lookup(addr);
       if (r == nullptr || r->uffd != fd) {
         os::uffd_wake(fd, addr, page);  // unregistered meanwhile: let the thread fault normally
+      } else if (r->policy == Policy::pager && is_pager_thread(*r->pager, tid)) {
+        poison_with(*r, addr, EDEADLK, "a thread of this region's pager touched an unfilled page of it");
       } else if (r->policy == Policy::pager) {
         post_to_pager(*r, addr, access, 0, tid);
       } else {
@@ -209,6 +246,15 @@ Result<void> attach(detail::RegionImpl& r) {
   reg.mode = kind == Kind::wp_async ? UFFDIO_REGISTER_MODE_WP : UFFDIO_REGISTER_MODE_MISSING;
   if (ioctl(fd, UFFDIO_REGISTER, &reg) != 0) return Error::from_errno("UFFDIO_REGISTER", errno);
   r.uffd = fd;
+  if (kind == Kind::handler) {  // self-service faults never see another thread's duplicate message
+    const std::size_t words = ((r.end - r.base) / core::page_size() + 63) / 64;
+    r.filled = new std::atomic<std::uint64_t>[words];
+    for (std::size_t i = 0; i < words; ++i) r.filled[i].store(0, std::memory_order_relaxed);
+  }
+  if (r.policy == Policy::pager) {
+    std::lock_guard lock(g_watch_mutex);
+    g_watched.push_back(r.pager);
+  }
   if (kind == Kind::wp_async && os::is_err(os::uffd_writeprotect(fd, r.base, r.end - r.base, true))) {
     return Error::from_errno("UFFDIO_WRITEPROTECT", errno);
   }

@@ -6,6 +6,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "faultline/region.hpp"
 #include "region/table.hpp"
@@ -35,5 +36,8 @@ Result<void> collect_written(detail::RegionImpl& r, std::vector<std::size_t>* pa
 // an errno value after poisoning the page (the cause is written to r.last_failure).
 int fill(detail::RegionImpl& r, std::uintptr_t page_addr, Access access, std::uintptr_t pc, long tid,
          void* bounce, std::size_t bounce_size) noexcept;
+
+// Poisons the missing page at `page_addr` and records why (signal path).
+void poison_with(detail::RegionImpl& r, std::uintptr_t page_addr, int err, const char* reason) noexcept;
 
 }  // namespace faultline::region::uffd

@@ -29,9 +29,37 @@ void record_failure(detail::RegionImpl& r, std::uintptr_t page_addr, int err, co
 
 }  // namespace
 
+void poison_with(detail::RegionImpl& r, std::uintptr_t page_addr, int err, const char* reason) noexcept {
+  const std::size_t page = core::page_size();
+  record_failure(r, page_addr, err, reason);
+  if (os::is_err(os::uffd_poison(r.uffd, page_addr, page))) os::uffd_wake(r.uffd, page_addr, page);
+}
+
+namespace {
+
+bool is_filled(const detail::RegionImpl& r, std::size_t i) noexcept {
+  return r.filled != nullptr && (r.filled[i / 64].load(std::memory_order_acquire) >> (i % 64)) & 1;
+}
+
+void mark_filled(detail::RegionImpl& r, std::uintptr_t from, std::size_t len) noexcept {
+  if (r.filled == nullptr) return;
+  const std::size_t page = core::page_size();
+  for (std::uintptr_t a = from; a < from + len; a += page) {
+    const std::size_t i = (a - r.base) / page;
+    r.filled[i / 64].fetch_or(std::uint64_t{1} << (i % 64), std::memory_order_acq_rel);
+  }
+}
+
+}  // namespace
+
 int fill(detail::RegionImpl& r, std::uintptr_t page_addr, Access access, std::uintptr_t pc, long tid, void* bounce,
          std::size_t bounce_size) noexcept {
   const std::size_t page = core::page_size();
+  // Another message for a page already filled (two threads faulted on it): wake, do not fill twice.
+  if (is_filled(r, (page_addr - r.base) / page)) {
+    os::uffd_wake(r.uffd, page_addr, page);
+    return 0;
+  }
   std::size_t window = r.ra_window.load(std::memory_order_relaxed);
   if (page_addr == r.ra_next.load(std::memory_order_relaxed)) {
     window = window * 2 > r.readahead_max ? r.readahead_max : window * 2;
@@ -40,6 +68,13 @@ int fill(detail::RegionImpl& r, std::uintptr_t page_addr, Access access, std::ui
   }
   std::size_t len = window * page;
   if (len > r.end - page_addr) len = r.end - page_addr;
+  // Stop the window at the first page already filled (COPY would stop there anyway, after the fill).
+  for (std::size_t k = page; k < len; k += page) {
+    if (is_filled(r, (page_addr + k - r.base) / page)) {
+      len = k;
+      break;
+    }
+  }
   if (r.policy != Policy::zero_fill && len > bounce_size) len = bounce_size - bounce_size % page;
   if (len == 0) len = page;
   r.ra_window.store(static_cast<std::uint32_t>(window), std::memory_order_relaxed);
@@ -55,12 +90,13 @@ int fill(detail::RegionImpl& r, std::uintptr_t page_addr, Access access, std::ui
     FillStatus st = r.fill(req, r.fill_data);
     if (st.error != 0) {
       const int err = st.error > 0 ? st.error : EIO;
-      record_failure(r, page_addr, err, st.reason);
-      if (os::is_err(os::uffd_poison(r.uffd, page_addr, page))) os::uffd_wake(r.uffd, page_addr, page);
+      poison_with(r, page_addr, err, st.reason);
       return err;
     }
     rc = os::uffd_copy(r.uffd, page_addr, bounce, len, &done);
   }
+  if (!os::is_err(rc)) done = len;
+  mark_filled(r, page_addr, done);
   // Nothing filled (the page exists already, or the mm is changing: -EAGAIN): wake the waiters, who
   // fault again if they still need to.
   if (os::is_err(rc) && done == 0) os::uffd_wake(r.uffd, page_addr, page);

@@ -125,6 +125,35 @@ void log_cause(const FaultContext& ctx, const char* cause) noexcept {
   f.flush();
 }
 
+struct DescribedLine {
+  core::Formatter* f;
+  bool any;
+};
+
+void log_described(const FaultContext& ctx) noexcept {
+  int fd = g_state.log_fd.load(std::memory_order_relaxed);
+  char buf[512];
+  core::Formatter f(buf, sizeof buf, log_sink, &fd);
+  DescribedLine line{&f, false};
+  describe_address(
+      ctx.address(),
+      [](void* c, const char* text, std::size_t len) {
+        auto* l = static_cast<DescribedLine*>(c);
+        l->f->put(l->any ? "; " : "").put(text, len);
+        l->any = true;
+      },
+      &line);
+  if (!line.any) return;
+  f.put('\n');
+  // Prefix written separately so that nothing is printed for addresses nobody describes.
+  char head[128];
+  core::Formatter h(head, sizeof head, log_sink, &fd);
+  h.put("faultline: ").put(ctx.signal_name()).put(" (").put(ctx.code_name()).put(") at ").hex(ctx.address())
+      .put(" in ");
+  h.flush();
+  f.flush();
+}
+
 // The previous action, copied (the slots may be rewritten by reassert() once we leave the epoch).
 struct sigaction previous_action(int sig) noexcept {
   SignalState& ss = g_state.sig[sig];
@@ -233,6 +262,8 @@ void dispatch(int sig, siginfo_t* info, ucontext_t* uc) noexcept {
       log_overflow(overflow);
     } else if (cause != nullptr) {
       log_cause(ctx, cause);
+    } else if (sig == SIGBUS && kernel_fault) {
+      log_described(ctx);  // e.g. a poisoned page of a region whose fill failed: say which and why
     }
   }
   // Leave the epoch before chaining: a previous handler may longjmp out. The frame marker stays until

@@ -3,7 +3,7 @@
 # exported by faultline's, and faultline's has the same soname.
 set -euo pipefail
 ours=$1
-system=${2:-$(ldconfig -p | awk '/libsigsegv\.so\.2 .*x86-64/ {print $NF; exit}')}
+system=${2:-$(ldconfig -p | awk '/libsigsegv\.so\.2 .*x86-64/ && !found {print $NF; found = 1}')}
 if [ -z "$system" ] || [ ! -e "$system" ]; then
   echo "system libsigsegv.so.2 not found (install libsigsegv2)" >&2
   exit 1

@@ -1,0 +1,295 @@
+// tests/test_backends.cpp: the region policies on both backends (signals; userfaultfd with a handler
+// thread; userfaultfd self-service), plus what only userfaultfd does: backend choice and its reason,
+// EFAULT from a system call in self-service mode, madvise/munmap while faults are in flight.
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cstring>
+#include <random>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "child.hpp"
+#include "faultline/region.hpp"
+#include "faultline/report.hpp"
+
+namespace faultline {
+namespace {
+
+using test::ChildResult;
+using test::run_child;
+
+const std::size_t kPage = static_cast<std::size_t>(sysconf(_SC_PAGESIZE));
+
+struct BackendCase {
+  const char* name;
+  Backend backend;
+  UffdMode mode;
+};
+
+class Backends : public ::testing::TestWithParam<BackendCase> {
+ protected:
+  void SetUp() override {
+    if (GetParam().backend == Backend::userfaultfd && !userfaultfd_available().ok()) {
+      GTEST_SKIP() << "userfaultfd not available here: " << userfaultfd_available().error().message();
+    }
+  }
+  RegionOptions opts(const char* name, Policy p) const {
+    RegionOptions o;
+    o.name = name;
+    o.policy = p;
+    o.backend = GetParam().backend;
+    o.uffd_mode = GetParam().mode;
+    return o;
+  }
+};
+
+std::uint64_t pattern(std::uint64_t tag, std::size_t off) { return (tag << 40) ^ (off / 8) ^ 0x77; }
+
+std::atomic<int> g_fills{0};
+FillStatus fill_pattern(const FillRequest& req, void* data) {
+  g_fills++;
+  auto* w = reinterpret_cast<std::uint64_t*>(req.dest);
+  for (std::size_t i = 0; i < req.length / 8; ++i) w[i] = pattern(reinterpret_cast<std::uintptr_t>(data), req.offset + i * 8);
+  return {};
+}
+FillStatus fill_fails(const FillRequest&, void*) { return FillStatus{EIO, "disk on fire"}; }
+
+bool check(const void* base, std::uint64_t tag, std::size_t off, std::size_t len) {
+  auto* w = static_cast<const volatile std::uint64_t*>(base);
+  for (std::size_t o = off; o < off + len; o += 8) {
+    if (w[o / 8] != pattern(tag, o)) return false;
+  }
+  return true;
+}
+
+TEST_P(Backends, ZeroFillSequentialAndRandom) {
+  ChildResult r = run_child([&] {
+    RegionOptions o = opts("zeros", Policy::zero_fill);
+    o.fault_around = 4;
+    auto reg = reserve_region(256 * kPage, o);
+    if (!reg.ok()) _exit(90);
+    if (reg->backend() != GetParam().backend) _exit(91);
+    auto* p = static_cast<volatile char*>(reg->data());
+    for (std::size_t i = 0; i < 128; ++i) {  // sequential
+      if (p[i * kPage] != 0) _exit(1);
+      p[i * kPage + 1] = static_cast<char>(i);
+    }
+    std::mt19937 rng(5);
+    for (int k = 0; k < 200; ++k) {  // random
+      const std::size_t i = 128 + rng() % 128;
+      if (p[i * kPage + 7] != 0 && p[i * kPage + 7] != 9) _exit(2);
+      p[i * kPage + 7] = 9;
+    }
+    for (std::size_t i = 0; i < 128; ++i) {
+      if (p[i * kPage + 1] != static_cast<char>(i)) _exit(3);
+    }
+  });
+  EXPECT_TRUE(r.exited() && r.exit_code() == 0) << r;
+}
+
+TEST_P(Backends, ProviderContentsEverywhere) {
+  ChildResult r = run_child([&] {
+    RegionOptions o = opts("image", Policy::provider);
+    o.fill = fill_pattern;
+    o.fill_data = reinterpret_cast<void*>(3);
+    auto reg = reserve_region(64 * kPage, o);
+    if (!reg.ok()) _exit(90);
+    if (!check(reg->data(), 3, 0, 64 * kPage)) _exit(1);
+    static_cast<volatile char*>(reg->data())[5] = 1;  // writable after the fill
+    if (!reg->discard(0, 64).ok()) _exit(2);
+    if (!check(reg->data(), 3, 0, 64 * kPage)) _exit(3);  // filled again
+  });
+  EXPECT_TRUE(r.exited() && r.exit_code() == 0) << r;
+}
+
+TEST_P(Backends, ManyThreadsOnTheSamePages) {
+  ChildResult r = run_child([&] {
+    RegionOptions o = opts("shared", Policy::provider);
+    o.fill = fill_pattern;
+    o.fill_data = reinterpret_cast<void*>(8);
+    auto reg = reserve_region(32 * kPage, o);
+    if (!reg.ok()) _exit(90);
+    std::atomic<int> bad{0};
+    std::vector<std::thread> ts;
+    for (int t = 0; t < 8; ++t) {
+      ts.emplace_back([&] {
+        if (!check(reg->data(), 8, 0, 32 * kPage)) bad++;
+      });
+    }
+    for (auto& t : ts) t.join();
+    if (bad.load() != 0) _exit(1);
+    // One fill per page, except in self-service mode, where threads that fault on one page at once may
+    // each run the provider (the first copy wins, the others meet -EEXIST).
+    if (GetParam().mode != UffdMode::self_service && g_fills.load() > 32) _exit(2);
+  });
+  EXPECT_TRUE(r.exited() && r.exit_code() == 0) << r;
+}
+
+TEST_P(Backends, PagerContents) {
+  if (GetParam().mode == UffdMode::self_service) GTEST_SKIP() << "a pager region is never self-service";
+  ChildResult r = run_child([&] {
+    auto pager = Pager::start();
+    if (!pager.ok()) _exit(90);
+    RegionOptions o = opts("paged", Policy::pager);
+    o.fill = fill_pattern;
+    o.fill_data = reinterpret_cast<void*>(4);
+    o.pager = *pager;
+    auto reg = reserve_region(16 * kPage, o);
+    if (!reg.ok()) _exit(91);
+    if (!check(reg->data(), 4, 0, 16 * kPage)) _exit(1);
+    if (pager->stats().requests == 0) _exit(2);
+  });
+  EXPECT_TRUE(r.exited() && r.exit_code() == 0) << r;
+}
+
+TEST_P(Backends, ProviderFailureEndsInSigbusWithTheCause) {
+  ChildResult r = run_child([&] {
+    if (!report::enable().ok()) _exit(90);
+    RegionOptions o = opts("broken", Policy::provider);
+    o.fill = fill_fails;
+    auto reg = reserve_region(4 * kPage, o);
+    if (!reg.ok()) _exit(91);
+    (void)static_cast<volatile char*>(reg->data())[2 * kPage];
+    _exit(1);  // never a zero page
+  });
+  EXPECT_TRUE(r.signaled() && r.signal() == SIGBUS) << r;
+  EXPECT_NE(r.output.find("failed on page 2: EIO (errno 5): disk on fire"), std::string::npos) << r;
+  EXPECT_NE(r.output.find("'broken'"), std::string::npos) << r;
+}
+
+std::atomic<bool> g_stuck{true};
+FillStatus stuck(const FillRequest& req, void* data) {
+  while (g_stuck.load()) std::this_thread::yield();
+  return fill_pattern(req, data);
+}
+
+TEST_P(Backends, PagerThatNeverAnswersEndsInSigbus) {
+  if (GetParam().mode == UffdMode::self_service) GTEST_SKIP() << "a pager region is never self-service";
+  ChildResult r = run_child([&] {
+    auto pager = Pager::start();
+    if (!pager.ok()) _exit(90);
+    RegionOptions o = opts("slow", Policy::pager);
+    o.fill = stuck;
+    o.pager = *pager;
+    o.fill_timeout = std::chrono::milliseconds(100);
+    auto reg = reserve_region(kPage, o);
+    if (!reg.ok()) _exit(91);
+    (void)static_cast<volatile char*>(reg->data())[0];
+    _exit(1);
+  });
+  EXPECT_TRUE(r.signaled() && r.signal() == SIGBUS) << r;
+  EXPECT_NE(r.output.find("ETIMEDOUT"), std::string::npos) << r;
+}
+
+TEST_P(Backends, WriteTrackingCollectsAndReArms) {
+  ChildResult r = run_child([&] {
+    RegionOptions o = opts("cards", Policy::track_writes);
+    auto reg = reserve_region(64 * kPage, o);
+    if (!reg.ok()) _exit(90);
+    auto* p = static_cast<volatile char*>(reg->data());
+    for (std::size_t i : {3, 4, 5, 40}) p[i * kPage + 1] = 1;
+    (void)p[10 * kPage];  // a read is not a write
+    auto d = reg->collect_dirty();
+    if (!d.ok() || *d != std::vector<std::size_t>{3, 4, 5, 40}) _exit(1);
+    auto none = reg->collect_dirty();
+    if (!none.ok() || !none->empty()) _exit(2);
+    p[4 * kPage] = 2;
+    auto again = reg->collect_dirty();
+    if (!again.ok() || *again != std::vector<std::size_t>{4}) _exit(3);
+    if (p[3 * kPage + 1] != 1) _exit(4);  // contents kept
+  });
+  EXPECT_TRUE(r.exited() && r.exit_code() == 0) << r;
+}
+
+// A system call that writes into a missing page: the handler-thread backend fills it (the kernel waits
+// for the fill); the signal backend and self-service mode cannot, so the call fails with EFAULT.
+TEST_P(Backends, ReadSystemCallIntoAMissingPage) {
+  ChildResult r = run_child([&] {
+    auto reg = reserve_region(kPage, opts("syscall", Policy::zero_fill));
+    if (!reg.ok()) _exit(90);
+    int fd = open("/proc/self/stat", O_RDONLY);
+    const ssize_t n = read(fd, reg->data(), 64);
+    const bool filled = GetParam().backend == Backend::userfaultfd && GetParam().mode == UffdMode::handler_thread;
+    if (filled ? n <= 0 : (n != -1 || errno != EFAULT)) _exit(1);
+    if (!prefault(reg->data(), kPage, Access::write).ok()) _exit(2);
+    if (read(fd, reg->data(), 64) <= 0) _exit(3);  // prefaulted: works everywhere
+  });
+  EXPECT_TRUE(r.exited() && r.exit_code() == 0) << r;
+}
+
+INSTANTIATE_TEST_SUITE_P(All, Backends,
+                         ::testing::Values(BackendCase{"signals", Backend::signals, UffdMode::handler_thread},
+                                           BackendCase{"uffd_thread", Backend::userfaultfd, UffdMode::handler_thread},
+                                           BackendCase{"uffd_self", Backend::userfaultfd, UffdMode::self_service}),
+                         [](const auto& p) { return std::string(p.param.name); });
+
+TEST(BackendChoice, AutomaticSaysWhy) {
+  ChildResult r = run_child([] {
+    RegionOptions o;
+    o.name = "auto";
+    auto z = reserve_region(kPage, o);
+    if (!z.ok()) _exit(90);
+    const bool uffd = userfaultfd_available().ok();
+    if ((z->backend() == Backend::userfaultfd) != uffd) _exit(1);
+    if (std::strlen(z->backend_reason()) == 0) _exit(2);
+    o.policy = Policy::guard;
+    o.perms = perm_none;
+    auto g = reserve_region(kPage, o);
+    if (!g.ok() || g->backend() != Backend::signals ||
+        std::string(g->backend_reason()).find("guard policy needs the signal backend") == std::string::npos) {
+      _exit(3);
+    }
+    // Userfaultfd cannot be forced where it does not fit: a clear error.
+    o.backend = Backend::userfaultfd;
+    auto bad = reserve_region(kPage, o);
+    if (bad.ok() || bad.error().code() != Errc::unsupported) _exit(4);
+    RegionOptions ra;
+    ra.readahead_max = 0;
+    if (reserve_region(kPage, ra).ok()) _exit(5);
+    std::printf("zero_fill: %s; guard: %s\n", z->backend_reason(), g->backend_reason());
+  });
+  EXPECT_TRUE(r.exited() && r.exit_code() == 0) << r;
+}
+
+// A program that madvises a region away while faults are in flight does not wedge the handler thread.
+TEST(Uffd, MadviseWhileFaultsAreInFlight) {
+  if (!userfaultfd_available().ok()) GTEST_SKIP() << "no userfaultfd";
+  ChildResult r = run_child([] {
+    RegionOptions o;
+    o.name = "churn";
+    o.policy = Policy::provider;
+    o.fill = fill_pattern;
+    o.fill_data = reinterpret_cast<void*>(6);
+    o.backend = Backend::userfaultfd;
+    auto reg = reserve_region(256 * kPage, o);
+    if (!reg.ok()) _exit(90);
+    std::atomic<bool> stop{false};
+    std::atomic<int> bad{0};
+    std::vector<std::thread> ts;
+    for (int t = 0; t < 4; ++t) {
+      ts.emplace_back([&, t] {
+        std::mt19937 rng(static_cast<unsigned>(t));
+        while (!stop.load()) {
+          const std::size_t off = (rng() % (256 * kPage / 8)) * 8;
+          if (static_cast<const volatile std::uint64_t*>(reg->data())[off / 8] != pattern(6, off)) bad++;
+        }
+      });
+    }
+    for (int k = 0; k < 200; ++k) {
+      madvise(reg->data(), 256 * kPage, MADV_DONTNEED);  // the program's own madvise, not discard()
+      if (!reg->discard(0, 256).ok()) _exit(1);
+    }
+    stop = true;
+    for (auto& t : ts) t.join();
+    if (bad.load() != 0) _exit(2);
+  }, 120);
+  EXPECT_TRUE(r.exited() && r.exit_code() == 0) << r;
+}
+
+}  // namespace
+}  // namespace faultline
