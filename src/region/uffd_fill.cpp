@@ -6,6 +6,9 @@
 // the window a little off; ZEROPAGE/COPY stop at the first page that already exists (-EEXIST with a
 // partial count) and wake whoever waits on what they filled; when nothing was filled the faulting page
 // already exists and its waiters are woken explicitly.
+#include <sys/mman.h>
+
+#include <atomic>
 #include <cerrno>
 
 #include "core/format.hpp"
@@ -25,6 +28,24 @@ void record_failure(detail::RegionImpl& r, std::uintptr_t page_addr, int err, co
       .put(')');
   if (reason != nullptr) f.put(": ").put(reason);
   f.c_str();
+}
+
+// A read-only anonymous mapping never written: every page reads as zero, and costs no memory.
+constinit std::atomic<void*> g_zeros{nullptr};
+constexpr std::size_t kZeroBytes = std::size_t{512} << 12;
+
+const void* zero_source(std::size_t len) noexcept {
+  void* z = g_zeros.load(std::memory_order_acquire);
+  if (z == nullptr) {
+    const long m = os::raw_mmap(nullptr, kZeroBytes, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (os::is_err(m)) return nullptr;
+    void* expected = nullptr;
+    if (!g_zeros.compare_exchange_strong(expected, reinterpret_cast<void*>(m))) {
+      os::raw_munmap(reinterpret_cast<void*>(m), kZeroBytes);
+    }
+    z = g_zeros.load(std::memory_order_acquire);
+  }
+  return len <= kZeroBytes ? z : nullptr;
 }
 
 }  // namespace
@@ -82,8 +103,14 @@ int fill(detail::RegionImpl& r, std::uintptr_t page_addr, Access access, std::ui
 
   std::size_t done = 0;
   long rc;
-  if (r.policy == Policy::zero_fill) {
-    rc = os::uffd_zeropage(r.uffd, page_addr, len, &done);
+  if (r.policy == Policy::zero_fill && access != Access::write) {
+    rc = os::uffd_zeropage(r.uffd, page_addr, len, &done);  // reads: the shared zero page, no memory
+  } else if (r.policy == Policy::zero_fill) {
+    // Writes: ZEROPAGE would map the read-only zero page and every write would fault again to copy it;
+    // copy zeros into private pages at once (from a mapping that was never written: all zero pages).
+    const void* zeros = zero_source(len);
+    rc = zeros != nullptr ? os::uffd_copy(r.uffd, page_addr, zeros, len, &done)
+                          : os::uffd_zeropage(r.uffd, page_addr, len, &done);
   } else {
     FillRequest req{RegionInfo{r.name, r.base, r.end - r.base, r.policy, r.perms},
                     page_addr - r.base, len, access, pc, tid, static_cast<std::byte*>(bounce)};

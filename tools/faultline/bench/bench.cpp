@@ -41,6 +41,7 @@ int run_bench(const BenchArgs& args) {
   bench::Bench b(o);
   bench::section_trap(b);
   bench::section_regions(b);
+  bench::section_uffd(b);
   bench::section_threads(b);
   bench::section_emulation(b);
   bench::section_pending(b);

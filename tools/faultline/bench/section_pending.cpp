@@ -14,14 +14,8 @@ void section_pending(Bench& b) {
     const char* target;
   };
   static const Pending rows[] = {
-      {"userfaultfd", "first touch sequential, userfaultfd handler thread", "kernel demand-zero fault",
-       "the userfaultfd backend is not built yet (issue 4)", "4x faster"},
-      {"userfaultfd", "first touch sequential, userfaultfd SIGBUS self-service", "kernel demand-zero fault",
-       "the userfaultfd backend is not built yet (issue 4)", nullptr},
       {"file", "first read of a file-backed region, sequential", "kernel mmap of the file",
        "the built-in file store is not built yet (issue 4)", "<= 2x"},
-      {"dirty", "dirty tracking epoch, userfaultfd WP_ASYNC + PAGEMAP_SCAN", "mprotect + SIGSEGV",
-       "the userfaultfd backend is not built yet (issue 4)", "1.5x faster"},
   };
   for (const Pending& p : rows) {
     if (!b.wants(p.section)) continue;

@@ -1,0 +1,141 @@
+// tools/faultline/bench/section_uffd.cpp: the userfaultfd backend.
+//   - first touch of N pages against the kernel's own demand-zero faults: zero-fill and
+//     content-initialised regions served by the handler thread with read-ahead, and self-service;
+//   - random first touch with read-ahead against a single-page fill (read-ahead must not hurt);
+//   - a dirty-tracking epoch (K writes to random pages among N, then harvest and re-arm): WP_ASYNC +
+//     PAGEMAP_SCAN against mprotect + SIGSEGV (the signal backend's track_writes).
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <numeric>
+#include <random>
+#include <vector>
+
+#include "bench/sections.hpp"
+#include "faultline/region.hpp"
+
+namespace faultline::bench {
+
+namespace {
+
+std::size_t g_psize = 4096;
+
+double touch(char* p, const std::vector<std::size_t>& order) {
+  const double t0 = now_ns();
+  for (std::size_t i : order) p[i * g_psize] = 1;
+  return (now_ns() - t0) / static_cast<double>(order.size());
+}
+
+FillStatus fill_pattern(const FillRequest& req, void*) {
+  auto* w = reinterpret_cast<std::uint64_t*>(req.dest);
+  for (std::size_t i = 0; i < req.length / 8; ++i) w[i] = (req.offset / 8 + i) * 0x9e3779b97f4a7c15ull;
+  return {};
+}
+
+Region make(const char* name, Policy policy, std::size_t pages, Backend backend, UffdMode mode, std::size_t readahead) {
+  RegionOptions o;
+  o.name = name;
+  o.policy = policy;
+  o.backend = backend;
+  o.uffd_mode = mode;
+  o.readahead_max = readahead;
+  o.fault_around = 1;
+  if (policy == Policy::provider) o.fill = fill_pattern;
+  auto r = reserve_region(pages * g_psize, o);
+  if (!r) die(std::string("reserve_region: ") + r.error().message());
+  return std::move(*r);
+}
+
+Sampler region_sampler(Region& r, std::size_t pages, const std::vector<std::size_t>& order) {
+  return [&r, pages, &order] {
+    const double ns = touch(static_cast<char*>(r.data()), order);
+    if (!r.discard(0, pages)) die("discard failed");
+    return ns;
+  };
+}
+
+}  // namespace
+
+void section_uffd(Bench& b) {
+  if (!b.wants("userfaultfd") && !b.wants("dirty")) return;
+  g_psize = static_cast<std::size_t>(sysconf(_SC_PAGESIZE));
+  if (auto ok = userfaultfd_available(); !ok) {
+    for (const char* row : {"first touch sequential, userfaultfd handler thread", "dirty tracking epoch, WP_ASYNC"}) {
+      b.unavailable(std::string(row).find("dirty") == 0 ? "dirty" : "userfaultfd", row, "kernel demand-zero fault",
+                    ok.error().message());
+    }
+    return;
+  }
+  const std::size_t pages = b.options().quick ? std::min<std::size_t>(b.options().pages, 1024) : b.options().pages;
+  std::vector<std::size_t> seq(pages), rnd(pages);
+  std::iota(seq.begin(), seq.end(), 0);
+  rnd = seq;
+  std::shuffle(rnd.begin(), rnd.end(), std::mt19937_64(11));
+  const std::string note = std::to_string(pages) + " pages per sample";
+
+  if (b.wants("userfaultfd")) {
+    Mapping kernel(pages * g_psize, PROT_READ | PROT_WRITE);
+    const Sampler kernel_seq = [&] {
+      const double ns = touch(kernel.data(), seq);
+      madvise(kernel.data(), kernel.size(), MADV_DONTNEED);
+      return ns;
+    };
+    const std::string base = "kernel demand-zero fault";
+    const Target four{Target::Kind::ratio_at_most, 0.25, "4x faster (<= 0.25x)", "userfaultfd"};
+    {
+      Region z = make("bench-uffd-zero", Policy::zero_fill, pages, Backend::userfaultfd, UffdMode::handler_thread, 64);
+      b.compare("userfaultfd", "first touch sequential, zero-fill, handler thread, read-ahead 64", base, kernel_seq,
+                region_sampler(z, pages, seq), four).note = note;
+    }
+    {
+      Region c = make("bench-uffd-content", Policy::provider, pages, Backend::userfaultfd, UffdMode::handler_thread, 64);
+      b.compare("userfaultfd", "first touch sequential, content-initialised, handler thread, read-ahead 64", base,
+                kernel_seq, region_sampler(c, pages, seq), four).note = note;
+    }
+    {
+      Region one = make("bench-uffd-single", Policy::zero_fill, pages, Backend::userfaultfd, UffdMode::handler_thread, 1);
+      Region ra = make("bench-uffd-ra", Policy::zero_fill, pages, Backend::userfaultfd, UffdMode::handler_thread, 64);
+      b.compare("userfaultfd", "first touch random, zero-fill, handler thread, read-ahead 64",
+                "the same with single-page fills", region_sampler(one, pages, rnd), region_sampler(ra, pages, rnd),
+                Target{Target::Kind::ratio_at_most, 1.10, "<= 1.10x", "userfaultfd"})
+          .note = note;
+    }
+    {
+      Region s = make("bench-uffd-self", Policy::zero_fill, pages, Backend::userfaultfd, UffdMode::self_service, 64);
+      b.compare("userfaultfd", "first touch sequential, zero-fill, self-service SIGBUS, read-ahead 64", base,
+                kernel_seq, region_sampler(s, pages, seq)).note = note;
+    }
+  }
+
+  if (b.wants("dirty")) {
+    // An epoch: K writes to random pages among N, then harvest (which re-arms).
+    const std::size_t n = pages * 4, k = n / 10;
+    std::vector<std::size_t> writes(k);
+    std::mt19937_64 rng(3);
+    for (auto& w : writes) w = rng() % n;
+    auto epoch = [&](Region& r) -> Sampler {
+      return [&r, &writes, n] {
+        auto* p = static_cast<volatile char*>(r.data());
+        const double t0 = now_ns();
+        for (std::size_t w : writes) p[w * g_psize] = 1;
+        auto d = r.collect_dirty();
+        if (!d) die("collect_dirty: " + d.error().message());
+        (void)n;
+        return (now_ns() - t0) / static_cast<double>(writes.size());
+      };
+    };
+    Region mp = make("bench-dirty-mprotect", Policy::track_writes, n, Backend::signals, UffdMode::handler_thread, 1);
+    Region wp = make("bench-dirty-wp-async", Policy::track_writes, n, Backend::userfaultfd, UffdMode::handler_thread, 1);
+    // Touch every page once so that both measure steady-state epochs, not first faults.
+    for (Region* r : {&mp, &wp}) {
+      auto* p = static_cast<volatile char*>(r->data());
+      for (std::size_t i = 0; i < n; ++i) p[i * g_psize] = 0;
+      if (!r->collect_dirty()) die("collect_dirty failed");
+    }
+    b.compare("dirty", "dirty tracking epoch, userfaultfd WP_ASYNC + PAGEMAP_SCAN", "mprotect + SIGSEGV", epoch(mp),
+              epoch(wp), Target{Target::Kind::ratio_at_most, 1 / 1.5, "1.5x faster (<= 0.67x)", "userfaultfd"})
+        .note = std::to_string(k) + " writes to random pages among " + std::to_string(n) + ", then harvest; per write";
+  }
+}
+
+}  // namespace faultline::bench
