@@ -222,6 +222,39 @@ TEST_P(Backends, ReadSystemCallIntoAMissingPage) {
   EXPECT_TRUE(r.exited() && r.exit_code() == 0) << r;
 }
 
+// The built-in file store: a region that reads a file lazily, privately.
+TEST_P(Backends, FileStoreReadsTheFileLazily) {
+  ChildResult r = run_child([&] {
+    char path[] = "/tmp/faultline-filestore-XXXXXX";
+    const int fd = mkstemp(path);
+    if (fd < 0) _exit(90);
+    std::vector<std::uint64_t> words(20 * kPage / 8 + 100);  // 20 pages and a bit
+    for (std::size_t i = 0; i < words.size(); ++i) words[i] = i * 0x9e3779b97f4a7c15ull;
+    if (write(fd, words.data(), words.size() * 8) != static_cast<ssize_t>(words.size() * 8)) _exit(91);
+    close(fd);
+    auto store = FileStore::open(path, kPage);  // the region starts at the file's second page
+    unlink(path);
+    if (!store.ok()) _exit(92);
+    RegionOptions o = opts("file", Policy::provider);
+    o.fill = FileStore::fill_fn();
+    o.fill_data = store->fill_data();
+    auto reg = reserve_region(32 * kPage, o);
+    if (!reg.ok()) _exit(93);
+    auto* w = static_cast<const volatile std::uint64_t*>(reg->data());
+    const std::size_t base = kPage / 8;
+    for (std::size_t i = 0; i + base < words.size(); ++i) {
+      if (w[i] != words[base + i]) _exit(1);
+    }
+    for (std::size_t i = words.size() - base; i < 32 * kPage / 8; ++i) {
+      if (w[i] != 0) _exit(2);  // past the end of the file: zeros, as with mmap
+    }
+    static_cast<volatile std::uint64_t*>(reg->data())[3] = 7;  // private: the file is not written
+    if (FileStore::open(path).ok()) _exit(3);                  // gone
+    if (FileStore::open("/etc/hostname", 100).ok()) _exit(4);  // offset not page-aligned
+  });
+  EXPECT_TRUE(r.exited() && r.exit_code() == 0) << r;
+}
+
 INSTANTIATE_TEST_SUITE_P(All, Backends,
                          ::testing::Values(BackendCase{"signals", Backend::signals, UffdMode::handler_thread},
                                            BackendCase{"uffd_thread", Backend::userfaultfd, UffdMode::handler_thread},

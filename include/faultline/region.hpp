@@ -187,6 +187,33 @@ struct RegionOptions {
   std::size_t readahead_max = 64;
 };
 
+// A built-in file store: the content of a provider (or pager) region read from a range of a file, with
+// pread in runs as long as the fill (the read-ahead window on userfaultfd), so that a program can map a
+// large file lazily, privately, with its own paging policy. The region's pages are private: writes stay
+// in memory (writing them back to the file is not offered yet). Pages past the end of the file read as
+// zeros, as with mmap. Use fill_fn()/fill_data() as the region's fill; the store must outlive the region.
+class FileStore {
+ public:
+  // Opens `path` read-only; the region's offset 0 is the file's `offset` (a multiple of the page size).
+  static Result<FileStore> open(const std::string& path, std::uint64_t offset = 0);
+  FileStore() = default;
+  FileStore(FileStore&& o) noexcept;
+  FileStore& operator=(FileStore&& o) noexcept;
+  FileStore(const FileStore&) = delete;
+  FileStore& operator=(const FileStore&) = delete;
+  ~FileStore();
+
+  static FillFn fill_fn() noexcept;  // async-signal-safe (pread), so it also serves the signal backend
+  void* fill_data() noexcept { return this; }
+  std::uint64_t size() const noexcept { return size_; }  // the file's size when opened
+
+ private:
+  int fd_ = -1;
+  std::uint64_t offset_ = 0, size_ = 0;
+  friend FillStatus file_store_fill(const FillRequest&, void*);
+};
+FillStatus file_store_fill(const FillRequest& req, void* data);
+
 // Whether this process can use userfaultfd, and if not why ("userfaultfd: EPERM (...)"). Thread-safe.
 Result<void> userfaultfd_available();
 

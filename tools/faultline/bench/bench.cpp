@@ -44,7 +44,6 @@ int run_bench(const BenchArgs& args) {
   bench::section_uffd(b);
   bench::section_threads(b);
   bench::section_emulation(b);
-  bench::section_pending(b);
   b.print_table(stdout);
   if (!args.json_path.empty()) {
     std::ofstream f(args.json_path);

@@ -2,12 +2,16 @@
 //   - first touch of N pages against the kernel's own demand-zero faults: zero-fill and
 //     content-initialised regions served by the handler thread with read-ahead, and self-service;
 //   - random first touch with read-ahead against a single-page fill (read-ahead must not hurt);
+//   - the first read of a file through the built-in file store against the kernel's mmap of it;
 //   - a dirty-tracking epoch (K writes to random pages among N, then harvest and re-arm): WP_ASYNC +
 //     PAGEMAP_SCAN against mprotect + SIGSEGV (the signal backend's track_writes).
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include <cstdio>
+#include <cstdlib>
 #include <numeric>
+#include <optional>
 #include <random>
 #include <vector>
 
@@ -57,7 +61,7 @@ Sampler region_sampler(Region& r, std::size_t pages, const std::vector<std::size
 }  // namespace
 
 void section_uffd(Bench& b) {
-  if (!b.wants("userfaultfd") && !b.wants("dirty")) return;
+  if (!b.wants("userfaultfd") && !b.wants("dirty") && !b.wants("file")) return;
   g_psize = static_cast<std::size_t>(sysconf(_SC_PAGESIZE));
   if (auto ok = userfaultfd_available(); !ok) {
     for (const char* row : {"first touch sequential, userfaultfd handler thread", "dirty tracking epoch, WP_ASYNC"}) {
@@ -105,6 +109,59 @@ void section_uffd(Bench& b) {
       b.compare("userfaultfd", "first touch sequential, zero-fill, self-service SIGBUS, read-ahead 64", base,
                 kernel_seq, region_sampler(s, pages, seq)).note = note;
     }
+  }
+
+  if (b.wants("file")) {
+    // A file in the page cache, read for the first time through a file-backed region (the built-in
+    // store on userfaultfd with read-ahead), against the kernel's own mmap of the same file.
+    char path[] = "/tmp/faultline-bench-XXXXXX";
+    const int fd = mkstemp(path);
+    if (fd < 0) die("mkstemp failed");
+    std::vector<char> chunk(1 << 20, 'f');
+    for (std::size_t done = 0; done < pages * g_psize; done += chunk.size()) {
+      if (write(fd, chunk.data(), chunk.size()) != static_cast<ssize_t>(chunk.size())) die("write failed");
+    }
+    auto store = FileStore::open(path);
+    if (!store) die("FileStore: " + store.error().message());
+    const auto read_pages = [&](const volatile char* p, const std::vector<std::size_t>& order) {
+      std::uint64_t sum = 0;
+      const double t0 = now_ns();
+      for (std::size_t i : order) sum += static_cast<unsigned char>(p[i * g_psize]);
+      const double ns = (now_ns() - t0) / static_cast<double>(order.size());
+      if (sum == 1) std::fputs("", stderr);
+      return ns;
+    };
+    for (const auto* order : {&seq, &rnd}) {
+      const bool sequential = order == &seq;
+      const Sampler kernel_mmap = [&, order] {
+        void* m = mmap(nullptr, pages * g_psize, PROT_READ, MAP_PRIVATE, fd, 0);
+        if (m == MAP_FAILED) die("mmap of the file failed");
+        const double ns = read_pages(static_cast<const volatile char*>(m), *order);
+        munmap(m, pages * g_psize);
+        return ns;
+      };
+      RegionOptions o;
+      o.name = "bench-file";
+      o.policy = Policy::provider;
+      o.fill = FileStore::fill_fn();
+      o.fill_data = store->fill_data();
+      o.readahead_max = 256;  // 1 MiB per fill at most: one pread and one UFFDIO_COPY per window
+      auto region = reserve_region(pages * g_psize, o);
+      if (!region) die("reserve_region: " + region.error().message());
+      std::optional<Target> t;
+      if (sequential) t = Target{Target::Kind::ratio_at_most, 2.0, "<= 2x", "userfaultfd"};
+      b.compare("file", std::string("first read of a file-backed region, ") + (sequential ? "sequential" : "random"),
+                "kernel mmap of the file (page cache)", kernel_mmap,
+                [&, order] {
+                  const double ns = read_pages(static_cast<const volatile char*>(region->data()), *order);
+                  if (!region->discard(0, pages)) die("discard failed");
+                  return ns;
+                },
+                t)
+          .note = note + std::string(", ") + backend_name(region->backend());
+    }
+    close(fd);
+    unlink(path);
   }
 
   if (b.wants("dirty")) {
