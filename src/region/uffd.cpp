@@ -43,13 +43,25 @@ int g_pagemap = -1;
 
 std::string errno_text(const char* what, int e) { return std::string(what) + ": " + strerrorname_np(e) + " (" + std::strerror(e) + ")"; }
 
-// After fork the child shares the parent's userfaultfds (tied to the parent's memory) and has no
-// handler thread: forget both, the child opens its own on first use.
+// fork: the locks are taken around it (the handler thread takes g_watch_mutex every tick; a child
+// that inherited it locked would wedge its own handler thread). After fork the child shares the
+// parent's userfaultfds (tied to the parent's memory) and has no handler thread: forget both, the
+// child opens its own on first use.
+void lock_for_fork() {
+  g_mutex.lock();
+  g_watch_mutex.lock();
+}
+void unlock_after_fork() {
+  g_watch_mutex.unlock();
+  g_mutex.unlock();
+}
 void forget_after_fork() {
   for (FdState& s : g_fds) s = FdState{};
   g_thread_started = false;
   g_owner = 0;
   g_pagemap = -1;
+  g_watched.clear();
+  unlock_after_fork();
 }
 
 int open_uffd(std::string* why) {
@@ -83,7 +95,7 @@ void handler_loop(int fd);
 int fd_locked(Kind kind, std::string* why) {
   if (g_owner != getpid()) {
     static std::once_flag atfork;
-    std::call_once(atfork, [] { pthread_atfork(nullptr, nullptr, forget_after_fork); });
+    std::call_once(atfork, [] { pthread_atfork(lock_for_fork, unlock_after_fork, forget_after_fork); });
     g_owner = getpid();
   }
   FdState& s = g_fds[static_cast<int>(kind)];
@@ -100,10 +112,6 @@ int fd_locked(Kind kind, std::string* why) {
       } else {
         s.fd = fd;
       }
-    }
-    if (kind == Kind::handler && s.fd >= 0 && !g_thread_started) {
-      std::thread(handler_loop, s.fd).detach();
-      g_thread_started = true;
     }
   }
   if (s.fd < 0 && why != nullptr) *why = s.why;
@@ -193,6 +201,20 @@ void handler_loop(int fd) {
 
 }  // namespace
 
+int probe(std::string* why) {
+  int fd = open_uffd(why);
+  if (fd < 0) return -1;
+  struct uffdio_api api{};
+  api.api = UFFD_API;
+  api.features = features_of(Kind::handler);
+  if (ioctl(fd, UFFDIO_API, &api) != 0) {
+    *why = errno_text("UFFDIO_API (features this kernel lacks)", errno);
+    close(fd);
+    return -1;
+  }
+  return fd;
+}
+
 int fd_for(Kind kind, std::string* why) {
   std::lock_guard lock(g_mutex);
   return fd_locked(kind, why);
@@ -246,6 +268,15 @@ Result<void> attach(detail::RegionImpl& r) {
   reg.mode = kind == Kind::wp_async ? UFFDIO_REGISTER_MODE_WP : UFFDIO_REGISTER_MODE_MISSING;
   if (ioctl(fd, UFFDIO_REGISTER, &reg) != 0) return Error::from_errno("UFFDIO_REGISTER", errno);
   r.uffd = fd;
+  if (kind == Kind::handler) {
+    // The handler thread starts with the first region that needs it (not when probing), so that a
+    // process that only asks whether userfaultfd works stays single-threaded.
+    std::lock_guard lock(g_mutex);
+    if (!g_thread_started) {
+      std::thread(handler_loop, fd).detach();
+      g_thread_started = true;
+    }
+  }
   if (kind == Kind::handler) {  // self-service faults never see another thread's duplicate message
     const std::size_t words = ((r.end - r.base) / core::page_size() + 63) / 64;
     r.filled = new std::atomic<std::uint64_t>[words];
@@ -306,8 +337,11 @@ const char* backend_name(Backend b) noexcept {
 }
 
 Result<void> userfaultfd_available() {
+  // A probe of its own (opened and closed here): no cached fd, no handler thread.
   std::string why;
-  if (region::uffd::fd_for(region::uffd::Kind::handler, &why) < 0) return Error(Errc::unsupported, "userfaultfd: " + why);
+  const int fd = region::uffd::probe(&why);
+  if (fd < 0) return Error(Errc::unsupported, "userfaultfd: " + why);
+  close(fd);
   return {};
 }
 

@@ -20,6 +20,9 @@ enum class Kind { handler, sigbus, wp_async };
 // Opens (once) the fd of `kind`; -1 and `why` when the kernel does not offer it.
 int fd_for(Kind kind, std::string* why);
 
+// Opens a userfaultfd with the handler features and returns it (the caller closes it), or -1 and why.
+int probe(std::string* why);
+
 // Chooses the backend for a region about to be created and says why (in `reason`).
 Backend choose(const RegionOptions& o, bool adopted, std::string* reason);
 
