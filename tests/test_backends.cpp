@@ -187,8 +187,11 @@ TEST_P(Backends, PagerThatNeverAnswersEndsInSigbus) {
 }
 
 TEST_P(Backends, WriteTrackingCollectsAndReArms) {
+  for (WriteTracking mode : {WriteTracking::async_wp, WriteTracking::sync_wp}) {
+  if (GetParam().backend != Backend::userfaultfd && mode == WriteTracking::sync_wp) continue;
   ChildResult r = run_child([&] {
     RegionOptions o = opts("cards", Policy::track_writes);
+    o.write_tracking = mode;
     auto reg = reserve_region(64 * kPage, o);
     if (!reg.ok()) _exit(90);
     auto* p = static_cast<volatile char*>(reg->data());
@@ -203,7 +206,8 @@ TEST_P(Backends, WriteTrackingCollectsAndReArms) {
     if (!again.ok() || *again != std::vector<std::size_t>{4}) _exit(3);
     if (p[3 * kPage + 1] != 1) _exit(4);  // contents kept
   });
-  EXPECT_TRUE(r.exited() && r.exit_code() == 0) << r;
+  EXPECT_TRUE(r.exited() && r.exit_code() == 0) << r << (mode == WriteTracking::sync_wp ? " (sync_wp)" : "");
+  }
 }
 
 // A system call that writes into a missing page: the handler-thread backend fills it (the kernel waits

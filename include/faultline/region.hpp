@@ -46,7 +46,11 @@
 //     and the report names the region and the error; the page stays failed until discard();
 //   - track_writes: asynchronous write-protection (UFFD_FEATURE_WP_ASYNC): the kernel records the first
 //     write to each page without any fault reaching user space; collect_dirty() harvests and re-arms
-//     with one PAGEMAP_SCAN ioctl.
+//     with one PAGEMAP_SCAN ioctl. WriteTracking::sync_wp uses synchronous write-protect faults instead
+//     (the handler thread records the page and lifts the protection; collect_dirty() re-protects).
+//     With writers running during collect_dirty() (mprotect and sync_wp alike), a page written while
+//     its run is being re-armed may be reported now and missed next time: harvest with writers stopped
+//     when that matters. WP_ASYNC harvests atomically per page.
 // Backend::automatic picks userfaultfd when the kernel offers what the policy needs and signals
 // otherwise (guard and barrier regions, adopted memory, no userfaultfd: ENOSYS, EPERM from
 // vm.unprivileged_userfaultfd or seccomp, a missing feature); Region::backend_reason() says why.
@@ -161,6 +165,13 @@ enum class Backend : std::uint8_t { automatic, signals, userfaultfd };
 // "automatic", "signals", "userfaultfd". Async-signal-safe.
 const char* backend_name(Backend b) noexcept;
 
+// How a userfaultfd track_writes region learns about writes.
+enum class WriteTracking : std::uint8_t {
+  async_wp,  // UFFD_FEATURE_WP_ASYNC: the kernel records writes, no fault reaches user space
+  sync_wp,   // synchronous write-protect: the first write to a page is a fault the handler thread
+             // records before it lifts the protection (for kernels without WP_ASYNC, and to compare)
+};
+
 // How a userfaultfd region's missing pages are filled.
 enum class UffdMode : std::uint8_t {
   handler_thread,  // faultline's handler thread reads the faults and fills them
@@ -185,6 +196,7 @@ struct RegionOptions {
   // userfaultfd zero_fill/provider/pager: the read-ahead window's limit in pages (1..512). The window
   // starts at fault_around.
   std::size_t readahead_max = 64;
+  WriteTracking write_tracking = WriteTracking::async_wp;  // userfaultfd track_writes only
 };
 
 // A built-in file store: the content of a provider (or pager) region read from a range of a file, with

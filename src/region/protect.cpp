@@ -11,6 +11,7 @@
 #include "core/page.hpp"
 #include "faultline/region.hpp"
 #include "os/linux/uffd.hpp"
+#include "os/linux/uapi.hpp"
 #include "region/fill.hpp"
 #include "region/table.hpp"
 
@@ -72,6 +73,13 @@ Result<void> Region::discard(std::size_t first_page, std::size_t count) {
       }
     }
     if (madvise(view, len, MADV_DONTNEED) != 0) return Error::from_errno("madvise (Region::discard)", errno);
+    if (r.policy == Policy::track_writes) {
+      for (std::size_t i = first_page; i < first_page + count; ++i) {
+        r.dirty[i / 64].fetch_and(~(std::uint64_t{1} << (i % 64)), std::memory_order_acq_rel);
+      }
+      // Synchronous write-protect can only protect present pages.
+      if (r.write_tracking == WriteTracking::sync_wp) madvise(view, len, MADV_POPULATE_WRITE);
+    }
     if (r.policy == Policy::track_writes &&
         os::is_err(os::uffd_writeprotect(r.uffd, reinterpret_cast<std::uintptr_t>(view), len, true))) {
       return Error::from_errno("UFFDIO_WRITEPROTECT (Region::discard)", errno);

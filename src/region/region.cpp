@@ -16,6 +16,7 @@
 #include "faultline/region.hpp"
 #include "region/fill.hpp"
 #include "region/table.hpp"
+#include "os/linux/uffd.hpp"
 #include "region/uffd.hpp"
 #include "trap/dispatcher.hpp"
 
@@ -241,6 +242,7 @@ std::unique_ptr<RegionImpl> make_impl(std::uintptr_t base, std::size_t size, con
   r->pager = detail::impl_of(o.pager);
   r->fill_timeout_ms = static_cast<std::uint32_t>(o.fill_timeout.count());
   r->uffd_mode = o.uffd_mode;
+  r->write_tracking = o.write_tracking;
   r->readahead_max = o.readahead_max;
   r->ra_window.store(static_cast<std::uint32_t>(o.fault_around));
   std::snprintf(r->name, sizeof r->name, "%s", o.name.c_str());
@@ -388,7 +390,8 @@ Result<std::vector<std::size_t>> Region::collect_dirty(ProtectBatch* defer) {
   }
   const std::size_t page = core::page_size();
   std::vector<std::size_t> pages;
-  if (impl_->backend == Backend::userfaultfd) {  // harvest and re-arm in one ioctl; nothing to defer
+  if (impl_->backend == Backend::userfaultfd && impl_->write_tracking == WriteTracking::async_wp) {
+    // Harvest and re-arm in one ioctl; nothing to defer.
     if (auto c = region::uffd::collect_written(*impl_, &pages); !c) return c.error();
     return pages;
   }
@@ -405,7 +408,11 @@ Result<std::vector<std::size_t>> Region::collect_dirty(ProtectBatch* defer) {
   for (std::size_t i = 0; i < pages.size();) {  // one mprotect per run of adjacent pages
     std::size_t j = i + 1;
     while (j < pages.size() && pages[j] == pages[j - 1] + 1) ++j;
-    if (defer != nullptr) {
+    if (impl_->backend == Backend::userfaultfd) {  // synchronous write-protect: re-arm the run
+      if (os::is_err(os::uffd_writeprotect(impl_->uffd, impl_->base + pages[i] * page, (j - i) * page, true))) {
+        return Error::from_errno("UFFDIO_WRITEPROTECT (collect_dirty)", errno);
+      }
+    } else if (defer != nullptr) {
       defer->ops_.push_back(ProtectBatch::Op{impl_->base + pages[i] * page, (j - i) * page, ro});
     } else if (mprotect(reinterpret_cast<void*>(impl_->base + pages[i] * page), (j - i) * page, ro) != 0) {
       return Error::from_errno("mprotect (collect_dirty)", errno);

@@ -47,6 +47,7 @@ struct RegionImpl {
   // the mode, the read-ahead window, and the last fill failure (for the report).
   Backend backend = Backend::signals;
   UffdMode uffd_mode = UffdMode::handler_thread;
+  WriteTracking write_tracking = WriteTracking::async_wp;
   int uffd = -1;
   std::size_t readahead_max = 64;
   std::atomic<std::uint32_t> ra_window{1};

@@ -181,12 +181,20 @@ void handler_loop(int fd) {
       }
       if (seen) continue;
       const Access access = (msgs[i].arg.pagefault.flags & UFFD_PAGEFAULT_FLAG_WRITE) ? Access::write : Access::read;
+      const bool wp = (msgs[i].arg.pagefault.flags & UFFD_PAGEFAULT_FLAG_WP) != 0;
       const long tid = msgs[i].arg.pagefault.feat.ptid;
       // The trap epoch keeps the region alive while we use it (as in a fault handler).
       const unsigned side = trap::g_state.epoch.enter();
       detail::RegionImpl* r = lookup(addr);
       if (r == nullptr || r->uffd != fd) {
         os::uffd_wake(fd, addr, page);  // unregistered meanwhile: let the thread fault normally
+      } else if (wp) {
+        // Synchronous write tracking: record the page, then lift the protection (which wakes the writer).
+        if (r->dirty != nullptr) {
+          const std::size_t idx = (addr - r->base) / page;
+          r->dirty[idx / 64].fetch_or(std::uint64_t{1} << (idx % 64), std::memory_order_release);
+        }
+        os::uffd_writeprotect(fd, addr, page, false);
       } else if (r->policy == Policy::pager && is_pager_thread(*r->pager, tid)) {
         poison_with(*r, addr, EDEADLK, "a thread of this region's pager touched an unfilled page of it");
       } else if (r->policy == Policy::pager) {
@@ -233,15 +241,17 @@ Backend choose(const RegionOptions& o, bool adopted, std::string* reason) {
   } else if (o.policy == Policy::pager && o.uffd_mode == UffdMode::self_service) {
     why = "a pager region cannot be self-service";
   } else {
-    const Kind kind = o.policy == Policy::track_writes ? Kind::wp_async
-                      : o.uffd_mode == UffdMode::self_service ? Kind::sigbus
-                                                              : Kind::handler;
+    const Kind kind = o.policy == Policy::track_writes && o.write_tracking == WriteTracking::async_wp ? Kind::wp_async
+                      : o.policy == Policy::track_writes                                        ? Kind::handler
+                      : o.uffd_mode == UffdMode::self_service                                   ? Kind::sigbus
+                                                                                                : Kind::handler;
     std::lock_guard lock(g_mutex);
     if (fd_locked(kind, &why) >= 0) {
       if (kind != Kind::wp_async || pagemap_scan_works()) {
-        *reason = kind == Kind::wp_async ? "userfaultfd (WP_ASYNC + PAGEMAP_SCAN)"
-                  : kind == Kind::sigbus ? "userfaultfd (self-service SIGBUS)"
-                                         : "userfaultfd (handler thread)";
+        *reason = kind == Kind::wp_async                 ? "userfaultfd (WP_ASYNC + PAGEMAP_SCAN)"
+                  : o.policy == Policy::track_writes   ? "userfaultfd (synchronous write-protect)"
+                  : kind == Kind::sigbus               ? "userfaultfd (self-service SIGBUS)"
+                                                       : "userfaultfd (handler thread)";
         return Backend::userfaultfd;
       }
       why = "PAGEMAP_SCAN is not available on /proc/self/pagemap";
@@ -256,16 +266,24 @@ Backend choose(const RegionOptions& o, bool adopted, std::string* reason) {
 }
 
 Result<void> attach(detail::RegionImpl& r) {
-  const Kind kind = r.policy == Policy::track_writes ? Kind::wp_async
-                    : r.uffd_mode == UffdMode::self_service ? Kind::sigbus
-                                                            : Kind::handler;
+  const bool sync_wp = r.policy == Policy::track_writes && r.write_tracking == WriteTracking::sync_wp;
+  const Kind kind = r.policy == Policy::track_writes && !sync_wp ? Kind::wp_async
+                    : r.policy == Policy::track_writes            ? Kind::handler
+                    : r.uffd_mode == UffdMode::self_service       ? Kind::sigbus
+                                                                  : Kind::handler;
+  if (sync_wp) {
+    // Without WP_UNPOPULATED on this fd, only present pages can be write-protected: populate first.
+    if (madvise(reinterpret_cast<void*>(r.base), r.end - r.base, MADV_POPULATE_WRITE) != 0) {
+      return Error::from_errno("madvise MADV_POPULATE_WRITE (synchronous write tracking)", errno);
+    }
+  }
   std::string why;
   const int fd = fd_for(kind, &why);
   if (fd < 0) return Error(Errc::unsupported, "region '" + std::string(r.name) + "': userfaultfd: " + why);
   struct uffdio_register reg{};
   reg.range.start = r.base;
   reg.range.len = r.end - r.base;
-  reg.mode = kind == Kind::wp_async ? UFFDIO_REGISTER_MODE_WP : UFFDIO_REGISTER_MODE_MISSING;
+  reg.mode = r.policy == Policy::track_writes ? UFFDIO_REGISTER_MODE_WP : UFFDIO_REGISTER_MODE_MISSING;
   if (ioctl(fd, UFFDIO_REGISTER, &reg) != 0) return Error::from_errno("UFFDIO_REGISTER", errno);
   r.uffd = fd;
   if (kind == Kind::handler) {
@@ -277,7 +295,7 @@ Result<void> attach(detail::RegionImpl& r) {
       g_thread_started = true;
     }
   }
-  if (kind == Kind::handler) {  // self-service faults never see another thread's duplicate message
+  if (kind == Kind::handler && !sync_wp) {  // self-service faults never see another thread's duplicates
     const std::size_t words = ((r.end - r.base) / core::page_size() + 63) / 64;
     r.filled = new std::atomic<std::uint64_t>[words];
     for (std::size_t i = 0; i < words; ++i) r.filled[i].store(0, std::memory_order_relaxed);
@@ -286,7 +304,7 @@ Result<void> attach(detail::RegionImpl& r) {
     std::lock_guard lock(g_watch_mutex);
     g_watched.push_back(r.pager);
   }
-  if (kind == Kind::wp_async && os::is_err(os::uffd_writeprotect(fd, r.base, r.end - r.base, true))) {
+  if (r.policy == Policy::track_writes && os::is_err(os::uffd_writeprotect(fd, r.base, r.end - r.base, true))) {
     return Error::from_errno("UFFDIO_WRITEPROTECT", errno);
   }
   return {};
