@@ -8,10 +8,13 @@
 
 #include "commands.hpp"
 #include "faultline/kernel.hpp"
+#include "faultline/region.hpp"
 
 namespace faultline::cli {
 
 namespace {
+
+std::string region_backend();
 
 nlohmann::json to_json(const KernelInfo& k) {
   nlohmann::json features = nlohmann::json::object();
@@ -36,12 +39,19 @@ nlohmann::json to_json(const KernelInfo& k) {
       {"vm_max_map_count", k.max_map_count},
       {"rlimit_sigpending", k.rlimit_sigpending},
       {"rlimit_stack", k.rlimit_stack},
+      {"region_backend", region_backend()},
       {"preemption_timers",
        {{"cpu_time_100us_late_us", k.cpu_timer_late_us}, {"wall_200us_late_us", k.wall_timer_late_us}}},
   };
 }
 
 const char* yes(bool b) { return b ? "yes" : "no"; }
+
+// What Backend::automatic picks for zero_fill/provider/pager/track_writes regions, and why.
+std::string region_backend() {
+  auto u = userfaultfd_available();
+  return u ? "userfaultfd" : "signals (" + u.error().message() + ")";
+}
 
 }  // namespace
 
@@ -80,6 +90,7 @@ int run_info(bool json) {
   std::printf("THP mode                  %s\n", k.thp_mode.empty() ? "unknown" : k.thp_mode.c_str());
   std::printf("vm.max_map_count          %ld\n", k.max_map_count);
   std::printf("RLIMIT_SIGPENDING         %ld\n", k.rlimit_sigpending);
+  std::printf("region backend (automatic) %s\n", region_backend().c_str());
   std::printf("CPU-time timer, 100 us    %.0f us late (fires on the scheduler tick)\n", k.cpu_timer_late_us);
   std::printf("wall-clock timer, 200 us  %.0f us late\n", k.wall_timer_late_us);
   std::printf("RLIMIT_STACK              %ld\n", k.rlimit_stack);
