@@ -4,6 +4,8 @@
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -326,6 +328,46 @@ TEST(Uffd, MadviseWhileFaultsAreInFlight) {
     if (bad.load() != 0) _exit(2);
   }, 120);
   EXPECT_TRUE(r.exited() && r.exit_code() == 0) << r;
+}
+
+// A pager in another process: it serves the faults until it is killed; then the region's missing pages
+// are poisoned and the next access ends in SIGBUS with a report, not a zero page or a hang.
+TEST(Uffd, PagerInAnotherProcessAndItsDeath) {
+  if (!userfaultfd_available().ok()) GTEST_SKIP() << "no userfaultfd";
+  ChildResult r = run_child([] {
+    int sv[2];
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) _exit(90);
+    const pid_t pager = fork();
+    if (pager == 0) {  // the pager process
+      close(sv[0]);
+      auto region = remote_pager::receive(sv[1]);
+      if (!region.ok()) _exit(1);
+      (void)region->serve(fill_pattern, reinterpret_cast<void*>(5));
+      _exit(0);
+    }
+    close(sv[1]);
+    if (!report::enable().ok()) _exit(91);
+    RegionOptions o;
+    o.name = "remote";
+    o.policy = Policy::pager;
+    o.remote_pager_socket = sv[0];
+    auto reg = reserve_region(16 * kPage, o);
+    if (!reg.ok()) {
+      std::fprintf(stderr, "%s\n", reg.error().message().c_str());
+      _exit(92);
+    }
+    if (!check(reg->data(), 5, 0, 4 * kPage)) _exit(2);  // served by the other process
+    std::printf("remote content ok\n");
+    std::fflush(stdout);
+    kill(pager, SIGKILL);
+    waitpid(pager, nullptr, 0);
+    (void)static_cast<volatile char*>(reg->data())[10 * kPage];  // nobody will ever supply this page
+    _exit(3);
+  });
+  EXPECT_TRUE(r.signaled() && r.signal() == SIGBUS) << r;
+  EXPECT_NE(r.output.find("remote content ok"), std::string::npos) << r;
+  EXPECT_NE(r.output.find("the remote pager (the process at the other end of its socket) went away"), std::string::npos)
+      << r;
 }
 
 }  // namespace

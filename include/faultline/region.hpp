@@ -197,6 +197,8 @@ struct RegionOptions {
   // starts at fault_around.
   std::size_t readahead_max = 64;
   WriteTracking write_tracking = WriteTracking::async_wp;  // userfaultfd track_writes only
+  // Policy::pager served by another process (see remote_pager below): a connected Unix socket, or -1.
+  int remote_pager_socket = -1;
 };
 
 // A built-in file store: the content of a provider (or pager) region read from a range of a file, with
@@ -225,6 +227,45 @@ class FileStore {
   friend FillStatus file_store_fill(const FillRequest&, void*);
 };
 FillStatus file_store_fill(const FillRequest& req, void* data);
+
+// A pager in another process (userfaultfd only). The program reserves the region with
+// `remote_pager_socket` set to its end of a connected Unix socket: faultline gives the region its own
+// userfaultfd, sends it over the socket (SCM_RIGHTS) with the region's description, and watches the
+// socket. The pager process receives it with remote_pager::receive() and serves the faults with
+// RemoteRegion::serve(), filling pages with UFFDIO_COPY from its own memory. If the pager process dies
+// (the socket hangs up), faultline poisons every page still missing: the faulting threads, and any later
+// access to such a page, get SIGBUS with a report naming the region ("the remote pager ... went away"),
+// never a zero page and never a hang.
+namespace remote_pager {
+
+struct RegionDescription {
+  std::uint64_t base = 0, size = 0, page_size = 0;
+  char name[64] = {};
+};
+
+class RemoteRegion {
+ public:
+  RemoteRegion() = default;
+  RemoteRegion(RemoteRegion&& o) noexcept : uffd_(o.uffd_), desc_(o.desc_) { o.uffd_ = -1; }
+  RemoteRegion& operator=(RemoteRegion&&) = delete;
+  RemoteRegion(const RemoteRegion&) = delete;
+  ~RemoteRegion();
+  const RegionDescription& description() const noexcept { return desc_; }
+  // Serves faults until the program closes the region or `stop` returns true (checked between
+  // batches, at least every 100 ms). `fn` fills FillRequest::dest (a buffer of this process) for
+  // req.offset/req.length; a failure poisons the page. Not async-signal-safe; runs on any thread.
+  Result<void> serve(FillFn fn, void* data, bool (*stop)(void*) = nullptr, void* stop_data = nullptr);
+
+ private:
+  friend Result<RemoteRegion> receive(int socket);
+  int uffd_ = -1;
+  RegionDescription desc_{};
+};
+
+// In the pager process: receives one region from the program over `socket`.
+Result<RemoteRegion> receive(int socket);
+
+}  // namespace remote_pager
 
 // Whether this process can use userfaultfd, and if not why ("userfaultfd: EPERM (...)"). Thread-safe.
 Result<void> userfaultfd_available();

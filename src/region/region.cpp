@@ -17,6 +17,7 @@
 #include "region/fill.hpp"
 #include "region/table.hpp"
 #include "os/linux/uffd.hpp"
+#include "region/remote.hpp"
 #include "region/uffd.hpp"
 #include "trap/dispatcher.hpp"
 
@@ -163,6 +164,13 @@ Result<void> validate(std::size_t size, const RegionOptions& o) {
     return Error(Errc::invalid_argument, "region '" + o.name + "': fault_around must be 1..512 pages");
   }
   const bool filled = o.policy == Policy::provider || o.policy == Policy::pager;
+  if (o.remote_pager_socket >= 0) {
+    if (o.policy != Policy::pager || o.fill != nullptr || o.pager.valid() || o.backend == Backend::signals) {
+      return Error(Errc::invalid_argument, "region '" + o.name + "': remote_pager_socket is for Policy::pager "
+                                               "regions with neither a fill function nor a Pager, on userfaultfd");
+    }
+    return {};
+  }
   if (filled && o.fill == nullptr) {
     return Error(Errc::invalid_argument, "region '" + o.name + "': the " + policy_name(o.policy) +
                                              " policy needs a fill function");
@@ -216,7 +224,9 @@ Result<RegionImpl*> register_impl(std::unique_ptr<RegionImpl> r) {
     r->dirty = new std::atomic<std::uint64_t>[r->dirty_words];
     for (std::size_t i = 0; i < r->dirty_words; ++i) r->dirty[i].store(0, std::memory_order_relaxed);
   }
-  if (r->backend == Backend::userfaultfd) {
+  if (r->backend == Backend::userfaultfd && r->remote_sock >= 0) {
+    if (auto a = region::remote::attach(*r, r->remote_sock); !a) return a.error();
+  } else if (r->backend == Backend::userfaultfd) {
     if (auto a = region::uffd::attach(*r); !a) return a.error();
   } else if (mprotect(reinterpret_cast<void*>(r->base), r->end - r->base, initial_prot(*r)) != 0) {
     return Error::from_errno("mprotect (region)", errno);
@@ -300,6 +310,7 @@ Result<Region> reserve_region(std::size_t size, const RegionOptions& opts) {
   auto impl = make_impl(reinterpret_cast<std::uintptr_t>(p), size, opts, true);
   impl->alias = reinterpret_cast<std::uintptr_t>(alias);
   impl->backend = backend;
+  impl->remote_sock = opts.remote_pager_socket;
   std::snprintf(impl->backend_reason, sizeof impl->backend_reason, "%s", reason.c_str());
   auto r = register_impl(std::move(impl));
   if (!r) {
@@ -366,7 +377,9 @@ Result<void> Region::reset() {
   std::lock_guard lock(g_mutex);
   if (auto e = erase(impl_); !e) return e;
   --g_count;
-  // A pager request abandoned by its faulting thread may still be running the fill function.
+  region::remote::stop(*impl_);
+  // A pager request abandoned by its faulting thread may still be running the fill function (or the
+  // remote pager's watchdog is ending).
   for (int i = 0; impl_->inflight.load(std::memory_order_acquire) != 0; ++i) {
     if (i == 10000) {
       impl_ = nullptr;  // leak the region rather than free what a pager thread still uses

@@ -49,6 +49,8 @@ struct RegionImpl {
   UffdMode uffd_mode = UffdMode::handler_thread;
   WriteTracking write_tracking = WriteTracking::async_wp;
   int uffd = -1;
+  int remote_sock = -1;   // remote pager: the socket to the pager process
+  int remote_stop = -1;   // remote pager: eventfd that ends the watchdog
   std::size_t readahead_max = 64;
   std::atomic<std::uint32_t> ra_window{1};
   std::atomic<std::uintptr_t> ra_next{0};  // the page after the last window filled
