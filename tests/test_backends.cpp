@@ -330,6 +330,51 @@ TEST(Uffd, MadviseWhileFaultsAreInFlight) {
   EXPECT_TRUE(r.exited() && r.exit_code() == 0) << r;
 }
 
+// Dirty pages of a file-backed region go back to the file on flush() and evict(); evicted pages come
+// back from the file with what was written.
+TEST(Uffd, FileStoreWriteBackFlushAndEvict) {
+  if (!userfaultfd_available().ok()) GTEST_SKIP() << "no userfaultfd";
+  ChildResult r = run_child([] {
+    char path[] = "/tmp/faultline-writeback-XXXXXX";
+    const int fd = mkstemp(path);
+    if (fd < 0) _exit(90);
+    std::vector<char> zeros(16 * kPage, 'a');
+    if (write(fd, zeros.data(), zeros.size()) != static_cast<ssize_t>(zeros.size())) _exit(91);
+    auto store = FileStore::open(path, 0, true);
+    if (!store.ok()) _exit(92);
+    RegionOptions o;
+    o.name = "file-rw";
+    o.policy = Policy::provider;
+    o.fill = FileStore::fill_fn();
+    o.fill_data = store->fill_data();
+    o.writeback = FileStore::writeback_fn();
+    o.writeback_data = store->fill_data();
+    auto reg = reserve_region(16 * kPage, o);
+    if (!reg.ok()) {
+      std::fprintf(stderr, "%s\n", reg.error().message().c_str());
+      _exit(93);
+    }
+    auto* p = static_cast<volatile char*>(reg->data());
+    if (p[0] != 'a' || p[5 * kPage] != 'a') _exit(1);  // read: no page is dirty
+    p[2 * kPage] = 'X';
+    p[3 * kPage + 1] = 'Y';
+    p[9 * kPage] = 'Z';
+    auto n = reg->flush();
+    if (!n.ok() || *n != 3) _exit(2);
+    char c = 0;
+    if (pread(fd, &c, 1, static_cast<off_t>(2 * kPage)) != 1 || c != 'X') _exit(3);
+    auto again = reg->flush();
+    if (!again.ok() || *again != 0) _exit(4);  // nothing written since
+    p[9 * kPage + 5] = 'W';
+    auto ev = reg->evict(8, 8);  // writes back page 9, drops pages 8..15
+    if (!ev.ok() || *ev != 1) _exit(5);
+    if (p[9 * kPage + 5] != 'W' || p[9 * kPage] != 'Z') _exit(6);  // filled again, from the file
+    if (reg->flush().ok() && reg->evict(15, 2).ok()) _exit(7);      // range checked
+    unlink(path);
+  });
+  EXPECT_TRUE(r.exited() && r.exit_code() == 0) << r;
+}
+
 // A pager in another process: it serves the faults until it is killed; then the region's missing pages
 // are poisoned and the next access ends in SIGBUS with a report, not a zero page or a hang.
 TEST(Uffd, PagerInAnotherProcessAndItsDeath) {

@@ -199,6 +199,11 @@ struct RegionOptions {
   WriteTracking write_tracking = WriteTracking::async_wp;  // userfaultfd track_writes only
   // Policy::pager served by another process (see remote_pager below): a connected Unix socket, or -1.
   int remote_pager_socket = -1;
+  // provider/pager on userfaultfd (handler thread): where dirty pages are written back by flush() and
+  // evict(). Called as ordinary code with FillRequest::dest pointing at the page contents to store.
+  // Setting it makes faultline track which filled pages were written (synchronous write-protect).
+  FillFn writeback = nullptr;
+  void* writeback_data = nullptr;
 };
 
 // A built-in file store: the content of a provider (or pager) region read from a range of a file, with
@@ -208,8 +213,9 @@ struct RegionOptions {
 // zeros, as with mmap. Use fill_fn()/fill_data() as the region's fill; the store must outlive the region.
 class FileStore {
  public:
-  // Opens `path` read-only; the region's offset 0 is the file's `offset` (a multiple of the page size).
-  static Result<FileStore> open(const std::string& path, std::uint64_t offset = 0);
+  // Opens `path` (read-only unless `writable`); the region's offset 0 is the file's `offset` (a
+  // multiple of the page size).
+  static Result<FileStore> open(const std::string& path, std::uint64_t offset = 0, bool writable = false);
   FileStore() = default;
   FileStore(FileStore&& o) noexcept;
   FileStore& operator=(FileStore&& o) noexcept;
@@ -218,6 +224,8 @@ class FileStore {
   ~FileStore();
 
   static FillFn fill_fn() noexcept;  // async-signal-safe (pread), so it also serves the signal backend
+  // For RegionOptions::writeback: stores the pages with pwrite (needs `writable`). Grows the file.
+  static FillFn writeback_fn() noexcept;
   void* fill_data() noexcept { return this; }
   std::uint64_t size() const noexcept { return size_; }  // the file's size when opened
 
@@ -225,7 +233,9 @@ class FileStore {
   int fd_ = -1;
   std::uint64_t offset_ = 0, size_ = 0;
   friend FillStatus file_store_fill(const FillRequest&, void*);
+  friend FillStatus file_store_writeback(const FillRequest&, void*);
 };
+FillStatus file_store_writeback(const FillRequest& req, void* data);
 FillStatus file_store_fill(const FillRequest& req, void* data);
 
 // A pager in another process (userfaultfd only). The program reserves the region with
@@ -308,6 +318,15 @@ class [[nodiscard]] Region {
   // in progress is waited for (up to 10 s, then Errc::timed_out). Use it to evict the pages of a pager
   // after writing them back. Errc::invalid_argument for a range outside the region.
   Result<void> discard(std::size_t first_page, std::size_t count);
+
+  // Regions with a writeback function: writes the pages written since they were filled (or last
+  // flushed) back through it, runs of adjacent pages at a time, and write-protects them again. Returns
+  // how many pages were written. Exact when the writers are stopped; a page written during its flush may
+  // be stored with either contents and is tracked again afterwards.
+  Result<std::size_t> flush();
+  // Writes back the dirty pages of [first_page, first_page + count), then drops them all (discard()):
+  // the next access fills them again from the provider or pager. Returns the pages written back.
+  Result<std::size_t> evict(std::size_t first_page, std::size_t count);
 
   // Unregisters now. Errc::busy from inside a fault handler.
   Result<void> reset();

@@ -13,11 +13,26 @@
 
 namespace faultline {
 
-Result<FileStore> FileStore::open(const std::string& path, std::uint64_t offset) {
+FillStatus file_store_writeback(const FillRequest& req, void* data) {
+  auto* store = static_cast<FileStore*>(data);
+  std::size_t done = 0;
+  while (done < req.length) {
+    const ssize_t n = pwrite(store->fd_, req.dest + done, req.length - done,
+                             static_cast<off_t>(store->offset_ + req.offset + done));
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return FillStatus{n < 0 ? errno : EIO, "pwrite to the file store failed"};
+    done += static_cast<std::size_t>(n);
+  }
+  return {};
+}
+
+FillFn FileStore::writeback_fn() noexcept { return file_store_writeback; }
+
+Result<FileStore> FileStore::open(const std::string& path, std::uint64_t offset, bool writable) {
   if (offset % core::page_size() != 0) {
     return Error(Errc::invalid_argument, "FileStore: offset " + std::to_string(offset) + " is not page-aligned");
   }
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  const int fd = ::open(path.c_str(), (writable ? O_RDWR : O_RDONLY) | O_CLOEXEC);
   if (fd < 0) return Error::from_errno(("FileStore: open " + path).c_str(), errno);
   struct stat st{};
   if (fstat(fd, &st) != 0) {

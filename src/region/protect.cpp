@@ -5,8 +5,10 @@
 #include <algorithm>
 #include <cerrno>
 #include <chrono>
+#include <cstring>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "core/page.hpp"
 #include "faultline/region.hpp"
@@ -73,6 +75,11 @@ Result<void> Region::discard(std::size_t first_page, std::size_t count) {
       }
     }
     if (madvise(view, len, MADV_DONTNEED) != 0) return Error::from_errno("madvise (Region::discard)", errno);
+    if (r.writeback != nullptr) {
+      for (std::size_t i = first_page; i < first_page + count; ++i) {
+        r.dirty[i / 64].fetch_and(~(std::uint64_t{1} << (i % 64)), std::memory_order_acq_rel);
+      }
+    }
     if (r.policy == Policy::track_writes) {
       for (std::size_t i = first_page; i < first_page + count; ++i) {
         r.dirty[i / 64].fetch_and(~(std::uint64_t{1} << (i % 64)), std::memory_order_acq_rel);
@@ -84,7 +91,7 @@ Result<void> Region::discard(std::size_t first_page, std::size_t count) {
         os::is_err(os::uffd_writeprotect(r.uffd, reinterpret_cast<std::uintptr_t>(view), len, true))) {
       return Error::from_errno("UFFDIO_WRITEPROTECT (Region::discard)", errno);
     }
-    r.last_failure[0] = '\0';
+    region::set_failure(r, "");
     return {};
   }
   if (r.pstate == nullptr) {
@@ -126,6 +133,67 @@ Result<void> Region::discard(std::size_t first_page, std::size_t count) {
   }
   region::finish_fill(r, first_page, count, FillStatus{EAGAIN, nullptr});  // back to empty, wake waiters
   return out;
+}
+
+namespace {
+
+// Writes back the dirty pages of [first, first + count), runs of adjacent pages at a time, after
+// write-protecting each run again.
+Result<std::size_t> flush_range(detail::RegionImpl& r, std::size_t first, std::size_t count) {
+  const std::size_t page = core::page_size();
+  std::vector<std::size_t> pages;
+  for (std::size_t i = first; i < first + count; ++i) {
+    const std::uint64_t bit = std::uint64_t{1} << (i % 64);
+    if (r.dirty[i / 64].fetch_and(~bit, std::memory_order_acq_rel) & bit) pages.push_back(i);
+  }
+  std::size_t written = 0;
+  for (std::size_t a = 0; a < pages.size();) {
+    std::size_t b = a + 1;
+    while (b < pages.size() && pages[b] == pages[b - 1] + 1) ++b;
+    const std::uintptr_t addr = r.base + pages[a] * page;
+    const std::size_t len = (b - a) * page;
+    if (os::is_err(os::uffd_writeprotect(r.uffd, addr, len, true))) {
+      return Error::from_errno("UFFDIO_WRITEPROTECT (flush)", errno);
+    }
+    const FillRequest req{RegionInfo{r.name, r.base, r.end - r.base, r.policy, r.perms}, pages[a] * page, len,
+                          Access::write, 0, 0, reinterpret_cast<std::byte*>(addr)};
+    const FillStatus st = r.writeback(req, r.writeback_data);
+    if (st.error != 0) {
+      for (std::size_t k = a; k < pages.size(); ++k) {  // not stored: still dirty
+        r.dirty[pages[k] / 64].fetch_or(std::uint64_t{1} << (pages[k] % 64), std::memory_order_acq_rel);
+      }
+      return Error(Errc::system_error, std::string("flush: region '") + r.name + "': the writeback of page " +
+                                           std::to_string(pages[a]) + " failed: " + std::strerror(st.error) +
+                                           (st.reason != nullptr ? std::string(" (") + st.reason + ")" : ""));
+    }
+    written += b - a;
+    a = b;
+  }
+  return written;
+}
+
+Result<void> check_writeback(const detail::RegionImpl* r, const char* what) {
+  if (r == nullptr) return Error(Errc::invalid_argument, std::string(what) + ": empty region handle");
+  if (r->writeback == nullptr) {
+    return Error(Errc::invalid_argument, std::string(what) + ": region '" + r->name + "' has no writeback function");
+  }
+  return {};
+}
+
+}  // namespace
+
+Result<std::size_t> Region::flush() {
+  if (auto c = check_writeback(impl_, "flush"); !c) return c.error();
+  return flush_range(*impl_, 0, (impl_->end - impl_->base) / core::page_size());
+}
+
+Result<std::size_t> Region::evict(std::size_t first_page, std::size_t count) {
+  if (auto c = check_writeback(impl_, "evict"); !c) return c.error();
+  if (auto c = check(impl_, first_page, count, perm_none); !c) return c.error();
+  auto written = flush_range(*impl_, first_page, count);
+  if (!written) return written;
+  if (auto d = discard(first_page, count); !d) return d.error();
+  return written;
 }
 
 Result<void> ProtectBatch::add(const Region& region, std::size_t first_page, std::size_t count, unsigned perms) {

@@ -164,6 +164,9 @@ Result<void> validate(std::size_t size, const RegionOptions& o) {
     return Error(Errc::invalid_argument, "region '" + o.name + "': fault_around must be 1..512 pages");
   }
   const bool filled = o.policy == Policy::provider || o.policy == Policy::pager;
+  if (o.writeback != nullptr && o.policy != Policy::provider && o.policy != Policy::pager) {
+    return Error(Errc::invalid_argument, "region '" + o.name + "': a writeback function is for provider and pager regions");
+  }
   if (o.remote_pager_socket >= 0) {
     if (o.policy != Policy::pager || o.fill != nullptr || o.pager.valid() || o.backend == Backend::signals) {
       return Error(Errc::invalid_argument, "region '" + o.name + "': remote_pager_socket is for Policy::pager "
@@ -253,6 +256,8 @@ std::unique_ptr<RegionImpl> make_impl(std::uintptr_t base, std::size_t size, con
   r->fill_timeout_ms = static_cast<std::uint32_t>(o.fill_timeout.count());
   r->uffd_mode = o.uffd_mode;
   r->write_tracking = o.write_tracking;
+  r->writeback = o.writeback;
+  r->writeback_data = o.writeback_data;
   r->readahead_max = o.readahead_max;
   r->ra_window.store(static_cast<std::uint32_t>(o.fault_around));
   std::snprintf(r->name, sizeof r->name, "%s", o.name.c_str());
@@ -291,6 +296,10 @@ Result<Region> reserve_region(std::size_t size, const RegionOptions& opts) {
   const Backend backend = region::uffd::choose(opts, false, &reason);
   if (backend == Backend::automatic) {
     return Error(Errc::unsupported, "region '" + opts.name + "': Backend::userfaultfd requested, but " + reason);
+  }
+  if (opts.writeback != nullptr && (backend != Backend::userfaultfd || opts.uffd_mode != UffdMode::handler_thread)) {
+    return Error(Errc::unsupported, "region '" + opts.name + "': write-back needs the userfaultfd backend with its "
+                                        "handler thread (" + reason + ")");
   }
   void* p = nullptr;
   void* alias = nullptr;

@@ -41,9 +41,7 @@ void watchdog(detail::RegionImpl* r, int uffd, int sock, int stop) {
     if (fds[0].revents != 0) break;  // the region is being unregistered
     if (!dead && (fds[1].revents & (POLLHUP | POLLRDHUP | POLLERR)) != 0) {
       dead = true;
-      core::Formatter f(r->last_failure, sizeof r->last_failure);
-      f.put("the remote pager (the process at the other end of its socket) went away");
-      f.c_str();
+      set_failure(*r, "the remote pager (the process at the other end of its socket) went away");
       poison_missing(uffd, base, size);
     }
     if (dead && (fds[2].revents & POLLIN) != 0) {  // faults the dead pager will never answer

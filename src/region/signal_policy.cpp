@@ -102,7 +102,9 @@ Disposition handle_fault(FaultContext& ctx, void*) {
       // backend does, rather than rely on the poisoned page alone.
       char cause[200];
       core::Formatter c(cause, sizeof cause);
-      c.put("region '").put(r->name).put("': ").put(r->last_failure);
+      char failure[sizeof r->last_failure];
+      copy_failure(*r, failure, sizeof failure);
+      c.put("region '").put(r->name).put("': ").put(failure);
       c.c_str();
       trap::fail_with_sigbus(ctx, cause);
     }
@@ -143,7 +145,9 @@ std::size_t describe(std::uintptr_t addr, char* buf, std::size_t cap, void*) {
       .put((r->perms & perm_write) ? 'w' : '-').put((r->perms & perm_exec) ? 'x' : '-').put(" page ")
       .udec((addr - r->base) / core::page_size());
   if (r->backend == Backend::userfaultfd) f.put(" backend userfaultfd");
-  if (r->last_failure[0] != '\0') f.put("; last fill: ").put(r->last_failure);
+  char failure[sizeof r->last_failure];
+  copy_failure(*r, failure, sizeof failure);
+  if (failure[0] != '\0') f.put("; last fill: ").put(failure);
   f.c_str();
   return f.size();
 }

@@ -49,6 +49,8 @@ struct RegionImpl {
   UffdMode uffd_mode = UffdMode::handler_thread;
   WriteTracking write_tracking = WriteTracking::async_wp;
   int uffd = -1;
+  FillFn writeback = nullptr;  // provider/pager on userfaultfd: where dirty pages go (flush, evict)
+  void* writeback_data = nullptr;
   int remote_sock = -1;   // remote pager: the socket to the pager process
   int remote_stop = -1;   // remote pager: eventfd that ends the watchdog
   std::size_t readahead_max = 64;
@@ -56,7 +58,11 @@ struct RegionImpl {
   std::atomic<std::uintptr_t> ra_next{0};  // the page after the last window filled
   std::atomic<std::uint64_t>* filled = nullptr;  // uffd fill policies: a bit per page already filled
   char backend_reason[96] = {};
+  // The last fill failure, for reports: written by whichever thread failed (the handler thread, a pager
+  // thread, a self-service fault) and read by the faulting thread's report. Guarded by a spin flag that
+  // writers take and readers only try (a signal handler never waits for it). region/uffd_fill.cpp.
   char last_failure[160] = {};
+  std::atomic<bool> last_failure_busy{false};
 
   RegionImpl() = default;
   RegionImpl(const RegionImpl&) = delete;
@@ -73,6 +79,11 @@ struct RegionImpl {
 namespace faultline::region {
 
 constexpr std::size_t kLeafCap = 128;
+
+// Sets / clears / copies RegionImpl::last_failure under its flag (uffd_fill.cpp). Async-signal-safe;
+// copy_failure gives "" when a writer holds the flag.
+void set_failure(detail::RegionImpl& r, const char* text) noexcept;
+void copy_failure(detail::RegionImpl& r, char* out, std::size_t cap) noexcept;
 
 struct Entry {
   std::uintptr_t base, end;

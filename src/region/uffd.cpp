@@ -36,7 +36,9 @@ struct FdState {
 std::mutex g_mutex;
 FdState g_fds[3];
 std::mutex g_watch_mutex;
-std::vector<std::weak_ptr<detail::PagerImpl>> g_watched;  // pagers with userfaultfd regions
+// Pagers with userfaultfd regions. Never destroyed: the detached handler thread may still read it while
+// the process runs its static destructors at exit.
+std::vector<std::weak_ptr<detail::PagerImpl>>& g_watched = *new std::vector<std::weak_ptr<detail::PagerImpl>>();
 pid_t g_owner = 0;            // the process the fds and the thread belong to (fork gives a child none)
 bool g_thread_started = false;
 int g_pagemap = -1;
@@ -284,6 +286,14 @@ Result<void> attach(detail::RegionImpl& r) {
   reg.range.start = r.base;
   reg.range.len = r.end - r.base;
   reg.mode = r.policy == Policy::track_writes ? UFFDIO_REGISTER_MODE_WP : UFFDIO_REGISTER_MODE_MISSING;
+  if (r.writeback != nullptr) {
+    // Filled pages are installed write-protected; their first write is a fault that marks them dirty.
+    reg.mode |= UFFDIO_REGISTER_MODE_WP;
+    const std::size_t words = ((r.end - r.base) / core::page_size() + 63) / 64;
+    r.dirty_words = words;
+    r.dirty = new std::atomic<std::uint64_t>[words];
+    for (std::size_t i = 0; i < words; ++i) r.dirty[i].store(0, std::memory_order_relaxed);
+  }
   if (ioctl(fd, UFFDIO_REGISTER, &reg) != 0) return Error::from_errno("UFFDIO_REGISTER", errno);
   r.uffd = fd;
   if (kind == Kind::handler) {

@@ -17,17 +17,41 @@
 #include "os/linux/uffd.hpp"
 #include "region/uffd.hpp"
 
+namespace faultline::region {
+
+void set_failure(detail::RegionImpl& r, const char* text) noexcept {
+  while (r.last_failure_busy.exchange(true, std::memory_order_acquire)) {
+  }
+  std::size_t n = 0;
+  for (; text[n] != '\0' && n + 1 < sizeof r.last_failure; ++n) r.last_failure[n] = text[n];
+  r.last_failure[n] = '\0';
+  r.last_failure_busy.store(false, std::memory_order_release);
+}
+
+void copy_failure(detail::RegionImpl& r, char* out, std::size_t cap) noexcept {
+  out[0] = '\0';
+  if (cap == 0 || r.last_failure_busy.exchange(true, std::memory_order_acquire)) return;
+  std::size_t n = 0;
+  for (; r.last_failure[n] != '\0' && n + 1 < cap; ++n) out[n] = r.last_failure[n];
+  out[n] = '\0';
+  r.last_failure_busy.store(false, std::memory_order_release);
+}
+
+}  // namespace faultline::region
+
 namespace faultline::region::uffd {
 
 namespace {
 
 void record_failure(detail::RegionImpl& r, std::uintptr_t page_addr, int err, const char* reason) noexcept {
-  core::Formatter f(r.last_failure, sizeof r.last_failure);
+  char text[sizeof r.last_failure];
+  core::Formatter f(text, sizeof text);
   f.put(r.policy == Policy::pager ? "pager" : "provider").put(" failed on page ")
       .udec((page_addr - r.base) / core::page_size()).put(": ").put(os::errno_name(err)).put(" (errno ").dec(err)
       .put(')');
   if (reason != nullptr) f.put(": ").put(reason);
   f.c_str();
+  set_failure(r, text);
 }
 
 // A read-only anonymous mapping never written: every page reads as zero, and costs no memory.
@@ -120,7 +144,7 @@ int fill(detail::RegionImpl& r, std::uintptr_t page_addr, Access access, std::ui
       poison_with(r, page_addr, err, st.reason);
       return err;
     }
-    rc = os::uffd_copy(r.uffd, page_addr, bounce, len, &done);
+    rc = os::uffd_copy(r.uffd, page_addr, bounce, len, &done, true, r.writeback != nullptr);
   }
   if (!os::is_err(rc)) done = len;
   mark_filled(r, page_addr, done);

@@ -25,13 +25,15 @@ inline long uffd_zeropage(int fd, std::uintptr_t addr, std::size_t len, std::siz
 }
 
 // Copies `len` bytes from `src` into the missing pages at `dst`.
+// `write_protect`: install the pages write-protected (UFFDIO_COPY_MODE_WP), so that the first write to
+// each is a write-protect fault (dirty tracking of filled pages).
 inline long uffd_copy(int fd, std::uintptr_t dst, const void* src, std::size_t len, std::size_t* done,
-                      bool wake = true) noexcept {
+                      bool wake = true, bool write_protect = false) noexcept {
   struct uffdio_copy c{};
   c.dst = dst;
   c.src = reinterpret_cast<std::uintptr_t>(src);
   c.len = len;
-  c.mode = wake ? 0 : UFFDIO_COPY_MODE_DONTWAKE;
+  c.mode = (wake ? 0 : UFFDIO_COPY_MODE_DONTWAKE) | (write_protect ? UFFDIO_COPY_MODE_WP : 0);
   const long rc = raw_ioctl(fd, UFFDIO_COPY, &c);
   if (done != nullptr) *done = c.copy > 0 ? static_cast<std::size_t>(c.copy) : 0;
   return rc;
