@@ -375,6 +375,57 @@ TEST(Uffd, FileStoreWriteBackFlushAndEvict) {
   EXPECT_TRUE(r.exited() && r.exit_code() == 0) << r;
 }
 
+// The watermark: with more pages resident than max_resident_pages, the oldest are written back (if
+// dirty) and dropped by faultline's evictor; reading them again brings back what was written.
+std::vector<char>* g_backing = nullptr;
+FillStatus backing_fill(const FillRequest& req, void*) {
+  std::memcpy(req.dest, g_backing->data() + req.offset, req.length);
+  return {};
+}
+FillStatus backing_store(const FillRequest& req, void*) {
+  std::memcpy(g_backing->data() + req.offset, req.dest, req.length);
+  return {};
+}
+
+TEST(Uffd, WatermarkEvictsTheOldestAndWritesThemBack) {
+  if (!userfaultfd_available().ok()) GTEST_SKIP() << "no userfaultfd";
+  ChildResult r = run_child([] {
+    std::vector<char> backing(64 * kPage, 'b');
+    g_backing = &backing;
+    RegionOptions o;
+    o.name = "bounded";
+    o.policy = Policy::provider;
+    o.fill = backing_fill;
+    o.writeback = backing_store;
+    o.readahead_max = 1;
+    o.max_resident_pages = 8;
+    auto reg = reserve_region(64 * kPage, o);
+    if (!reg.ok()) _exit(90);
+    auto* p = static_cast<volatile char*>(reg->data());
+    for (std::size_t i = 0; i < 64; ++i) {
+      if (p[i * kPage] != 'b') _exit(1);
+      p[i * kPage + 1] = static_cast<char>('A' + i % 26);  // every page dirty
+    }
+    // The evictor works in the background: wait (bounded) until at most 8 + one window are resident.
+    std::vector<unsigned char> vec(64);
+    std::size_t resident = 64;
+    for (int k = 0; k < 10000 && resident > 9; ++k) {
+      mincore(reg->data(), 64 * kPage, vec.data());
+      resident = 0;
+      for (unsigned char v : vec) resident += v & 1;
+      if (resident > 9) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+    if (resident > 9) {
+      std::fprintf(stderr, "%zu pages resident\n", resident);
+      _exit(2);
+    }
+    for (std::size_t i = 0; i < 64; ++i) {  // evicted pages come back with their writes
+      if (p[i * kPage + 1] != static_cast<char>('A' + i % 26)) _exit(3);
+    }
+  }, 60);
+  EXPECT_TRUE(r.exited() && r.exit_code() == 0) << r;
+}
+
 // A pager in another process: it serves the faults until it is killed; then the region's missing pages
 // are poisoned and the next access ends in SIGBUS with a report, not a zero page or a hang.
 TEST(Uffd, PagerInAnotherProcessAndItsDeath) {

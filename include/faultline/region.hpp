@@ -204,6 +204,10 @@ struct RegionOptions {
   // Setting it makes faultline track which filled pages were written (synchronous write-protect).
   FillFn writeback = nullptr;
   void* writeback_data = nullptr;
+  // provider/pager on userfaultfd (handler thread): a watermark. When more pages than this are resident,
+  // faultline's evictor thread evicts the oldest filled windows (writing dirty ones back first) until the
+  // region is under it again. 0: no limit.
+  std::size_t max_resident_pages = 0;
 };
 
 // A built-in file store: the content of a provider (or pager) region read from a range of a file, with

@@ -40,8 +40,10 @@ void process_uffd(PagerImpl& p, PagerSlot& slot) {
   slot.req.dest = buffer.data();
   int err = 0;
   try {
+    std::size_t pages = 0;
     err = region::uffd::fill(r, r.base + slot.req.offset, slot.req.access, slot.req.pc, slot.req.tid, buffer.data(),
-                             buffer.size());
+                             buffer.size(), &pages);
+    if (pages != 0) region::uffd::note_filled(r, r.base + slot.req.offset, pages);
   } catch (...) {
     err = EIO;
   }

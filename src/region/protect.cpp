@@ -16,6 +16,7 @@
 #include "os/linux/uapi.hpp"
 #include "region/fill.hpp"
 #include "region/table.hpp"
+#include "region/uffd.hpp"
 
 namespace faultline {
 
@@ -61,7 +62,10 @@ Result<void> Region::protect(std::size_t first_page, std::size_t count, unsigned
 
 Result<void> Region::discard(std::size_t first_page, std::size_t count) {
   if (auto c = check(impl_, first_page, count, perm_none); !c) return c;
-  detail::RegionImpl& r = *impl_;
+  return region::uffd::discard_pages(*impl_, first_page, count);
+}
+
+Result<void> region::uffd::discard_pages(detail::RegionImpl& r, std::size_t first_page, std::size_t count) {
   const std::size_t page = core::page_size();
   void* view = reinterpret_cast<void*>(r.base + first_page * page);
   const std::size_t len = count * page;
@@ -190,9 +194,17 @@ Result<std::size_t> Region::flush() {
 Result<std::size_t> Region::evict(std::size_t first_page, std::size_t count) {
   if (auto c = check_writeback(impl_, "evict"); !c) return c.error();
   if (auto c = check(impl_, first_page, count, perm_none); !c) return c.error();
-  auto written = flush_range(*impl_, first_page, count);
-  if (!written) return written;
-  if (auto d = discard(first_page, count); !d) return d.error();
+  return region::uffd::evict_pages(*impl_, first_page, count);
+}
+
+Result<std::size_t> region::uffd::evict_pages(detail::RegionImpl& r, std::size_t first, std::size_t count) {
+  std::size_t written = 0;
+  if (r.writeback != nullptr) {
+    auto w = flush_range(r, first, count);
+    if (!w) return w;
+    written = *w;
+  }
+  if (auto d = discard_pages(r, first, count); !d) return d.error();
   return written;
 }
 

@@ -164,6 +164,9 @@ Result<void> validate(std::size_t size, const RegionOptions& o) {
     return Error(Errc::invalid_argument, "region '" + o.name + "': fault_around must be 1..512 pages");
   }
   const bool filled = o.policy == Policy::provider || o.policy == Policy::pager;
+  if (o.max_resident_pages != 0 && o.policy != Policy::provider && o.policy != Policy::pager) {
+    return Error(Errc::invalid_argument, "region '" + o.name + "': max_resident_pages is for provider and pager regions");
+  }
   if (o.writeback != nullptr && o.policy != Policy::provider && o.policy != Policy::pager) {
     return Error(Errc::invalid_argument, "region '" + o.name + "': a writeback function is for provider and pager regions");
   }
@@ -257,6 +260,10 @@ std::unique_ptr<RegionImpl> make_impl(std::uintptr_t base, std::size_t size, con
   r->uffd_mode = o.uffd_mode;
   r->write_tracking = o.write_tracking;
   r->writeback = o.writeback;
+  if (o.max_resident_pages != 0) {
+    r->evict = std::make_unique<detail::EvictState>();
+    r->evict->max_resident = o.max_resident_pages;
+  }
   r->writeback_data = o.writeback_data;
   r->readahead_max = o.readahead_max;
   r->ra_window.store(static_cast<std::uint32_t>(o.fault_around));
@@ -297,9 +304,10 @@ Result<Region> reserve_region(std::size_t size, const RegionOptions& opts) {
   if (backend == Backend::automatic) {
     return Error(Errc::unsupported, "region '" + opts.name + "': Backend::userfaultfd requested, but " + reason);
   }
-  if (opts.writeback != nullptr && (backend != Backend::userfaultfd || opts.uffd_mode != UffdMode::handler_thread)) {
-    return Error(Errc::unsupported, "region '" + opts.name + "': write-back needs the userfaultfd backend with its "
-                                        "handler thread (" + reason + ")");
+  if ((opts.writeback != nullptr || opts.max_resident_pages != 0) &&
+      (backend != Backend::userfaultfd || opts.uffd_mode != UffdMode::handler_thread)) {
+    return Error(Errc::unsupported, "region '" + opts.name + "': write-back and max_resident_pages need the "
+                                        "userfaultfd backend with its handler thread (" + reason + ")");
   }
   void* p = nullptr;
   void* alias = nullptr;

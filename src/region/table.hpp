@@ -11,12 +11,25 @@
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
+#include <deque>
 #include <memory>
+#include <mutex>
+#include <utility>
 #include <vector>
 
 #include "faultline/region.hpp"
 
 namespace faultline::detail {
+
+// The watermark (max_resident_pages): the filled windows in the order they were filled, and how many
+// pages are resident. Not signal path (the handler and pager threads update it).
+struct EvictState {
+  std::mutex mutex;
+  std::deque<std::pair<std::size_t, std::size_t>> fifo;  // (first page, pages)
+  std::size_t resident = 0;
+  std::size_t max_resident = 0;
+  bool queued = false;  // waiting for the evictor thread
+};
 
 struct RegionImpl {
   std::uintptr_t base = 0, end = 0;
@@ -49,6 +62,7 @@ struct RegionImpl {
   UffdMode uffd_mode = UffdMode::handler_thread;
   WriteTracking write_tracking = WriteTracking::async_wp;
   int uffd = -1;
+  std::unique_ptr<EvictState> evict;  // max_resident_pages set (userfaultfd provider/pager)
   FillFn writeback = nullptr;  // provider/pager on userfaultfd: where dirty pages go (flush, evict)
   void* writeback_data = nullptr;
   int remote_sock = -1;   // remote pager: the socket to the pager process

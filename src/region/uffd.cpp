@@ -12,7 +12,9 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <condition_variable>
 #include <cstring>
+#include <deque>
 #include <memory>
 #include <mutex>
 #include <thread>
@@ -39,6 +41,13 @@ std::mutex g_watch_mutex;
 // Pagers with userfaultfd regions. Never destroyed: the detached handler thread may still read it while
 // the process runs its static destructors at exit.
 std::vector<std::weak_ptr<detail::PagerImpl>>& g_watched = *new std::vector<std::weak_ptr<detail::PagerImpl>>();
+// The evictor thread: evicts the oldest filled windows of regions over their watermark. A thread of its
+// own because eviction drops pages with madvise, whose REMOVE event the handler thread must read.
+std::mutex g_evict_mutex;
+std::condition_variable& g_evict_cv = *new std::condition_variable();
+std::deque<detail::RegionImpl*>& g_evict_queue = *new std::deque<detail::RegionImpl*>();
+bool g_evictor_started = false;
+
 pid_t g_owner = 0;            // the process the fds and the thread belong to (fork gives a child none)
 bool g_thread_started = false;
 int g_pagemap = -1;
@@ -52,13 +61,17 @@ std::string errno_text(const char* what, int e) { return std::string(what) + ": 
 void lock_for_fork() {
   g_mutex.lock();
   g_watch_mutex.lock();
+  g_evict_mutex.lock();
 }
 void unlock_after_fork() {
+  g_evict_mutex.unlock();
   g_watch_mutex.unlock();
   g_mutex.unlock();
 }
 void forget_after_fork() {
   for (FdState& s : g_fds) s = FdState{};
+  g_evictor_started = false;
+  g_evict_queue.clear();
   g_thread_started = false;
   g_owner = 0;
   g_pagemap = -1;
@@ -93,6 +106,36 @@ std::uint64_t features_of(Kind k) {
 }
 
 void handler_loop(int fd);
+
+
+void evictor_loop() {
+  pthread_setname_np(pthread_self(), "faultline-evict");
+  for (;;) {
+    detail::RegionImpl* r = nullptr;
+    {
+      std::unique_lock lock(g_evict_mutex);
+      g_evict_cv.wait(lock, [] { return !g_evict_queue.empty(); });
+      r = g_evict_queue.front();
+      g_evict_queue.pop_front();
+    }
+    detail::EvictState& e = *r->evict;
+    for (;;) {
+      std::pair<std::size_t, std::size_t> window;
+      {
+        std::lock_guard lock(e.mutex);
+        if (e.resident <= e.max_resident || e.fifo.empty()) {
+          e.queued = false;
+          break;
+        }
+        window = e.fifo.front();
+        e.fifo.pop_front();
+        e.resident = e.resident > window.second ? e.resident - window.second : 0;
+      }
+      (void)evict_pages(*r, window.first, window.second);  // a failed write-back keeps the pages dirty
+    }
+    r->inflight.fetch_sub(1, std::memory_order_acq_rel);  // the queue's pin
+  }
+}
 
 int fd_locked(Kind kind, std::string* why) {
   if (g_owner != getpid()) {
@@ -202,7 +245,9 @@ void handler_loop(int fd) {
       } else if (r->policy == Policy::pager) {
         post_to_pager(*r, addr, access, 0, tid);
       } else {
-        fill(*r, addr, access, 0, tid, bounce, bounce_size);
+        std::size_t pages = 0;
+        fill(*r, addr, access, 0, tid, bounce, bounce_size, &pages);
+        note_filled(*r, addr, pages);
       }
       trap::g_state.epoch.exit(side);
     }
@@ -210,6 +255,26 @@ void handler_loop(int fd) {
 }
 
 }  // namespace
+
+void note_filled(detail::RegionImpl& r, std::uintptr_t page_addr, std::size_t pages) {
+  if (r.evict == nullptr || pages == 0) return;
+  detail::EvictState& e = *r.evict;
+  {
+    std::lock_guard lock(e.mutex);
+    e.fifo.emplace_back((page_addr - r.base) / core::page_size(), pages);
+    e.resident += pages;
+    if (e.resident <= e.max_resident || e.queued) return;
+    e.queued = true;
+  }
+  r.inflight.fetch_add(1, std::memory_order_acq_rel);  // keeps the region alive while queued
+  std::lock_guard lock(g_evict_mutex);
+  if (!g_evictor_started) {
+    std::thread(evictor_loop).detach();
+    g_evictor_started = true;
+  }
+  g_evict_queue.push_back(&r);
+  g_evict_cv.notify_one();
+}
 
 int probe(std::string* why) {
   int fd = open_uffd(why);

@@ -38,7 +38,15 @@ Result<void> collect_written(detail::RegionImpl& r, std::vector<std::size_t>* pa
 // thread: the handler thread, or the faulting thread in self-service mode (signal path). Returns 0, or
 // an errno value after poisoning the page (the cause is written to r.last_failure).
 int fill(detail::RegionImpl& r, std::uintptr_t page_addr, Access access, std::uintptr_t pc, long tid,
-         void* bounce, std::size_t bounce_size) noexcept;
+         void* bounce, std::size_t bounce_size, std::size_t* filled = nullptr) noexcept;
+
+// After a fill by the handler or a pager thread (not signal path): counts the pages against the
+// region's watermark and wakes the evictor thread when it is exceeded.
+void note_filled(detail::RegionImpl& r, std::uintptr_t page_addr, std::size_t pages);
+
+// Writes back (when the region has a writeback function) and drops pages [first, first + count).
+Result<std::size_t> evict_pages(detail::RegionImpl& r, std::size_t first, std::size_t count);
+Result<void> discard_pages(detail::RegionImpl& r, std::size_t first, std::size_t count);
 
 // Poisons the missing page at `page_addr` and records why (signal path).
 void poison_with(detail::RegionImpl& r, std::uintptr_t page_addr, int err, const char* reason) noexcept;

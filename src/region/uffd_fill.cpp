@@ -98,7 +98,8 @@ void mark_filled(detail::RegionImpl& r, std::uintptr_t from, std::size_t len) no
 }  // namespace
 
 int fill(detail::RegionImpl& r, std::uintptr_t page_addr, Access access, std::uintptr_t pc, long tid, void* bounce,
-         std::size_t bounce_size) noexcept {
+         std::size_t bounce_size, std::size_t* filled) noexcept {
+  if (filled != nullptr) *filled = 0;
   const std::size_t page = core::page_size();
   // Another message for a page already filled (two threads faulted on it): wake, do not fill twice.
   if (is_filled(r, (page_addr - r.base) / page)) {
@@ -148,6 +149,7 @@ int fill(detail::RegionImpl& r, std::uintptr_t page_addr, Access access, std::ui
   }
   if (!os::is_err(rc)) done = len;
   mark_filled(r, page_addr, done);
+  if (filled != nullptr) *filled = done / page;
   // Nothing filled (the page exists already, or the mm is changing: -EAGAIN): wake the waiters, who
   // fault again if they still need to.
   if (os::is_err(rc) && done == 0) os::uffd_wake(r.uffd, page_addr, page);
