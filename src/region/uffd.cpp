@@ -224,7 +224,10 @@ void handler_loop(int fd) {
       for (std::size_t j = 0; j < i && !seen; ++j) {
         seen = msgs[j].event == UFFD_EVENT_PAGEFAULT && (msgs[j].arg.pagefault.address & ~(page - 1)) == addr;
       }
-      if (seen) continue;
+      if (seen) {
+        os::uffd_wake(fd, addr, page);  // the first fill normally woke it; never leave a thread asleep
+        continue;
+      }
       const Access access = (msgs[i].arg.pagefault.flags & UFFD_PAGEFAULT_FLAG_WRITE) ? Access::write : Access::read;
       const bool wp = (msgs[i].arg.pagefault.flags & UFFD_PAGEFAULT_FLAG_WP) != 0;
       const long tid = msgs[i].arg.pagefault.feat.ptid;
@@ -249,7 +252,12 @@ void handler_loop(int fd) {
         fill(*r, addr, access, 0, tid, bounce, bounce_size, &pages);
         note_filled(*r, addr, pages);
       }
+      // A wake-up for good measure (not for pager requests, which the pager wakes when it is done): if
+      // the page changed under us (evicted, written, dropped by the program) the thread simply faults
+      // again and sends a new message; a lost wake-up would hang it.
+      const bool rewake = !(r != nullptr && r->policy == Policy::pager && !wp);
       trap::g_state.epoch.exit(side);
+      if (rewake) os::uffd_wake(fd, addr, page);
     }
   }
 }
