@@ -142,6 +142,7 @@ void zero_fill_fault_row(Bench& b) {
   Mapping bare(pages * g_psize, PROT_NONE);
   RegionOptions o;
   o.name = "bench-zero-fill";
+  o.backend = Backend::signals;  // this section measures the signal backend (userfaultfd has its own)
   auto region = reserve_region(pages * g_psize, o);
   if (!region) die("reserve_region: " + region.error().message());
   const Sampler base = [&] {
@@ -197,6 +198,7 @@ void first_touch_rows(Bench& b) {
   for (Kind k : {Kind{"zero-fill", Policy::zero_fill}, Kind{"content-initialised", Policy::provider}}) {
     RegionOptions o;
     o.name = std::string("bench-") + k.label;
+    o.backend = Backend::signals;
     o.policy = k.policy;
     o.fault_around = around;
     if (k.policy == Policy::provider) o.fill = fill_pattern;
