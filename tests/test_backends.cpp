@@ -3,6 +3,7 @@
 // EFAULT from a system call in self-service mode, madvise/munmap while faults are in flight.
 #include <fcntl.h>
 #include <gtest/gtest.h>
+#include <setjmp.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
@@ -422,6 +423,56 @@ TEST(Uffd, WatermarkEvictsTheOldestAndWritesThemBack) {
     for (std::size_t i = 0; i < 64; ++i) {  // evicted pages come back with their writes
       if (p[i * kPage + 1] != static_cast<char>('A' + i % 26)) _exit(3);
     }
+  }, 60);
+  EXPECT_TRUE(r.exited() && r.exit_code() == 0) << r;
+}
+
+// A program that munmaps a region's memory while threads fault on it: the threads get SIGSEGV (the
+// memory is gone), and the handler thread goes on serving other regions.
+thread_local sigjmp_buf t_unmapped;
+void on_unmapped(int, siginfo_t*, void*) { siglongjmp(t_unmapped, 1); }
+
+TEST(Uffd, MunmapWhileFaultsAreInFlight) {
+  if (!userfaultfd_available().ok()) GTEST_SKIP() << "no userfaultfd";
+  ChildResult r = run_child([] {
+    struct sigaction sa {};
+    sa.sa_sigaction = on_unmapped;
+    sa.sa_flags = SA_SIGINFO;
+    sigaction(SIGSEGV, &sa, nullptr);  // installed before faultline: it gets the faults nobody resolves
+    RegionOptions o;
+    o.name = "vanishing";
+    o.policy = Policy::provider;
+    o.fill = fill_pattern;
+    o.fill_data = reinterpret_cast<void*>(2);
+    o.backend = Backend::userfaultfd;
+    auto a = reserve_region(512 * kPage, o);
+    if (!a.ok()) _exit(90);
+    std::atomic<long> reads{0};
+    std::atomic<int> bad{0};
+    std::vector<std::thread> ts;
+    for (int t = 0; t < 3; ++t) {
+      ts.emplace_back([&, t] {
+        std::mt19937 rng(static_cast<unsigned>(t));
+        if (sigsetjmp(t_unmapped, 1) != 0) {  // the memory went away under us
+          leave_handler();
+          return;
+        }
+        for (;;) {
+          const std::size_t off = (rng() % (512 * kPage / 8)) * 8;
+          if (static_cast<const volatile std::uint64_t*>(a->data())[off / 8] != pattern(2, off)) bad++;
+          reads++;
+        }
+      });
+    }
+    while (reads.load() < 2000) std::this_thread::yield();
+    munmap(a->data(), 512 * kPage);  // the program's own munmap, faults in flight
+    for (auto& t : ts) t.join();
+    if (bad.load() != 0) _exit(1);
+    if (!a->reset().ok()) _exit(3);  // the region still owned the range: give it up
+    o.name = "after";
+    o.fill_data = reinterpret_cast<void*>(3);
+    auto b = reserve_region(64 * kPage, o);
+    if (!b.ok() || !check(b->data(), 3, 0, 64 * kPage)) _exit(2);  // the handler thread still serves
   }, 60);
   EXPECT_TRUE(r.exited() && r.exit_code() == 0) << r;
 }
