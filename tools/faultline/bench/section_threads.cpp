@@ -154,7 +154,7 @@ void stop_world_rows(Bench& b) {
   for (const Case& c : cases) {
     Workers w(c.threads, c.kind);
     const unsigned ops = c.kind == Kind::spinning && c.threads > 2 ? (b.options().quick ? 2 : 8)
-                                                                   : (b.options().quick ? 20 : 100);
+                                                                   : (b.options().quick ? 20 : 50);
     std::optional<Target> t;
     if (c.target) t = Target{Target::Kind::ratio_at_most, 0.5, "<= 0.5x", "threads"};
     b.compare("threads", "stop+resume, " + std::to_string(c.threads) + " thread" + (c.threads > 1 ? "s " : " ") + c.label,
@@ -208,7 +208,7 @@ void preempt_rows(Bench& b) {
 
   // Lateness: the time from enable() to the handler, against the budget asked for.
   const auto budget = std::chrono::microseconds(200);
-  const unsigned shots = b.options().quick ? 20 : 100;
+  const unsigned shots = b.options().quick ? 10 : 40;
   const auto lateness_sampler = [&](preempt::Clock clock, std::chrono::nanoseconds want) -> Sampler {
     return [&, clock, want] {
       std::vector<double> late;
