@@ -27,8 +27,6 @@ using detail::RegionImpl;
 
 __attribute__((tls_model("initial-exec"))) constinit thread_local const PagerImpl* t_serving = nullptr;
 
-std::uint32_t* word(std::atomic<std::uint32_t>& a) noexcept { return reinterpret_cast<std::uint32_t*>(&a); }
-
 std::int64_t now_ns() noexcept {
   struct timespec ts{};
   os::raw_clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -40,7 +38,7 @@ bool wait_until(std::atomic<std::uint32_t>& w, std::uint32_t expected, std::int6
   const std::int64_t left = deadline - now_ns();
   if (left <= 0) return false;
   struct timespec ts{static_cast<time_t>(left / 1'000'000'000), static_cast<long>(left % 1'000'000'000)};
-  os::raw_futex_wait(word(w), expected, &ts);  // EAGAIN, EINTR, ETIMEDOUT: the caller re-reads
+  os::raw_futex_wait(os::futex_word(w), expected, &ts);  // EAGAIN, EINTR, ETIMEDOUT: the caller re-reads
   return true;
 }
 
@@ -64,7 +62,7 @@ struct Pin {
 
 void set_page(RegionImpl& r, std::size_t i, std::uint32_t state) noexcept {
   if (r.pstate[i].exchange(state, std::memory_order_acq_rel) & kPageWaiters) {
-    os::raw_futex_wake(word(r.pstate[i]), INT_MAX);
+    os::raw_futex_wake(os::futex_word(r.pstate[i]), INT_MAX);
   }
 }
 
@@ -115,7 +113,7 @@ FillStatus ask_pager(RegionImpl& r, const FillRequest& req, std::size_t first, s
   slot->state.store(kSlotPending, std::memory_order_release);
   p.requests.fetch_add(1, std::memory_order_relaxed);
   p.seq.fetch_add(1, std::memory_order_release);
-  os::raw_futex_wake(word(p.seq), 1);
+  os::raw_futex_wake(os::futex_word(p.seq), 1);
 
   for (;;) {
     std::uint32_t st = slot->state.load(std::memory_order_acquire);
@@ -123,7 +121,7 @@ FillStatus ask_pager(RegionImpl& r, const FillRequest& req, std::size_t first, s
       FillStatus answer = slot->status;
       slot->state.store(kSlotFree, std::memory_order_release);
       p.free_seq.fetch_add(1, std::memory_order_release);
-      os::raw_futex_wake(word(p.free_seq), 1);
+      os::raw_futex_wake(os::futex_word(p.free_seq), 1);
       return answer;
     }
     if (wait_outside_epoch(slot->state, st, deadline)) continue;
@@ -135,7 +133,7 @@ FillStatus ask_pager(RegionImpl& r, const FillRequest& req, std::size_t first, s
       r.inflight.fetch_sub(1, std::memory_order_acq_rel);
       slot->state.store(kSlotFree, std::memory_order_release);
       p.free_seq.fetch_add(1, std::memory_order_release);
-      os::raw_futex_wake(word(p.free_seq), 1);
+      os::raw_futex_wake(os::futex_word(p.free_seq), 1);
     }  // else the pager thread finishes the pages and frees the slot
     return FillStatus{ETIMEDOUT, "the pager did not answer within fill_timeout"};
   }

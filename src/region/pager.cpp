@@ -24,12 +24,10 @@ using detail::PagerImpl;
 using detail::PagerSlot;
 using detail::RegionImpl;
 
-std::uint32_t* word(std::atomic<std::uint32_t>& a) noexcept { return reinterpret_cast<std::uint32_t*>(&a); }
-
 void free_slot(PagerImpl& p, PagerSlot& slot) {
   slot.state.store(region::kSlotFree, std::memory_order_release);
   p.free_seq.fetch_add(1, std::memory_order_release);
-  os::raw_futex_wake(word(p.free_seq), 1);
+  os::raw_futex_wake(os::futex_word(p.free_seq), 1);
 }
 
 // A userfaultfd region's request: fill a buffer of this thread's, copy it in (or poison the page).
@@ -67,7 +65,7 @@ void process(PagerImpl& p, PagerSlot& slot) {
   r.inflight.fetch_sub(1, std::memory_order_acq_rel);  // the region is not touched after this
   std::uint32_t expected = region::kSlotTaken;
   if (slot.state.compare_exchange_strong(expected, region::kSlotDone, std::memory_order_acq_rel)) {
-    os::raw_futex_wake(word(slot.state), 1);
+    os::raw_futex_wake(os::futex_word(slot.state), 1);
   } else {  // abandoned by its faulting thread: nobody will read the answer
     free_slot(p, slot);
   }
@@ -87,7 +85,7 @@ void serve(PagerImpl* p, unsigned index) {
       found = true;
       process(*p, slot);
     }
-    if (!found) os::raw_futex_wait(word(p->seq), seen);
+    if (!found) os::raw_futex_wait(os::futex_word(p->seq), seen);
   }
   region::set_serving(nullptr);
 }
@@ -108,7 +106,7 @@ void post_to_pager(RegionImpl& r, std::uintptr_t page_addr, Access access, std::
         break;
       }
     }
-    if (slot == nullptr) os::raw_futex_wait(word(p.free_seq), seen);  // every slot busy: wait for one
+    if (slot == nullptr) os::raw_futex_wait(os::futex_word(p.free_seq), seen);  // every slot busy: wait for one
   }
   // The read-ahead window is decided by the pager thread (uffd::fill); the request names the page.
   r.inflight.fetch_add(1, std::memory_order_acq_rel);
@@ -123,7 +121,7 @@ void post_to_pager(RegionImpl& r, std::uintptr_t page_addr, Access access, std::
   slot->state.store(kSlotPending, std::memory_order_release);
   p.requests.fetch_add(1, std::memory_order_relaxed);
   p.seq.fetch_add(1, std::memory_order_release);
-  os::raw_futex_wake(word(p.seq), 1);
+  os::raw_futex_wake(os::futex_word(p.seq), 1);
 }
 
 void expire_uffd_requests(PagerImpl& p, std::int64_t now_ns) {
@@ -156,7 +154,7 @@ namespace detail {
 PagerImpl::~PagerImpl() {
   stop.store(true, std::memory_order_release);
   seq.fetch_add(1, std::memory_order_release);
-  os::raw_futex_wake(word(seq), INT_MAX);
+  os::raw_futex_wake(os::futex_word(seq), INT_MAX);
   for (std::thread& t : threads) t.join();
 }
 

@@ -35,8 +35,6 @@ long g_stopper = 0;           // the thread that stopped the world (guarded by g
 std::atomic<bool> g_is_stopped{false};
 std::mutex g_install_mutex;
 
-std::uint32_t* word(std::atomic<std::uint32_t>& a) { return reinterpret_cast<std::uint32_t*>(&a); }
-
 Result<int> install_signal(int want) {
   // Installed by an earlier stop (which checked that nobody else owned the signal): nothing to do.
   if (const int s = g_world.signal.load(); s != 0 && (want == 0 || want == s)) return s;
@@ -108,12 +106,12 @@ void release_all(std::uint32_t epoch) {
   g_world.resume_epoch.store(epoch, std::memory_order_release);
   bool signalled = false;
   for (ThreadState* t = thread::registry_head(); t != nullptr && !signalled; t = t->next) signalled = t->stopped_by == 1;
-  if (signalled) os::raw_futex_wake(word(g_world.resume_epoch), INT_MAX);
+  if (signalled) os::raw_futex_wake(os::futex_word(g_world.resume_epoch), INT_MAX);
   for (ThreadState* t = thread::registry_head(); t != nullptr; t = t->next) {
     if (t->stopped_by == 2) {
       // Wake the thread only if it left its region meanwhile and waits at the exit.
       if (t->blocking.exchange(thread::kBlocking, std::memory_order_acq_rel) & thread::kBlockingWaiter) {
-        os::raw_futex_wake(word(t->blocking), INT_MAX);
+        os::raw_futex_wake(os::futex_word(t->blocking), INT_MAX);
       }
     }
     t->stopped_by = 0;
@@ -192,7 +190,7 @@ Result<void> stop(const StopOptions& opts) {
     struct timespec ts{static_cast<time_t>(ns / 1'000'000'000), static_cast<long>(ns % 1'000'000'000)};
     g_world.controller_waiting.store(1, std::memory_order_seq_cst);
     // An acknowledgement since `bell` was read changes the doorbell, so this returns at once.
-    if (g_world.doorbell.load(std::memory_order_seq_cst) == bell) os::raw_futex_wait(word(g_world.doorbell), bell, &ts);
+    if (g_world.doorbell.load(std::memory_order_seq_cst) == bell) os::raw_futex_wait(os::futex_word(g_world.doorbell), bell, &ts);
     g_world.controller_waiting.store(0, std::memory_order_seq_cst);
   }
   g_stopper = self->tid;
@@ -349,7 +347,7 @@ void leave_blocking_region() noexcept {
         !ts->blocking.compare_exchange_strong(expected, expected | thread::kBlockingWaiter, std::memory_order_acq_rel)) {
       continue;
     }
-    os::raw_futex_wait(reinterpret_cast<std::uint32_t*>(&ts->blocking), thread::kBlockingStopped | thread::kBlockingWaiter);
+    os::raw_futex_wait(os::futex_word(ts->blocking), thread::kBlockingStopped | thread::kBlockingWaiter);
   }
 }
 

@@ -18,8 +18,6 @@ constinit WorldState g_world{};
 
 namespace {
 
-std::uint32_t* word(std::atomic<std::uint32_t>& a) noexcept { return reinterpret_cast<std::uint32_t*>(&a); }
-
 void capture(thread::ThreadState& ts, const ucontext_t& uc) noexcept {
   std::memcpy(&ts.stop_uc, &uc, sizeof(ucontext_t));
   std::size_t n = arch::Current::simd_state_size(uc);
@@ -60,12 +58,12 @@ void on_stop_signal(int, siginfo_t*, void* ucv) noexcept {
   ts->ack.store(epoch, std::memory_order_seq_cst);
   g_world.doorbell.fetch_add(1, std::memory_order_seq_cst);
   if (g_world.controller_waiting.exchange(0, std::memory_order_seq_cst) != 0) {
-    os::raw_futex_wake(word(g_world.doorbell), 1);
+    os::raw_futex_wake(os::futex_word(g_world.doorbell), 1);
   }
   for (;;) {
     const std::uint32_t r = g_world.resume_epoch.load(std::memory_order_acquire);
     if (static_cast<std::int32_t>(r - epoch) >= 0) break;
-    os::raw_futex_wait(word(g_world.resume_epoch), r);
+    os::raw_futex_wait(os::futex_word(g_world.resume_epoch), r);
   }
   errno = saved_errno;
 }

@@ -6,6 +6,7 @@
 // Use `is_err(r)` to test a result and `-r` for the errno value.
 #pragma once
 
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <linux/futex.h>
@@ -113,6 +114,11 @@ inline long raw_futex_wait(const std::uint32_t* word, std::uint32_t expected,
 }
 inline long raw_futex_wake(const std::uint32_t* word, int count) noexcept {
   return raw_syscall(SYS_futex, arg(word), FUTEX_WAKE_PRIVATE, count);
+}
+// The futex word inside a std::atomic<std::uint32_t> (lock-free, same size and layout).
+inline std::uint32_t* futex_word(std::atomic<std::uint32_t>& a) noexcept {
+  static_assert(sizeof(std::atomic<std::uint32_t>) == sizeof(std::uint32_t));
+  return reinterpret_cast<std::uint32_t*>(&a);
 }
 inline long raw_nanosleep(const struct timespec* req) noexcept {
   return raw_syscall(SYS_nanosleep, arg(req), 0);
