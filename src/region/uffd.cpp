@@ -262,6 +262,13 @@ void handler_loop(int fd) {
   }
 }
 
+// Which of the fds serves a region: asynchronous write tracking has its own; synchronous write tracking
+// and missing-page fills go to the handler thread's, unless self-service.
+Kind kind_of(Policy policy, WriteTracking tracking, UffdMode mode) {
+  if (policy == Policy::track_writes) return tracking == WriteTracking::async_wp ? Kind::wp_async : Kind::handler;
+  return mode == UffdMode::self_service ? Kind::sigbus : Kind::handler;
+}
+
 }  // namespace
 
 void note_filled(detail::RegionImpl& r, std::uintptr_t page_addr, std::size_t pages) {
@@ -316,10 +323,7 @@ Backend choose(const RegionOptions& o, bool adopted, std::string* reason) {
   } else if (o.policy == Policy::pager && o.uffd_mode == UffdMode::self_service) {
     why = "a pager region cannot be self-service";
   } else {
-    const Kind kind = o.policy == Policy::track_writes && o.write_tracking == WriteTracking::async_wp ? Kind::wp_async
-                      : o.policy == Policy::track_writes                                        ? Kind::handler
-                      : o.uffd_mode == UffdMode::self_service                                   ? Kind::sigbus
-                                                                                                : Kind::handler;
+    const Kind kind = kind_of(o.policy, o.write_tracking, o.uffd_mode);
     std::lock_guard lock(g_mutex);
     if (fd_locked(kind, &why) >= 0) {
       if (kind != Kind::wp_async || pagemap_scan_works()) {
@@ -342,10 +346,7 @@ Backend choose(const RegionOptions& o, bool adopted, std::string* reason) {
 
 Result<void> attach(detail::RegionImpl& r) {
   const bool sync_wp = r.policy == Policy::track_writes && r.write_tracking == WriteTracking::sync_wp;
-  const Kind kind = r.policy == Policy::track_writes && !sync_wp ? Kind::wp_async
-                    : r.policy == Policy::track_writes            ? Kind::handler
-                    : r.uffd_mode == UffdMode::self_service       ? Kind::sigbus
-                                                                  : Kind::handler;
+  const Kind kind = kind_of(r.policy, r.write_tracking, r.uffd_mode);
   if (sync_wp) {
     // Without WP_UNPOPULATED on this fd, only present pages can be write-protected: populate first.
     if (madvise(reinterpret_cast<void*>(r.base), r.end - r.base, MADV_POPULATE_WRITE) != 0) {
