@@ -18,6 +18,7 @@
 
 #include "child.hpp"
 #include "faultline/region.hpp"
+#include "faultline/remote_pager.hpp"
 #include "faultline/report.hpp"
 
 namespace faultline {
@@ -31,7 +32,7 @@ const std::size_t kPage = static_cast<std::size_t>(sysconf(_SC_PAGESIZE));
 struct BackendCase {
   const char* name;
   Backend backend;
-  UffdMode mode;
+  UserfaultfdMode mode;
 };
 
 class Backends : public ::testing::TestWithParam<BackendCase> {
@@ -46,7 +47,7 @@ class Backends : public ::testing::TestWithParam<BackendCase> {
     o.name = name;
     o.policy = p;
     o.backend = GetParam().backend;
-    o.uffd_mode = GetParam().mode;
+    o.userfaultfd_mode = GetParam().mode;
     return o;
   }
 };
@@ -128,13 +129,13 @@ TEST_P(Backends, ManyThreadsOnTheSamePages) {
     if (bad.load() != 0) _exit(1);
     // One fill per page, except in self-service mode, where threads that fault on one page at once may
     // each run the provider (the first copy wins, the others meet -EEXIST).
-    if (GetParam().mode != UffdMode::self_service && g_fills.load() > 32) _exit(2);
+    if (GetParam().mode != UserfaultfdMode::self_service && g_fills.load() > 32) _exit(2);
   });
   EXPECT_TRUE(r.exited() && r.exit_code() == 0) << r;
 }
 
 TEST_P(Backends, PagerContents) {
-  if (GetParam().mode == UffdMode::self_service) GTEST_SKIP() << "a pager region is never self-service";
+  if (GetParam().mode == UserfaultfdMode::self_service) GTEST_SKIP() << "a pager region is never self-service";
   ChildResult r = run_child([&] {
     auto pager = Pager::start();
     if (!pager.ok()) _exit(90);
@@ -172,7 +173,7 @@ FillStatus stuck(const FillRequest& req, void* data) {
 }
 
 TEST_P(Backends, PagerThatNeverAnswersEndsInSigbus) {
-  if (GetParam().mode == UffdMode::self_service) GTEST_SKIP() << "a pager region is never self-service";
+  if (GetParam().mode == UserfaultfdMode::self_service) GTEST_SKIP() << "a pager region is never self-service";
   ChildResult r = run_child([&] {
     auto pager = Pager::start();
     if (!pager.ok()) _exit(90);
@@ -190,11 +191,11 @@ TEST_P(Backends, PagerThatNeverAnswersEndsInSigbus) {
 }
 
 TEST_P(Backends, WriteTrackingCollectsAndReArms) {
-  for (WriteTracking mode : {WriteTracking::async_wp, WriteTracking::sync_wp}) {
-  if (GetParam().backend != Backend::userfaultfd && mode == WriteTracking::sync_wp) continue;
+  for (DirtyTracking mode : {DirtyTracking::async_wp, DirtyTracking::sync_wp}) {
+  if (GetParam().backend != Backend::userfaultfd && mode == DirtyTracking::sync_wp) continue;
   ChildResult r = run_child([&] {
-    RegionOptions o = opts("cards", Policy::track_writes);
-    o.write_tracking = mode;
+    RegionOptions o = opts("cards", Policy::track_dirty);
+    o.dirty_tracking = mode;
     auto reg = reserve_region(64 * kPage, o);
     if (!reg.ok()) _exit(90);
     auto* p = static_cast<volatile char*>(reg->data());
@@ -209,7 +210,7 @@ TEST_P(Backends, WriteTrackingCollectsAndReArms) {
     if (!again.ok() || *again != std::vector<std::size_t>{4}) _exit(3);
     if (p[3 * kPage + 1] != 1) _exit(4);  // contents kept
   });
-  EXPECT_TRUE(r.exited() && r.exit_code() == 0) << r << (mode == WriteTracking::sync_wp ? " (sync_wp)" : "");
+  EXPECT_TRUE(r.exited() && r.exit_code() == 0) << r << (mode == DirtyTracking::sync_wp ? " (sync_wp)" : "");
   }
 }
 
@@ -221,7 +222,7 @@ TEST_P(Backends, ReadSystemCallIntoAMissingPage) {
     if (!reg.ok()) _exit(90);
     int fd = open("/proc/self/stat", O_RDONLY);
     const ssize_t n = read(fd, reg->data(), 64);
-    const bool filled = GetParam().backend == Backend::userfaultfd && GetParam().mode == UffdMode::handler_thread;
+    const bool filled = GetParam().backend == Backend::userfaultfd && GetParam().mode == UserfaultfdMode::handler_thread;
     if (filled ? n <= 0 : (n != -1 || errno != EFAULT)) _exit(1);
     if (!prefault(reg->data(), kPage, Access::write).ok()) _exit(2);
     if (read(fd, reg->data(), 64) <= 0) _exit(3);  // prefaulted: works everywhere
@@ -243,8 +244,7 @@ TEST_P(Backends, FileStoreReadsTheFileLazily) {
     unlink(path);
     if (!store.ok()) _exit(92);
     RegionOptions o = opts("file", Policy::provider);
-    o.fill = FileStore::fill_fn();
-    o.fill_data = store->fill_data();
+    o.store = &store.value();
     auto reg = reserve_region(32 * kPage, o);
     if (!reg.ok()) _exit(93);
     auto* w = static_cast<const volatile std::uint64_t*>(reg->data());
@@ -263,9 +263,9 @@ TEST_P(Backends, FileStoreReadsTheFileLazily) {
 }
 
 INSTANTIATE_TEST_SUITE_P(All, Backends,
-                         ::testing::Values(BackendCase{"signals", Backend::signals, UffdMode::handler_thread},
-                                           BackendCase{"uffd_thread", Backend::userfaultfd, UffdMode::handler_thread},
-                                           BackendCase{"uffd_self", Backend::userfaultfd, UffdMode::self_service}),
+                         ::testing::Values(BackendCase{"signals", Backend::signals, UserfaultfdMode::handler_thread},
+                                           BackendCase{"uffd_thread", Backend::userfaultfd, UserfaultfdMode::handler_thread},
+                                           BackendCase{"uffd_self", Backend::userfaultfd, UserfaultfdMode::self_service}),
                          [](const auto& p) { return std::string(p.param.name); });
 
 TEST(BackendChoice, AutomaticSaysWhy) {
@@ -346,10 +346,8 @@ TEST(Uffd, FileStoreWriteBackFlushAndEvict) {
     RegionOptions o;
     o.name = "file-rw";
     o.policy = Policy::provider;
-    o.fill = FileStore::fill_fn();
-    o.fill_data = store->fill_data();
-    o.writeback = FileStore::writeback_fn();
-    o.writeback_data = store->fill_data();
+    o.store = &store.value();
+    o.write_back = true;
     auto reg = reserve_region(16 * kPage, o);
     if (!reg.ok()) {
       std::fprintf(stderr, "%s\n", reg.error().message().c_str());
@@ -378,15 +376,23 @@ TEST(Uffd, FileStoreWriteBackFlushAndEvict) {
 
 // The watermark: with more pages resident than max_resident_pages, the oldest are written back (if
 // dirty) and dropped by faultline's evictor; reading them again brings back what was written.
-std::vector<char>* g_backing = nullptr;
-FillStatus backing_fill(const FillRequest& req, void*) {
-  std::memcpy(req.dest, g_backing->data() + req.offset, req.length);
-  return {};
-}
-FillStatus backing_store(const FillRequest& req, void*) {
-  std::memcpy(g_backing->data() + req.offset, req.dest, req.length);
-  return {};
-}
+class VectorStore final : public Store {
+ public:
+  explicit VectorStore(std::vector<char>& v) : v_(v) {}
+  FillStatus fill(const FillRequest& req) override {
+    std::memcpy(req.dest, v_.data() + req.offset, req.length);
+    return {};
+  }
+  FillStatus write_back(const WriteBackRequest* runs, std::size_t n, std::size_t* stored) override {
+    for (std::size_t i = 0; i < n; ++i) std::memcpy(v_.data() + runs[i].offset, runs[i].src, runs[i].length);
+    *stored = n;
+    return {};
+  }
+  bool writable() const noexcept override { return true; }
+
+ private:
+  std::vector<char>& v_;
+};
 
 TEST(Uffd, WatermarkEvictsTheOldestAndWritesThemBack) {
 #if defined(__SANITIZE_THREAD__)
@@ -397,12 +403,12 @@ TEST(Uffd, WatermarkEvictsTheOldestAndWritesThemBack) {
   if (!userfaultfd_available().ok()) GTEST_SKIP() << "no userfaultfd";
   ChildResult r = run_child([] {
     std::vector<char> backing(64 * kPage, 'b');
-    g_backing = &backing;
+    VectorStore store(backing);
     RegionOptions o;
     o.name = "bounded";
     o.policy = Policy::provider;
-    o.fill = backing_fill;
-    o.writeback = backing_store;
+    o.store = &store;
+    o.write_back = true;
     o.readahead_max = 1;
     o.max_resident_pages = 8;
     auto reg = reserve_region(64 * kPage, o);

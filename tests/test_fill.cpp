@@ -13,7 +13,7 @@
 #include "child.hpp"
 #include "faultline/region.hpp"
 #include "faultline/report.hpp"
-#include "region/fill.hpp"
+#include "backend/signals/signals.hpp"
 #include "region/table.hpp"
 
 namespace faultline {
@@ -100,7 +100,7 @@ TEST(Provider, FillsOnFirstTouchWithTheRequestDescribed) {
 
 // Thread A's fill waits until thread B sleeps on the same page, so both certainly fault on it at once.
 struct RaceState {
-  detail::RegionImpl* impl = nullptr;
+  backend::signals::SignalRegion* impl = nullptr;
   std::atomic<int> calls{0};
 };
 RaceState g_race;
@@ -108,7 +108,7 @@ RaceState g_race;
 FillStatus waiting_fill(const FillRequest& req, void* data) {
   g_race.calls++;
   const std::size_t idx = req.offset / kPage;
-  for (long spin = 0; (g_race.impl->pstate[idx].load() & region::kPageWaiters) == 0; ++spin) {
+  for (long spin = 0; (g_race.impl->pstate[idx].load() & backend::signals::kPageWaiters) == 0; ++spin) {
     if (spin > 2'000'000'000L) return FillStatus{EIO, "the second thread never waited"};
   }
   return fill_pattern(req, data);
@@ -118,7 +118,7 @@ TEST(Provider, TwoThreadsOnOnePageGetOneFill) {
   ChildResult r = run_child([] {
     auto reg = reserve_region(kPage, filled("shared-page", Policy::provider, waiting_fill, reinterpret_cast<void*>(3)));
     if (!reg.ok()) _exit(90);
-    g_race.impl = region::lookup(reinterpret_cast<std::uintptr_t>(reg->data()));
+    g_race.impl = static_cast<backend::signals::SignalRegion*>(region::lookup(reinterpret_cast<std::uintptr_t>(reg->data())));
     const void* p = reg->data();
     std::atomic<int> ok{0};
     std::thread a([&] { ok += check_pattern(p, 3, 0, kPage); });
@@ -201,7 +201,7 @@ TEST(Provider, FailureReachesThePreviousSigbusHandlerThenRetries) {
 TEST(Provider, BadOptionsGetClearErrors) {
   auto no_fn = reserve_region(kPage, filled("a", Policy::provider, nullptr));
   ASSERT_FALSE(no_fn.ok());
-  EXPECT_NE(no_fn.error().message().find("needs a fill function"), std::string::npos);
+  EXPECT_NE(no_fn.error().message().find("needs a store or a fill function"), std::string::npos);
   auto fn_elsewhere = reserve_region(kPage, filled("b", Policy::zero_fill, fill_pattern));
   ASSERT_FALSE(fn_elsewhere.ok());
   EXPECT_EQ(fn_elsewhere.error().code(), Errc::invalid_argument);
@@ -419,7 +419,7 @@ TEST(Protect, CollectDirtyCanDeferReArming) {
     RegionOptions o;
     o.backend = Backend::signals;  // this suite tests the signal backend
     o.name = "cards";
-    o.policy = Policy::track_writes;
+    o.policy = Policy::track_dirty;
     auto reg = reserve_region(8 * kPage, o);
     if (!reg.ok()) _exit(90);
     auto* p = static_cast<volatile char*>(reg->data());

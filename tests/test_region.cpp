@@ -43,7 +43,7 @@ TEST(RegionTable, BadRegistrationsGetClearErrors) {
   fa.fault_around = 0;
   EXPECT_EQ(reserve_region(kPage, fa).error().code(), Errc::invalid_argument);
   EXPECT_EQ(reserve_region(kPage, opts("np", Policy::zero_fill, perm_none)).error().code(), Errc::invalid_argument);
-  EXPECT_EQ(reserve_region(kPage, opts("tw", Policy::track_writes, perm_read)).error().code(), Errc::invalid_argument);
+  EXPECT_EQ(reserve_region(kPage, opts("tw", Policy::track_dirty, perm_read)).error().code(), Errc::invalid_argument);
   EXPECT_EQ(adopt_region(nullptr, kPage, opts("n", Policy::guard)).error().code(), Errc::invalid_argument);
 
   Page mem(PROT_READ | PROT_WRITE, 4);
@@ -149,7 +149,7 @@ TEST(TrackWrites, CollectReturnsWrittenPagesAndReArms) {
   };
   Shared<Out> out;
   ChildResult r = run_child([&] {
-    auto reg = reserve_region(8 * kPage, opts("snap", Policy::track_writes));
+    auto reg = reserve_region(8 * kPage, opts("snap", Policy::track_dirty));
     if (!reg.ok()) _exit(90);
     char* p = static_cast<char*>(reg->data());
     if (p[3 * kPage] != 0) _exit(1);  // reads do not fault or mark

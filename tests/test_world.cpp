@@ -25,7 +25,7 @@
 #include "faultline/thread.hpp"
 #include "faultline/trap.hpp"
 #include "faultline/world.hpp"
-#include "thread/thread_state.hpp"
+#include "thread/state.hpp"
 
 extern "C" {
 void faultline_test_spin(const std::uint64_t* table);

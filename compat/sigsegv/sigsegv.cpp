@@ -1,5 +1,5 @@
 // compat/sigsegv/sigsegv.cpp: libsigsegv's installation and dispatcher-registration calls on faultline.
-// Not signal path (sigsegv_signal.cpp is).
+// Not signal path (sigsegv_sig.cpp is).
 #include <signal.h>
 
 #include <algorithm>

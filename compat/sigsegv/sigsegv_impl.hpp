@@ -1,5 +1,5 @@
 // compat/sigsegv/sigsegv_impl.hpp: shared between the two halves of the libsigsegv compatibility
-// library (sigsegv.cpp: installing and registering; sigsegv_signal.cpp: the signal path). Internal.
+// library (sigsegv.cpp: installing and registering; sigsegv_sig.cpp: the signal path). Internal.
 #pragma once
 
 #include <atomic>

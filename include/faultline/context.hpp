@@ -48,7 +48,7 @@ class FaultContext {
     return info_ != nullptr ? reinterpret_cast<std::uintptr_t>(info_->si_addr) : 0;
   }
   Access access() const noexcept;
-  // x86-64: the page-fault error code (gregs[REG_ERR]); see arch/x86_64/arch_x86_64.hpp for its bits.
+  // x86-64: the page-fault error code (gregs[REG_ERR]); see arch/x86_64/cpu_x86_64.hpp for its bits.
   std::uint64_t hw_error_code() const noexcept;
   // True when the hardware reported the page present (a protection violation rather than a missing
   // page). PROT_NONE pages always read as not present.

@@ -120,7 +120,7 @@ typedef enum fl_policy {
   FL_POLICY_ZERO_FILL,
   FL_POLICY_PROVIDER,
   FL_POLICY_PAGER,
-  FL_POLICY_TRACK_WRITES,
+  FL_POLICY_TRACK_DIRTY,
   FL_POLICY_BARRIER
 } fl_policy;
 
@@ -178,7 +178,7 @@ int fl_region_adopt(void* addr, size_t size, const fl_region_options* opts, fl_r
 int fl_region_destroy(fl_region* region, fl_error* err);
 void* fl_region_data(const fl_region* region);
 size_t fl_region_size(const fl_region* region);
-/* track_writes: writes up to `cap` dirty page indices to `pages`, sets *count to how many were dirty
+/* track_dirty: writes up to `cap` dirty page indices to `pages`, sets *count to how many were dirty
    (all of them are re-armed; if *count > cap, the rest are lost: pass cap >= the region's pages). */
 int fl_region_collect_dirty(fl_region* region, size_t* pages, size_t cap, size_t* count, fl_error* err);
 int fl_region_protect(fl_region* region, size_t first_page, size_t count, unsigned perms, fl_error* err);

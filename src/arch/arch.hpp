@@ -14,7 +14,7 @@
 #include "faultline/context.hpp"
 
 #if defined(__x86_64__)
-#include "arch/x86_64/arch_x86_64.hpp"
+#include "arch/x86_64/cpu_x86_64.hpp"
 #else
 #error "faultline: unsupported architecture (x86-64 is supported; aarch64 is planned)"
 #endif

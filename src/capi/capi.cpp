@@ -1,5 +1,5 @@
 // capi/capi.cpp: the C interface (faultline/faultline.h) over the C++ library. Not signal path; the
-// functions that may run in signal context live in capi_signal.cpp. No exception leaves this file.
+// functions that may run in signal context live in capi_sig.cpp. No exception leaves this file.
 #include <cstdio>
 #include <cstring>
 #include <map>

@@ -1,4 +1,4 @@
-// capi/capi.hpp: what the C interface's two halves (capi.cpp, capi_signal.cpp) share. Internal.
+// capi/capi.hpp: what the C interface's two halves (capi.cpp, capi_sig.cpp) share. Internal.
 #pragma once
 
 #include "faultline/faultline.h"

@@ -1,163 +1,64 @@
-// report/report.cpp: writes the crash report (signal path: no allocation, no stdio, no locks of ours).
-#define UNW_LOCAL_ONLY
-#include <libunwind.h>
+// report/report.cpp: enabling and disabling the crash report. Not signal path.
+#include <fcntl.h>
+#include <unistd.h>
 
-#include "arch/arch.hpp"
-#include "core/format.hpp"
+#include <cstdlib>
+#include <cstring>
+#include <string>
+
 #include "faultline/report.hpp"
-#include "os/linux/elf_symbols.hpp"
-#include "os/linux/maps.hpp"
-#include "os/linux/syscall.hpp"
 #include "report/report_state.hpp"
-#include "thread/thread_state.hpp"
 #include "trap/dispatcher.hpp"
 
 namespace faultline::report {
 
-constinit ReportConfig g_config{};
-
-namespace {
-
-void fd_sink(void* ctx, const char* data, std::size_t len) {
-  os::raw_write_all(*static_cast<int*>(ctx), data, len);
-}
-
-struct Style {
-  bool on;
-  const char* bold() const { return on ? "\033[1m" : ""; }
-  const char* red() const { return on ? "\033[1;31m" : ""; }
-  const char* dim() const { return on ? "\033[2m" : ""; }
-  const char* off() const { return on ? "\033[0m" : ""; }
-};
-
-void put_mapping(core::Formatter& f, const os::MapsEntry& m) {
-  f.hex_digits(m.start, 0).put('-').hex_digits(m.end, 0).put(' ').put(m.perms).put(' ')
-      .hex_digits(m.offset, 8).put(' ').put(m.path[0] != '\0' ? m.path : "(anonymous)");
-}
-
-// "#3  0x... in name+0x1f (libfoo.so+0x1234)": the name from the module's ELF symbol table.
-void put_frame(core::Formatter& f, const Style& st, unsigned i, std::uintptr_t ip) {
-  f.put("  #").udec(i).put(i < 10 ? "  " : " ").hex(ip, 16);
-  os::Symbol sym;
-  // A return address points after the call: look up ip - 1 so a call at a function's end names it.
-  bool named = os::symbolize(i == 0 ? ip : ip - 1, &sym);
-  if (named) f.put(" in ").put(st.bold()).put(sym.name).put(st.off()).put('+').hex(sym.offset + (i == 0 ? 0 : 1));
-  if (sym.module[0] != '\0') {
-    const char* base = sym.module;
-    for (const char* p = sym.module; *p != '\0'; ++p) {
-      if (*p == '/') base = p + 1;
-    }
-    f.put(" (").put(base).put('+').hex(sym.module_offset + (i == 0 ? 0 : 1)).put(')');
+Result<void> enable(const Options& opts) {
+  if (opts.fd < 0 || fcntl(opts.fd, F_GETFD) == -1) {
+    return Error(Errc::invalid_argument, "report::enable: fd " + std::to_string(opts.fd) + " is not open");
   }
-  f.put('\n');
-}
-
-unsigned backtrace_libunwind(core::Formatter& f, const Style& st, const FaultContext& ctx, unsigned max) {
-  unw_cursor_t cursor;
-  // On x86-64 Linux, unw_context_t is ucontext_t: the signal frame's context starts the walk at the
-  // faulting instruction itself.
-  if (unw_init_local2(&cursor, reinterpret_cast<unw_context_t*>(ctx.ucontext()), UNW_INIT_SIGNAL_FRAME) < 0) {
-    return 0;
+  if (opts.max_frames == 0 || opts.max_frames > 256) {
+    return Error(Errc::invalid_argument, "report::enable: max_frames must be 1..256");
   }
-  unsigned n = 0;
-  do {
-    unw_word_t ip = 0;
-    unw_get_reg(&cursor, UNW_REG_IP, &ip);
-    put_frame(f, st, n, ip);
-    ++n;
-  } while (n < max && unw_step(&cursor) > 0);
-  return n;
-}
-
-// Frame-pointer walk within the thread's stack: used when libunwind finds nothing.
-unsigned backtrace_frame_pointers(core::Formatter& f, const Style& st, const FaultContext& ctx, unsigned max) {
-  std::uintptr_t lo = ctx.sp(), hi = 0;
-  if (const thread::ThreadState* ts = thread::current(); ts != nullptr) hi = ts->stack_hi;
-  if (hi == 0) hi = lo + (8u << 20);
-  put_frame(f, st, 0, ctx.pc());
-  unsigned n = 1;
-  std::uintptr_t fp = ctx.fp();
-  while (n < max && fp >= lo && fp + 16 <= hi && (fp & 7) == 0) {
-    const auto* frame = reinterpret_cast<const std::uintptr_t*>(fp);
-    std::uintptr_t next = frame[0], ret = frame[1];
-    if (ret == 0) break;
-    put_frame(f, st, n++, ret);
-    if (next <= fp) break;
-    fp = next;
-  }
-  return n;
-}
-
-void describe_sink(void* ctx, const char* text, std::size_t len) {
-  auto* f = static_cast<core::Formatter*>(ctx);
-  f->put("region    ").put(text, len).put('\n');
-}
-
-}  // namespace
-
-void write_report(const FaultContext& ctx, int fd, bool color, bool backtrace, unsigned max_frames,
-                  const char* reason, const StackOverflow* overflow, const char* cause) noexcept {
-  char buf[1024];
-  int out = fd;
-  core::Formatter f(buf, sizeof buf, fd_sink, &out);
-  const Style st{color};
-  using A = arch::Current;
-
-  f.put('\n').put(st.red()).put("*** faultline: ").put(reason != nullptr ? reason : "fatal signal").put(": ")
-      .put(ctx.signal_name()).put(" (").put(ctx.code_name()).put(")").put(" in thread ").dec(os::raw_gettid())
-      .put(" of process ").dec(os::raw_getpid()).put(" ***").put(st.off()).put('\n');
-  if (ctx.siginfo() != nullptr && !ctx.is_kernel_fault()) {
-    f.put("sender    pid ").dec(ctx.siginfo()->si_pid).put(" uid ").udec(ctx.siginfo()->si_uid).put('\n');
-  }
-  f.put("address   ").put(st.bold()).hex(ctx.address()).put(st.off());
-  if (ctx.access() != Access::unknown) {
-    f.put("  access ").put(st.bold()).put(access_name(ctx.access())).put(st.off())
-        .put(ctx.hw_present() ? " (page present, protection forbade it)" : " (page not present)");
-  }
-  f.put('\n');
-  if (overflow != nullptr) {
-    f.put(st.red()).put("cause     stack overflow").put(st.off()).put(" (thread stack ").hex(overflow->stack_lo)
-        .put('-').hex(overflow->stack_hi).put(")\n");
-  }
-  if (cause != nullptr) f.put(st.red()).put("cause     ").put(cause).put(st.off()).put('\n');
-  os::MapsEntry m;
-  if (ctx.address() != 0) {
-    f.put("mapping   ");
-    if (os::find_mapping(ctx.address(), &m)) put_mapping(f, m);
-    else f.put("none (no mapping holds this address)");
-    f.put('\n');
-  }
-  if (ctx.address() != 0) trap::describe_address(ctx.address(), describe_sink, &f);
-
-  f.put(st.dim()).put("registers").put(st.off()).put('\n');
-  for (unsigned i = 0; i < A::kRegCount; ++i) {
-    f.put("  ").pad(A::reg_name(i), 7).hex(A::reg(*ctx.ucontext(), i), 16);
-    f.put((i % 3 == 2 || i + 1 == A::kRegCount) ? "\n" : "  ");
-  }
-  f.put("  err    ").hex(ctx.hw_error_code(), 16).put('\n');
-
-  if (backtrace) {
-    f.put(st.dim()).put("backtrace").put(st.off()).put('\n');
-    unsigned n = backtrace_libunwind(f, st, ctx, max_frames);
-    if (n <= 1) {
-      f.put("  (libunwind found no caller; frame-pointer walk)\n");
-      backtrace_frame_pointers(f, st, ctx, max_frames);
+  bool color = false;
+  switch (opts.color) {
+    case Color::always: color = true; break;
+    case Color::never: color = false; break;
+    case Color::automatic: {
+      const char* no_color = std::getenv("NO_COLOR");
+      color = isatty(opts.fd) == 1 && (no_color == nullptr || *no_color == '\0');
+      break;
     }
   }
-  f.put("*** faultline: passing ").put(ctx.signal_name()).put(" on to the previous action ***\n");
-  f.flush();
+  g_config.fd.store(opts.fd, std::memory_order_relaxed);
+  g_config.color.store(color, std::memory_order_relaxed);
+  g_config.backtrace.store(opts.backtrace, std::memory_order_relaxed);
+  g_config.max_frames.store(opts.max_frames, std::memory_order_relaxed);
+  trap::g_state.log_fd.store(opts.fd, std::memory_order_relaxed);
+  trap::g_state.fatal_hook.store(fatal_hook, std::memory_order_release);
+  return {};
 }
 
-void fatal_hook(const FaultContext& ctx, const StackOverflow* overflow, const char* cause) noexcept {
-  write_report(ctx, g_config.fd.load(std::memory_order_relaxed), g_config.color.load(std::memory_order_relaxed),
-               g_config.backtrace.load(std::memory_order_relaxed),
-               g_config.max_frames.load(std::memory_order_relaxed), overflow != nullptr ? "stack overflow" : nullptr,
-               overflow, cause);
+Result<void> enable_from_env(const char* value) {
+  if (value == nullptr) return Error(Errc::invalid_argument, "report::enable_from_env: null value");
+  Options o;
+  if (std::strcmp(value, "1") == 0 || std::strcmp(value, "stderr") == 0 || std::strcmp(value, "yes") == 0) {
+    o.fd = 2;
+  } else if (std::strcmp(value, "0") == 0 || std::strcmp(value, "no") == 0) {
+    return {};
+  } else {
+    char* end = nullptr;
+    long fd = std::strtol(value, &end, 10);
+    if (end == value || *end != '\0' || fd < 0 || fd > 65535) {
+      return Error(Errc::invalid_argument, std::string("FAULTLINE_REPORT: '") + value +
+                                               "' is neither 1/stderr/yes/0/no nor a file descriptor number");
+    }
+    o.fd = static_cast<int>(fd);
+  }
+  return enable(o);
 }
 
-void write(const FaultContext& ctx, int fd, const char* reason) noexcept {
-  write_report(ctx, fd, g_config.color.load(std::memory_order_relaxed), true,
-               g_config.max_frames.load(std::memory_order_relaxed), reason, nullptr, nullptr);
-}
+void disable() noexcept { trap::g_state.fatal_hook.store(nullptr, std::memory_order_release); }
+
+bool enabled() noexcept { return trap::g_state.fatal_hook.load(std::memory_order_acquire) != nullptr; }
 
 }  // namespace faultline::report

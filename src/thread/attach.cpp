@@ -14,7 +14,7 @@
 #include "faultline/world.hpp"
 #include "os/linux/syscall.hpp"
 #include "thread/registry.hpp"
-#include "thread/thread_state.hpp"
+#include "thread/state.hpp"
 
 namespace faultline {
 

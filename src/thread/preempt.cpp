@@ -13,7 +13,7 @@
 #include "os/linux/syscall.hpp"
 #include "thread/preempt.hpp"
 #include "thread/registry.hpp"
-#include "thread/thread_state.hpp"
+#include "thread/state.hpp"
 
 namespace faultline::preempt {
 

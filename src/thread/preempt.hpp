@@ -1,4 +1,4 @@
-// thread/preempt.hpp: internal pieces of preemption shared by preempt.cpp and preempt_signal.cpp.
+// thread/preempt.hpp: internal pieces of preemption shared by preempt.cpp and preempt_sig.cpp.
 #pragma once
 
 #include <signal.h>

@@ -4,7 +4,7 @@
 #include <cstddef>
 #include <mutex>
 
-#include "thread/thread_state.hpp"
+#include "thread/state.hpp"
 
 namespace faultline::thread {
 

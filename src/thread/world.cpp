@@ -19,7 +19,7 @@
 #include "os/linux/maps.hpp"
 #include "os/linux/syscall.hpp"
 #include "thread/registry.hpp"
-#include "thread/thread_state.hpp"
+#include "thread/state.hpp"
 #include "thread/world.hpp"
 
 namespace faultline::world {

@@ -1,5 +1,5 @@
 // thread/world.hpp: state shared by the stop-the-world controller (world.cpp) and the stop signal's
-// handler (world_signal.cpp). Internal.
+// handler (world_sig.cpp). Internal.
 #pragma once
 
 #include <signal.h>

@@ -1,4 +1,4 @@
-// trap/dispatcher.hpp: state shared by the signal-path dispatcher (dispatcher.cpp) and the code that
+// trap/dispatcher.hpp: state shared by the signal-path dispatcher (dispatcher_sig.cpp) and the code that
 // installs it (install.cpp). Internal to faultline.
 #pragma once
 
@@ -91,6 +91,9 @@ void fail_with_sigbus(FaultContext& ctx, const char* cause) noexcept;
 // Async-signal-safe; call only from a fault handler, in pairs.
 void suspend_epoch() noexcept;
 void resume_epoch() noexcept;
+// os::futex_wait_until() between suspend_epoch() and resume_epoch(): for a fault handler that sleeps
+// for a fill. The caller keeps what it needs alive by other means (a region Pin).
+bool wait_outside_epoch(std::atomic<std::uint32_t>& w, std::uint32_t expected, std::int64_t deadline_ns) noexcept;
 
 // The stack pointer of the code the calling thread's active dispatch interrupted, or 0 when no
 // dispatch is active. Async-signal-safe.

@@ -140,7 +140,7 @@ static void test_regions(void) {
 
   o = fl_region_options_default();
   o.name = "c-cards";
-  o.policy = FL_POLICY_TRACK_WRITES;
+  o.policy = FL_POLICY_TRACK_DIRTY;
   CHECK(fl_region_reserve(8 * page, &o, &r, &err) == 0);
   volatile char* c = fl_region_data(r);
   c[2 * page] = 1;

@@ -47,7 +47,7 @@ nlohmann::json to_json(const KernelInfo& k) {
 
 const char* yes(bool b) { return b ? "yes" : "no"; }
 
-// What Backend::automatic picks for zero_fill/provider/pager/track_writes regions, and why.
+// What Backend::automatic picks for zero_fill/provider/pager/track_dirty regions, and why.
 std::string region_backend() {
   auto u = userfaultfd_available();
   return u ? "userfaultfd" : "signals (" + u.error().message() + ")";

@@ -21,7 +21,8 @@
 #include <string>
 
 #include "faultline/kernel.hpp"
-#include "os/linux/uapi.hpp"
+#include "os/linux/uffd.hpp"
+#include "linux_uapi.hpp"
 
 namespace faultline {
 
@@ -52,43 +53,37 @@ long read_long(const char* path) {
 // Queries UFFDIO_API on a fresh userfaultfd: with features = 0 the kernel answers with every feature it
 // supports.
 bool uffd_api(int fd, KernelInfo& info) {
-  struct uffdio_api api{};
-  api.api = UFFD_API;
-  api.features = 0;
-  if (ioctl(fd, UFFDIO_API, &api) != 0) return false;
-  info.uffd_features = api.features;
-  info.uffd_ioctls = api.ioctls;
-  return true;
+  return !os::is_err(os::uffd_api(fd, 0, &info.uffd_features, &info.uffd_ioctls));
 }
 
 void probe_uffd(KernelInfo& info) {
-  int fd = static_cast<int>(syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK));
-  if (fd < 0 && errno == EPERM) {
-    // Without CAP_SYS_PTRACE and vm.unprivileged_userfaultfd=0, user-mode-only faults may still be allowed.
-    fd = static_cast<int>(syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK | UFFD_USER_MODE_ONLY));
-  }
-  if (fd >= 0) {
+  // The two ways to open one, probed separately for the report. Without CAP_SYS_PTRACE and with
+  // vm.unprivileged_userfaultfd=0, user-mode-only faults may still be allowed.
+  const long sys = os::raw_syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK);
+  const long sys_umo = sys == -EPERM ? os::raw_syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK | UFFD_USER_MODE_ONLY) : sys;
+  if (!os::is_err(sys_umo)) {
     info.uffd_syscall = true;
-    info.uffd_syscall_status = "ok";
-    uffd_api(fd, info);
-    close(fd);
+    info.uffd_syscall_status = sys == sys_umo ? "ok" : "ok (user-mode faults only)";
+    uffd_api(static_cast<int>(sys_umo), info);
+    os::raw_close(static_cast<int>(sys_umo));
   } else {
-    info.uffd_syscall_status = errno_text(errno);
+    info.uffd_syscall_status = errno_text(static_cast<int>(-sys_umo));
   }
-  int dev = open("/dev/userfaultfd", O_RDWR | O_CLOEXEC);
-  if (dev < 0) {
-    info.uffd_dev_status = errno_text(errno);
+  if (!os::is_err(sys) && sys != sys_umo) os::raw_close(static_cast<int>(sys));
+  const long dev = os::raw_open("/dev/userfaultfd", O_RDWR | O_CLOEXEC);
+  if (os::is_err(dev)) {
+    info.uffd_dev_status = errno_text(static_cast<int>(-dev));
   } else {
-    int ufd = ioctl(dev, USERFAULTFD_IOC_NEW, O_CLOEXEC | O_NONBLOCK);
-    if (ufd < 0) {
-      info.uffd_dev_status = errno_text(errno);
+    const long ufd = os::raw_syscall(SYS_ioctl, dev, static_cast<long>(USERFAULTFD_IOC_NEW), O_CLOEXEC | O_NONBLOCK);
+    if (os::is_err(ufd)) {
+      info.uffd_dev_status = errno_text(static_cast<int>(-ufd));
     } else {
       info.uffd_dev = true;
       info.uffd_dev_status = "ok";
-      if (!info.uffd_syscall) uffd_api(ufd, info);
-      close(ufd);
+      if (!info.uffd_syscall) uffd_api(static_cast<int>(ufd), info);
+      os::raw_close(static_cast<int>(ufd));
     }
-    close(dev);
+    os::raw_close(static_cast<int>(dev));
   }
   static constexpr struct {
     const char* name;
@@ -140,12 +135,12 @@ void probe_pagemap_scan(KernelInfo& info) {
   arg.vec_len = 4;
   arg.category_mask = PAGE_IS_PRESENT;
   arg.return_mask = PAGE_IS_PRESENT;
-  long r = ioctl(fd, PAGEMAP_SCAN, &arg);
+  long r = os::pagemap_scan(fd, &arg);
   if (r >= 1) {
     info.pagemap_scan = true;
     info.pagemap_scan_status = "ok";
   } else {
-    info.pagemap_scan_status = r < 0 ? errno_text(errno) : "answered, but did not see a present page";
+    info.pagemap_scan_status = r < 0 ? errno_text(static_cast<int>(-r)) : "answered, but did not see a present page";
   }
   munmap(p, page);
   close(fd);

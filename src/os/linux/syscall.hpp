@@ -120,6 +120,22 @@ inline std::uint32_t* futex_word(std::atomic<std::uint32_t>& a) noexcept {
   static_assert(sizeof(std::atomic<std::uint32_t>) == sizeof(std::uint32_t));
   return reinterpret_cast<std::uint32_t*>(&a);
 }
+// CLOCK_MONOTONIC in nanoseconds.
+inline std::int64_t monotonic_ns() noexcept {
+  struct timespec ts{};
+  raw_syscall(SYS_clock_gettime, CLOCK_MONOTONIC, arg(&ts));
+  return static_cast<std::int64_t>(ts.tv_sec) * 1'000'000'000 + ts.tv_nsec;
+}
+// Sleeps while *w == expected, until `deadline_ns` (CLOCK_MONOTONIC). Returns false once the deadline
+// has passed (without sleeping); true after a wake-up, a spurious return or a changed word: the caller
+// re-reads the word.
+inline bool futex_wait_until(std::atomic<std::uint32_t>& w, std::uint32_t expected, std::int64_t deadline_ns) noexcept {
+  const std::int64_t left = deadline_ns - monotonic_ns();
+  if (left <= 0) return false;
+  struct timespec ts{static_cast<time_t>(left / 1'000'000'000), static_cast<long>(left % 1'000'000'000)};
+  raw_futex_wait(futex_word(w), expected, &ts);  // EAGAIN, EINTR, ETIMEDOUT: the caller re-reads
+  return true;
+}
 inline long raw_nanosleep(const struct timespec* req) noexcept {
   return raw_syscall(SYS_nanosleep, arg(req), 0);
 }

@@ -1,16 +1,74 @@
-// os/linux/uffd.hpp: userfaultfd ioctls through the raw-syscall layer (signal path: the self-service
-// SIGBUS handler and the handler thread both use them). Each returns 0 or -errno.
+// os/linux/uffd.hpp: every userfaultfd system call and the PAGEMAP_SCAN ioctl, through the raw-syscall
+// layer (signal path: the self-service SIGBUS handler and the handler thread use them). Nothing else in
+// faultline opens a userfaultfd or issues one of these ioctls. Each returns a non-negative result or
+// -errno, never touches errno, never allocates.
 #pragma once
 
+#include <fcntl.h>
 #include <linux/userfaultfd.h>
 
 #include <cstddef>
 #include <cstdint>
 
 #include "os/linux/syscall.hpp"
-#include "os/linux/uapi.hpp"
+#include "linux_uapi.hpp"
 
 namespace faultline::os {
+
+// Opens a userfaultfd (O_CLOEXEC | O_NONBLOCK | extra_flags): the userfaultfd(2) system call, and when
+// that is refused, /dev/userfaultfd's USERFAULTFD_IOC_NEW. Returns the fd, or -errno of the system
+// call; *dev_err (if given) gets 0 or -errno of the /dev/userfaultfd attempt.
+inline long uffd_open(int extra_flags = 0, long* dev_err = nullptr) noexcept {
+  const int flags = O_CLOEXEC | O_NONBLOCK | extra_flags;
+  const long fd = raw_syscall(SYS_userfaultfd, flags);
+  if (dev_err != nullptr) *dev_err = 0;
+  if (!is_err(fd)) return fd;
+  const long dev = raw_open("/dev/userfaultfd", O_RDWR | O_CLOEXEC);
+  if (is_err(dev)) {
+    if (dev_err != nullptr) *dev_err = dev;
+    return fd;
+  }
+  const long nfd = raw_syscall(SYS_ioctl, dev, static_cast<long>(USERFAULTFD_IOC_NEW), flags);
+  raw_close(static_cast<int>(dev));
+  if (is_err(nfd)) {
+    if (dev_err != nullptr) *dev_err = nfd;
+    return fd;
+  }
+  return nfd;
+}
+
+// The UFFDIO_API handshake asking for `features` (0: the kernel answers with every feature it has).
+// On success *got_features / *got_ioctls (if given) say what the fd offers.
+inline long uffd_api(int fd, std::uint64_t features, std::uint64_t* got_features = nullptr,
+                     std::uint64_t* got_ioctls = nullptr) noexcept {
+  struct uffdio_api api{};
+  api.api = UFFD_API;
+  api.features = features;
+  const long rc = raw_ioctl(fd, UFFDIO_API, &api);
+  if (!is_err(rc)) {
+    if (got_features != nullptr) *got_features = api.features;
+    if (got_ioctls != nullptr) *got_ioctls = api.ioctls;
+  }
+  return rc;
+}
+
+// Registers [start, start + len) with `mode` (UFFDIO_REGISTER_MODE_*).
+inline long uffd_register(int fd, std::uintptr_t start, std::size_t len, std::uint64_t mode,
+                          std::uint64_t* ioctls = nullptr) noexcept {
+  struct uffdio_register reg{};
+  reg.range.start = start;
+  reg.range.len = len;
+  reg.mode = mode;
+  const long rc = raw_ioctl(fd, UFFDIO_REGISTER, &reg);
+  if (!is_err(rc) && ioctls != nullptr) *ioctls = reg.ioctls;
+  return rc;
+}
+
+// Unregisters (wakes any thread still waiting in the range).
+inline long uffd_unregister(int fd, std::uintptr_t start, std::size_t len) noexcept {
+  struct uffdio_range range{start, len};
+  return raw_ioctl(fd, UFFDIO_UNREGISTER, &range);
+}
 
 // Zero-fills [addr, addr + len). On -EEXIST, *done says how many bytes were filled before a page that
 // already existed. `wake` false: the caller wakes the waiters itself.
@@ -58,6 +116,12 @@ inline long uffd_writeprotect(int fd, std::uintptr_t addr, std::size_t len, bool
   w.range.len = len;
   w.mode = protect ? UFFDIO_WRITEPROTECT_MODE_WP : 0;
   return raw_ioctl(fd, UFFDIO_WRITEPROTECT, &w);
+}
+
+// PAGEMAP_SCAN on an open /proc/<pid>/pagemap: returns the number of page_region entries written, or
+// -errno (-ENOTTY: the kernel has no PAGEMAP_SCAN).
+inline long pagemap_scan(int pagemap_fd, struct pm_scan_arg* arg) noexcept {
+  return raw_ioctl(pagemap_fd, PAGEMAP_SCAN, arg);
 }
 
 }  // namespace faultline::os

@@ -17,10 +17,9 @@
 #include <vector>
 
 #include "bench/sections.hpp"
+#include "faultline/internal/bench.hpp"
 #include "faultline/region.hpp"
-#include "os/linux/uapi.hpp"
-#include "region/table.hpp"
-#include "trap/dispatcher.hpp"
+#include "linux_uapi.hpp"
 
 
 namespace faultline::bench {
@@ -34,14 +33,9 @@ std::size_t g_psize = 4096;
 double lookup_sample(const std::vector<std::uintptr_t>& addrs, unsigned n) {
   std::uintptr_t sink = 0;
   const double t0 = now_ns();
-  for (unsigned done = 0; done < n;) {
-    // A fault handler holds the trap epoch while it looks up; so do we, per batch.
-    const unsigned side = trap::g_state.epoch.enter();
-    for (unsigned k = 0; k < 1024; ++k, ++done) {
-      sink += reinterpret_cast<std::uintptr_t>(region::lookup(addrs[done % addrs.size()]));
-      asm volatile("" : "+r"(sink));
-    }
-    trap::g_state.epoch.exit(side);
+  for (unsigned done = 0; done < n; done += 1024) {
+    // A fault handler holds the trap epoch while it looks up; so does the hook, per batch.
+    sink += internal::bench_lookup_batch(addrs.data(), addrs.size(), done, 1024);
   }
   const double ns = (now_ns() - t0) / n;
   if (sink == 1) std::fputs("", stderr);  // keep the lookups

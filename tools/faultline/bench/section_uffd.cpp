@@ -4,7 +4,7 @@
 //   - random first touch with read-ahead against a single-page fill (read-ahead must not hurt);
 //   - the first read of a file through the built-in file store against the kernel's mmap of it;
 //   - a dirty-tracking epoch (K writes to random pages among N, then harvest and re-arm): WP_ASYNC +
-//     PAGEMAP_SCAN against mprotect + SIGSEGV (the signal backend's track_writes).
+//     PAGEMAP_SCAN against mprotect + SIGSEGV (the signal backend's track_dirty).
 #include <fcntl.h>
 #include <linux/userfaultfd.h>
 #include <sys/ioctl.h>
@@ -21,7 +21,7 @@
 
 #include "bench/sections.hpp"
 #include "faultline/region.hpp"
-#include "os/linux/uapi.hpp"
+#include "linux_uapi.hpp"
 
 namespace faultline::bench {
 
@@ -41,12 +41,12 @@ FillStatus fill_pattern(const FillRequest& req, void*) {
   return {};
 }
 
-Region make(const char* name, Policy policy, std::size_t pages, Backend backend, UffdMode mode, std::size_t readahead) {
+Region make(const char* name, Policy policy, std::size_t pages, Backend backend, UserfaultfdMode mode, std::size_t readahead) {
   RegionOptions o;
   o.name = name;
   o.policy = policy;
   o.backend = backend;
-  o.uffd_mode = mode;
+  o.userfaultfd_mode = mode;
   o.readahead_max = readahead;
   o.fault_around = 1;
   if (policy == Policy::provider) o.fill = fill_pattern;
@@ -153,25 +153,25 @@ void section_uffd(Bench& b) {
     const std::string base = "kernel demand-zero fault";
     const Target four{Target::Kind::ratio_at_most, 0.25, "4x faster (<= 0.25x)", "userfaultfd"};
     {
-      Region z = make("bench-uffd-zero", Policy::zero_fill, pages, Backend::userfaultfd, UffdMode::handler_thread, 64);
+      Region z = make("bench-uffd-zero", Policy::zero_fill, pages, Backend::userfaultfd, UserfaultfdMode::handler_thread, 64);
       b.compare("userfaultfd", "first touch sequential, zero-fill, handler thread, read-ahead 64", base, kernel_seq,
                 region_sampler(z, pages, seq), four).note = note;
     }
     {
-      Region c = make("bench-uffd-content", Policy::provider, pages, Backend::userfaultfd, UffdMode::handler_thread, 64);
+      Region c = make("bench-uffd-content", Policy::provider, pages, Backend::userfaultfd, UserfaultfdMode::handler_thread, 64);
       b.compare("userfaultfd", "first touch sequential, content-initialised, handler thread, read-ahead 64", base,
                 kernel_seq, region_sampler(c, pages, seq), four).note = note;
     }
     {
-      Region one = make("bench-uffd-single", Policy::zero_fill, pages, Backend::userfaultfd, UffdMode::handler_thread, 1);
-      Region ra = make("bench-uffd-ra", Policy::zero_fill, pages, Backend::userfaultfd, UffdMode::handler_thread, 64);
+      Region one = make("bench-uffd-single", Policy::zero_fill, pages, Backend::userfaultfd, UserfaultfdMode::handler_thread, 1);
+      Region ra = make("bench-uffd-ra", Policy::zero_fill, pages, Backend::userfaultfd, UserfaultfdMode::handler_thread, 64);
       b.compare("userfaultfd", "first touch random, zero-fill, handler thread, read-ahead 64",
                 "the same with single-page fills", region_sampler(one, pages, rnd), region_sampler(ra, pages, rnd),
                 Target{Target::Kind::ratio_at_most, 1.10, "<= 1.10x", "userfaultfd"})
           .note = note;
     }
     {
-      Region s = make("bench-uffd-self", Policy::zero_fill, pages, Backend::userfaultfd, UffdMode::self_service, 64);
+      Region s = make("bench-uffd-self", Policy::zero_fill, pages, Backend::userfaultfd, UserfaultfdMode::self_service, 64);
       b.compare("userfaultfd", "first touch sequential, zero-fill, self-service SIGBUS, read-ahead 64", base,
                 kernel_seq, region_sampler(s, pages, seq)).note = note;
     }
@@ -210,8 +210,7 @@ void section_uffd(Bench& b) {
       RegionOptions o;
       o.name = "bench-file";
       o.policy = Policy::provider;
-      o.fill = FileStore::fill_fn();
-      o.fill_data = store->fill_data();
+      o.store = &store.value();
       o.readahead_max = 256;  // 1 MiB per fill at most: one pread and one UFFDIO_COPY per window
       auto region = reserve_region(pages * g_psize, o);
       if (!region) die("reserve_region: " + region.error().message());
@@ -248,13 +247,13 @@ void section_uffd(Bench& b) {
         return (now_ns() - t0) / static_cast<double>(writes.size());
       };
     };
-    Region mp = make("bench-dirty-mprotect", Policy::track_writes, n, Backend::signals, UffdMode::handler_thread, 1);
-    Region wp = make("bench-dirty-wp-async", Policy::track_writes, n, Backend::userfaultfd, UffdMode::handler_thread, 1);
+    Region mp = make("bench-dirty-mprotect", Policy::track_dirty, n, Backend::signals, UserfaultfdMode::handler_thread, 1);
+    Region wp = make("bench-dirty-wp-async", Policy::track_dirty, n, Backend::userfaultfd, UserfaultfdMode::handler_thread, 1);
     RegionOptions so;
     so.name = "bench-dirty-wp-sync";
-    so.policy = Policy::track_writes;
+    so.policy = Policy::track_dirty;
     so.backend = Backend::userfaultfd;
-    so.write_tracking = WriteTracking::sync_wp;
+    so.dirty_tracking = DirtyTracking::sync_wp;
     auto sync_region = reserve_region(n * g_psize, so);
     if (!sync_region) die("reserve_region: " + sync_region.error().message());
     Region& ws = *sync_region;

@@ -1,0 +1,57 @@
+// faultline/backend.hpp: how a region's faults reach faultline: signals or userfaultfd.
+//
+//   faultline::RegionOptions o;
+//   o.backend = faultline::Backend::automatic;            // the default
+//   auto r = faultline::reserve_region(64 << 20, o).value();
+//   std::printf("%s: %s\n", faultline::backend_name(r.backend()), r.backend_reason());
+//
+// The signal backend serves every policy with mprotect and SIGSEGV: it works everywhere, on any memory.
+// The userfaultfd backend serves zero_fill, provider, pager and track_dirty regions that faultline maps
+// itself, without mprotect:
+//   - missing pages are read by faultline's handler thread (in batches) and filled a window at a time
+//     (read-ahead: sequential faults double the window up to RegionOptions::readahead_max pages, random
+//     ones halve it); or, in self-service mode (UserfaultfdMode::self_service, UFFD_FEATURE_SIGBUS), by
+//     the faulting thread itself in its SIGBUS handler (zero_fill and provider with an
+//     async-signal-safe store, up to 4 pages per fill; a system call that touches a missing page of such
+//     a region fails with EFAULT, as the kernel cannot raise the signal for it);
+//   - a failed fill poisons the page (UFFDIO_POISON): the faulting thread gets SIGBUS and the report
+//     names the region and the cause; the page stays failed until Region::discard();
+//   - track_dirty: asynchronous write-protection (WP_ASYNC): the kernel records the first write to each
+//     page and collect_dirty() harvests and re-arms with one PAGEMAP_SCAN ioctl; DirtyTracking::sync_wp
+//     uses synchronous write-protect faults instead;
+//   - write-back (RegionOptions::write_back), flush(), evict() and the resident-page watermark
+//     (RegionOptions::max_resident_pages) are offered on this backend only.
+// Backend::automatic picks userfaultfd when the kernel offers what the policy needs and signals
+// otherwise (guard and barrier regions, adopted memory, no userfaultfd: ENOSYS, EPERM from
+// vm.unprivileged_userfaultfd or seccomp, a missing feature); Region::backend_reason() says why.
+//
+// Thread-safety: every call is thread-safe. backend_name() is async-signal-safe; the rest is not.
+#pragma once
+
+#include <cstdint>
+
+#include "faultline/result.hpp"
+
+namespace faultline {
+
+enum class Backend : std::uint8_t { automatic, signals, userfaultfd };
+// "automatic", "signals", "userfaultfd"; "?" for anything else. Async-signal-safe.
+const char* backend_name(Backend b) noexcept;
+
+// How a userfaultfd track_dirty region learns about writes.
+enum class DirtyTracking : std::uint8_t {
+  async_wp,  // UFFD_FEATURE_WP_ASYNC: the kernel records writes, no fault reaches user space
+  sync_wp,   // synchronous write-protect: the first write to a page is a fault the handler thread
+             // records before it lifts the protection (kernels without WP_ASYNC)
+};
+
+// How a userfaultfd region's missing pages are filled.
+enum class UserfaultfdMode : std::uint8_t {
+  handler_thread,  // faultline's handler thread reads the faults and fills them
+  self_service,    // the faulting thread fills its own fault in a SIGBUS handler
+};
+
+// Whether this process can use userfaultfd, and if not why ("userfaultfd: EPERM (...)").
+Result<void> userfaultfd_available();
+
+}  // namespace faultline

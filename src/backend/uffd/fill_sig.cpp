@@ -1,0 +1,142 @@
+// backend/uffd/fill_sig.cpp: filling missing pages of userfaultfd regions, failing a page, and the
+// self-service SIGBUS path (signal path: the self-service handler runs it in the faulting thread; the
+// handler and pager threads run it too).
+//
+// Read-ahead: a fault at the page right after the last window filled doubles the window (up to
+// readahead_max pages); any other fault halves it (down to one page). Races between threads only make
+// the window a little off; ZEROPAGE/COPY stop at the first page that already exists (-EEXIST with a
+// partial count) and wake whoever waits on what they filled; when nothing was filled the faulting page
+// already exists and its waiters are woken explicitly.
+#include <sys/mman.h>
+
+#include <atomic>
+#include <cerrno>
+
+#include "backend/uffd/uffd.hpp"
+#include "core/format.hpp"
+#include "core/page.hpp"
+#include "os/linux/syscall.hpp"
+#include "os/linux/uffd.hpp"
+#include "trap/dispatcher.hpp"
+
+namespace faultline::backend::uffd {
+
+namespace {
+
+// A read-only anonymous mapping never written: every page reads as zero, and costs no memory.
+constinit std::atomic<void*> g_zeros{nullptr};
+constexpr std::size_t kZeroBytes = std::size_t{512} << 12;
+
+const void* zero_source(std::size_t len) noexcept {
+  void* z = g_zeros.load(std::memory_order_acquire);
+  if (z == nullptr) {
+    const long m = os::raw_mmap(nullptr, kZeroBytes, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (os::is_err(m)) return nullptr;
+    void* expected = nullptr;
+    if (!g_zeros.compare_exchange_strong(expected, reinterpret_cast<void*>(m))) {
+      os::raw_munmap(reinterpret_cast<void*>(m), kZeroBytes);
+    }
+    z = g_zeros.load(std::memory_order_acquire);
+  }
+  return len <= kZeroBytes ? z : nullptr;
+}
+
+}  // namespace
+
+FillStatus store_fill(Store& store, const FillRequest& req) noexcept { return store.fill(req); }
+
+void UffdRegion::fail_page(std::uintptr_t page_addr, int err, const char* reason) noexcept {
+  const std::size_t page = core::page_size();
+  record_fill_failure((page_addr - base) / page, err, reason);
+  if (os::is_err(os::uffd_poison(fd, page_addr, page))) os::uffd_wake(fd, page_addr, page);
+}
+
+int UffdRegion::fill(std::uintptr_t page_addr, Access access, std::uintptr_t pc, long tid, void* bounce,
+                     std::size_t bounce_size, std::size_t* filled_pages, StoreCall call) noexcept {
+  if (filled_pages != nullptr) *filled_pages = 0;
+  const std::size_t page = core::page_size();
+  // Another message for a page already filled (two threads faulted on it): wake, do not fill twice.
+  if (!filled.empty() && filled.test((page_addr - base) / page)) {
+    os::uffd_wake(fd, page_addr, page);
+    return 0;
+  }
+  std::size_t window = ra_window.load(std::memory_order_relaxed);
+  if (page_addr == ra_next.load(std::memory_order_relaxed)) {
+    window = window * 2 > readahead_max ? readahead_max : window * 2;
+  } else {
+    window = window / 2 > 0 ? window / 2 : 1;
+  }
+  std::size_t len = window * page;
+  if (len > end - page_addr) len = end - page_addr;
+  // Stop the window at the first page already filled (COPY would stop there anyway, after the fill).
+  if (!filled.empty()) {
+    for (std::size_t k = page; k < len; k += page) {
+      if (filled.test((page_addr + k - base) / page)) {
+        len = k;
+        break;
+      }
+    }
+  }
+  if (policy != Policy::zero_fill && len > bounce_size) len = bounce_size - bounce_size % page;
+  if (len == 0) len = page;
+  ra_window.store(static_cast<std::uint32_t>(window), std::memory_order_relaxed);
+  ra_next.store(page_addr + len, std::memory_order_relaxed);
+
+  std::size_t done = 0;
+  long rc;
+  if (policy == Policy::zero_fill && access != Access::write) {
+    rc = os::uffd_zeropage(fd, page_addr, len, &done);  // reads: the shared zero page, no memory
+  } else if (policy == Policy::zero_fill) {
+    // Writes: ZEROPAGE would map the read-only zero page and every write would fault again to copy it;
+    // copy zeros into private pages at once (from a mapping that was never written: all zero pages).
+    const void* zeros = zero_source(len);
+    rc = zeros != nullptr ? os::uffd_copy(fd, page_addr, zeros, len, &done) : os::uffd_zeropage(fd, page_addr, len, &done);
+  } else {
+    const FillRequest req{info(), page_addr - base, len, access, pc, tid, static_cast<std::byte*>(bounce)};
+    const FillStatus st = call(*store, req);
+    if (st.error != 0) {
+      const int err = st.error > 0 ? st.error : EIO;
+      fail_page(page_addr, err, st.reason);
+      return err;
+    }
+    rc = os::uffd_copy(fd, page_addr, bounce, len, &done, true, write_back_enabled);
+  }
+  if (!os::is_err(rc)) done = len;
+  if (!filled.empty()) {
+    for (std::uintptr_t a = page_addr; a < page_addr + done; a += page) filled.set((a - base) / page);
+  }
+  if (filled_pages != nullptr) *filled_pages = done / page;
+  // Nothing filled (the page exists already, or the mm is changing: -EAGAIN): wake the waiters, who
+  // fault again if they still need to.
+  if (os::is_err(rc) && done == 0) os::uffd_wake(fd, page_addr, page);
+  return 0;
+}
+
+Disposition UffdRegion::on_fault(FaultContext& ctx) noexcept {
+  // A SIGSEGV in a userfaultfd region is a permission violation; a SIGBUS is ours only for a
+  // self-service region's missing page (BUS_ADRERR from UFFD_FEATURE_SIGBUS): a poisoned page
+  // (BUS_MCEERR_AR) or any other SIGBUS goes on to the report.
+  if (ctx.signal() != SIGBUS || mode != UserfaultfdMode::self_service || ctx.code() != BUS_ADRERR) {
+    return Disposition::declined;
+  }
+  if (!permits(ctx.access())) return Disposition::declined;
+  // Provider fills go through a buffer on this (alternate) stack: at most 4 pages at a time.
+  alignas(64) unsigned char bounce[4 * 4096];
+  if (fill(core::align_down(ctx.address(), core::page_size()), ctx.access(), ctx.pc(), os::raw_gettid(), bounce,
+           sizeof bounce, nullptr, store_fill) != 0) {
+    // Failed (and the page poisoned): end this access in SIGBUS now, with the cause, as the signal backend
+    // does, rather than rely on the poisoned page alone.
+    char cause[224];
+    core::Formatter c(cause, sizeof cause);
+    char failure[160];
+    copy_failure(failure, sizeof failure);
+    c.put("region '").put(name).put("': ").put(failure);
+    c.c_str();
+    trap::fail_with_sigbus(ctx, cause);
+  }
+  return Disposition::resolved;
+}
+
+void UffdRegion::describe_backend(core::Formatter& f) const noexcept { f.put(" backend userfaultfd"); }
+
+}  // namespace faultline::backend::uffd

@@ -1,0 +1,162 @@
+// backend/uffd/handler.cpp: the userfaultfd handler thread: reads fault messages in batches and fills
+// them (or hands them to the region's pager), records synchronous write-protect faults, forgets pages the
+// program dropped itself, and runs the watchdog of the pagers' detached requests. One per process. Not
+// signal path.
+#include <poll.h>
+#include <pthread.h>
+#include <sys/mman.h>
+
+#include <cerrno>
+#include <memory>
+#include <mutex>
+#include <system_error>
+#include <thread>
+#include <vector>
+
+#include "backend/uffd/uffd.hpp"
+#include "core/page.hpp"
+#include "os/linux/syscall.hpp"
+#include "os/linux/uffd.hpp"
+#include "pager/pager.hpp"
+#include "region/table.hpp"
+#include "trap/dispatcher.hpp"
+
+namespace faultline::backend::uffd {
+
+namespace {
+
+std::mutex g_start_mutex;
+bool g_thread_started = false;
+std::mutex g_watch_mutex;
+// Pagers with userfaultfd regions. Never destroyed: the detached handler thread may still read it while
+// the process runs its static destructors at exit.
+std::vector<std::weak_ptr<detail::PagerImpl>>& g_watched = *new std::vector<std::weak_ptr<detail::PagerImpl>>();
+
+UffdRegion* uffd_region_at(std::uintptr_t addr, int fd) noexcept {
+  detail::RegionImpl* r = region::lookup(addr);
+  if (r == nullptr || r->backend() != Backend::userfaultfd) return nullptr;
+  auto* u = static_cast<UffdRegion*>(r);
+  return u->fd == fd ? u : nullptr;
+}
+
+// The program dropped pages itself (madvise, munmap): they are missing again.
+void forget_filled(int fd, std::uintptr_t start, std::uintptr_t end) {
+  const std::size_t page = core::page_size();
+  const unsigned side = trap::g_state.epoch.enter();
+  for (std::uintptr_t a = start & ~(page - 1); a < end; a += page) {
+    UffdRegion* r = uffd_region_at(a, fd);
+    if (r == nullptr || r->filled.empty()) continue;
+    r->filled.clear((a - r->base) / page);
+  }
+  trap::g_state.epoch.exit(side);
+}
+
+void expired(detail::RegionImpl& r, const FillRequest& req) {
+  static_cast<UffdRegion&>(r).fail_page(r.base + req.offset, ETIMEDOUT, "the pager did not answer within fill_timeout");
+}
+
+void handler_loop(int fd) {
+  pthread_setname_np(pthread_self(), "faultline-uffd");
+  const std::size_t page = core::page_size();
+  const std::size_t bounce_size = 512 * page;
+  void* bounce = mmap(nullptr, bounce_size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (bounce == MAP_FAILED) return;
+  struct uffd_msg msgs[64];
+  for (;;) {
+    struct pollfd pfd{fd, POLLIN, 0};
+    // Wake up now and then for the watchdog of pager requests.
+    if (poll(&pfd, 1, 50) < 0 && errno != EINTR) return;
+    {
+      std::lock_guard lock(g_watch_mutex);
+      const std::int64_t now = os::monotonic_ns();
+      for (auto it = g_watched.begin(); it != g_watched.end();) {
+        if (auto p = it->lock()) {
+          pager::expire_detached(*p, now, expired);
+          ++it;
+        } else {
+          it = g_watched.erase(it);
+        }
+      }
+    }
+    const long n = os::raw_read(fd, msgs, sizeof msgs);
+    if (n <= 0) continue;  // EAGAIN: nothing (a watchdog tick), or another wake-up took them
+    const std::size_t count = static_cast<std::size_t>(n) / sizeof(struct uffd_msg);
+    for (std::size_t i = 0; i < count; ++i) {
+      if (msgs[i].event == UFFD_EVENT_REMOVE || msgs[i].event == UFFD_EVENT_UNMAP) {
+        forget_filled(fd, msgs[i].arg.remove.start, msgs[i].arg.remove.end);
+        continue;
+      }
+      if (msgs[i].event != UFFD_EVENT_PAGEFAULT) continue;
+      const std::uintptr_t addr = msgs[i].arg.pagefault.address & ~(page - 1);
+      bool seen = false;  // several threads on one page: the first fill wakes them all
+      for (std::size_t j = 0; j < i && !seen; ++j) {
+        seen = msgs[j].event == UFFD_EVENT_PAGEFAULT && (msgs[j].arg.pagefault.address & ~(page - 1)) == addr;
+      }
+      if (seen) {
+        os::uffd_wake(fd, addr, page);  // the first fill normally woke it; never leave a thread asleep
+        continue;
+      }
+      const Access access = (msgs[i].arg.pagefault.flags & UFFD_PAGEFAULT_FLAG_WRITE) ? Access::write : Access::read;
+      const bool wp = (msgs[i].arg.pagefault.flags & UFFD_PAGEFAULT_FLAG_WP) != 0;
+      const long tid = msgs[i].arg.pagefault.feat.ptid;
+      // The trap epoch keeps the region alive while we use it (as in a fault handler).
+      const unsigned side = trap::g_state.epoch.enter();
+      UffdRegion* r = uffd_region_at(addr, fd);
+      bool rewake = true;
+      if (r == nullptr) {
+        // unregistered meanwhile: let the thread fault normally (the wake-up below)
+      } else if (wp) {
+        // Synchronous write tracking: record the page, then lift the protection (which wakes the writer).
+        if (!r->dirty.empty()) r->dirty.set((addr - r->base) / page);
+        os::uffd_writeprotect(fd, addr, page, false);
+      } else if (r->policy == Policy::pager && pager::is_pager_thread(*r->pager, tid)) {
+        r->fail_page(addr, EDEADLK, "a thread of this region's pager touched an unfilled page of it");
+      } else if (r->policy == Policy::pager) {
+        pager::post_detached(*r, FillRequest{r->info(), addr - r->base, r->readahead_max * page, access, 0, tid, nullptr});
+        rewake = false;  // the pager wakes the thread when it is done
+      } else {
+        std::size_t pages = 0;
+        r->fill(addr, access, 0, tid, bounce, bounce_size, &pages, store_fill_catching);
+        note_filled(*r, addr, pages);
+      }
+      trap::g_state.epoch.exit(side);
+      // A wake-up for good measure: if the page changed under us (evicted, written, dropped by the
+      // program) the thread simply faults again and sends a new message; a lost wake-up would hang it.
+      if (rewake) os::uffd_wake(fd, addr, page);
+    }
+  }
+}
+
+}  // namespace
+
+Result<void> start_handler(int fd) {
+  std::lock_guard lock(g_start_mutex);
+  if (g_thread_started) return {};
+  try {
+    std::thread(handler_loop, fd).detach();
+  } catch (const std::system_error& e) {
+    return Error(Errc::system_error, std::string("userfaultfd: cannot start the handler thread: ") + e.what());
+  }
+  g_thread_started = true;
+  return {};
+}
+
+void watch_pager(const std::shared_ptr<detail::PagerImpl>& pager) {
+  std::lock_guard lock(g_watch_mutex);
+  g_watched.push_back(pager);
+}
+
+void handler_lock_for_fork() {
+  g_start_mutex.lock();
+  g_watch_mutex.lock();
+}
+void handler_unlock_after_fork() {
+  g_watch_mutex.unlock();
+  g_start_mutex.unlock();
+}
+void handler_forget_after_fork() {
+  g_thread_started = false;
+  g_watched.clear();
+}
+
+}  // namespace faultline::backend::uffd

@@ -1,0 +1,378 @@
+// backend/uffd/uffd.cpp: the userfaultfd backend's regions: the fds, choosing, registering, collecting
+// dirty pages, discarding, write-back and serving pager requests. Not signal path. See uffd.hpp.
+#include "backend/uffd/uffd.hpp"
+
+#include <fcntl.h>
+#include <pthread.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "core/page.hpp"
+#include "os/linux/uffd.hpp"
+#include "pager/pager.hpp"
+#include "region/table.hpp"
+
+namespace faultline::backend::uffd {
+
+namespace {
+
+struct FdState {
+  int fd = -1;
+  bool tried = false;
+  std::string why;
+};
+
+std::mutex g_mutex;
+FdState g_fds[3];
+pid_t g_owner = 0;  // the process the fds belong to (fork gives a child none)
+int g_pagemap = -1;
+
+std::string errno_text(const char* what, long neg_errno) {
+  const int e = static_cast<int>(-neg_errno);
+  const char* n = strerrorname_np(e);
+  return std::string(what) + ": " + (n != nullptr ? n : "E?") + " (" + std::strerror(e) + ")";
+}
+
+// fork: the locks are taken around it (the handler thread takes its lock every tick; a child that
+// inherited it locked would wedge its own handler thread). After fork the child shares the parent's
+// userfaultfds (tied to the parent's memory) and has no handler thread: forget both, the child opens its
+// own on first use.
+void lock_for_fork() {
+  g_mutex.lock();
+  handler_lock_for_fork();
+  evictor_lock_for_fork();
+}
+void unlock_after_fork() {
+  evictor_unlock_after_fork();
+  handler_unlock_after_fork();
+  g_mutex.unlock();
+}
+void forget_after_fork() {
+  for (FdState& s : g_fds) s = FdState{};
+  g_owner = 0;
+  g_pagemap = -1;
+  evictor_forget_after_fork();
+  handler_forget_after_fork();
+  unlock_after_fork();
+}
+
+std::uint64_t features_of(Kind k) {
+  switch (k) {
+    case Kind::handler: return UFFD_FEATURE_THREAD_ID | UFFD_FEATURE_POISON | UFFD_FEATURE_EVENT_REMOVE | UFFD_FEATURE_EVENT_UNMAP;
+    case Kind::sigbus: return UFFD_FEATURE_SIGBUS | UFFD_FEATURE_POISON;
+    case Kind::wp_async: return UFFD_FEATURE_WP_ASYNC | UFFD_FEATURE_WP_UNPOPULATED;
+  }
+  return 0;
+}
+
+// Opens a userfaultfd and asks for `features`; -1 and why when that cannot be had.
+int open_with(std::uint64_t features, std::string* why) {
+  long dev_err = 0;
+  const long fd = os::uffd_open(0, &dev_err);
+  if (os::is_err(fd)) {
+    *why = errno_text("userfaultfd(2)", fd) + "; " +
+           (dev_err != 0 ? errno_text("/dev/userfaultfd", dev_err) : std::string("/dev/userfaultfd: no"));
+    return -1;
+  }
+  if (const long rc = os::uffd_api(static_cast<int>(fd), features); os::is_err(rc)) {
+    *why = errno_text("UFFDIO_API (features this kernel lacks)", rc);
+    os::raw_close(static_cast<int>(fd));
+    return -1;
+  }
+  return static_cast<int>(fd);
+}
+
+int fd_locked(Kind kind, std::string* why) {
+  if (g_owner != getpid()) {
+    static std::once_flag atfork;
+    std::call_once(atfork, [] { pthread_atfork(lock_for_fork, unlock_after_fork, forget_after_fork); });
+    g_owner = getpid();
+  }
+  FdState& s = g_fds[static_cast<int>(kind)];
+  if (!s.tried) {
+    s.tried = true;
+    s.fd = open_with(features_of(kind), &s.why);
+  }
+  if (s.fd < 0 && why != nullptr) *why = s.why;
+  return s.fd;
+}
+
+bool pagemap_scan_works() {
+  if (g_pagemap < 0) g_pagemap = static_cast<int>(os::raw_open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC));
+  if (g_pagemap < 0) return false;
+  struct pm_scan_arg arg{};
+  arg.size = sizeof arg;
+  return os::pagemap_scan(g_pagemap, &arg) != -ENOTTY;
+}
+
+// Which of the fds serves a region: asynchronous write tracking has its own; synchronous write tracking
+// and missing-page fills go to the handler thread's, unless self-service.
+Kind kind_of(Policy policy, DirtyTracking tracking, UserfaultfdMode mode) {
+  if (policy == Policy::track_dirty) return tracking == DirtyTracking::async_wp ? Kind::wp_async : Kind::handler;
+  return mode == UserfaultfdMode::self_service ? Kind::sigbus : Kind::handler;
+}
+
+}  // namespace
+
+UffdRegion::UffdRegion(const RegionOptions& o, std::uintptr_t region_base, std::size_t size)
+    : RegionImpl(o, region_base, size, true),
+      mode(o.userfaultfd_mode),
+      tracking(o.dirty_tracking),
+      readahead_max(o.readahead_max),
+      remote_sock(o.remote_pager_socket) {
+  ra_window.store(static_cast<std::uint32_t>(o.fault_around));
+  if (o.max_resident_pages != 0) {
+    evict = std::make_unique<EvictState>();
+    evict->max_resident = o.max_resident_pages;
+  }
+}
+
+UffdRegion::~UffdRegion() = default;
+
+FillStatus store_fill_catching(Store& store, const FillRequest& req) noexcept {
+  try {
+    return store.fill(req);
+  } catch (...) {
+    return FillStatus{EIO, "the store's fill threw an exception"};
+  }
+}
+
+Kind UffdRegion::kind() const noexcept { return kind_of(policy, tracking, mode); }
+
+int probe(std::string* why) { return open_with(features_of(Kind::handler), why); }
+
+int fd_for(Kind kind, std::string* why) {
+  std::lock_guard lock(g_mutex);
+  return fd_locked(kind, why);
+}
+
+bool usable(const RegionOptions& o, std::string* reason) {
+  if (o.policy == Policy::guard || o.policy == Policy::barrier) {
+    *reason = std::string("the ") + policy_name(o.policy) + " policy needs the signal backend";
+    return false;
+  }
+  if (o.policy == Policy::pager && o.userfaultfd_mode == UserfaultfdMode::self_service) {
+    *reason = "a pager region cannot be self-service";
+    return false;
+  }
+  const Kind kind = kind_of(o.policy, o.dirty_tracking, o.userfaultfd_mode);
+  std::lock_guard lock(g_mutex);
+  if (fd_locked(kind, reason) < 0) return false;
+  if (kind == Kind::wp_async && !pagemap_scan_works()) {
+    *reason = "PAGEMAP_SCAN is not available on /proc/self/pagemap";
+    return false;
+  }
+  *reason = kind == Kind::wp_async                ? "userfaultfd (WP_ASYNC + PAGEMAP_SCAN)"
+            : o.policy == Policy::track_dirty     ? "userfaultfd (synchronous write-protect)"
+            : kind == Kind::sigbus                ? "userfaultfd (self-service SIGBUS)"
+                                                  : "userfaultfd (handler thread)";
+  return true;
+}
+
+Result<std::unique_ptr<detail::RegionImpl>> create(std::size_t size, const RegionOptions& o) {
+  // Private anonymous memory with the region's own protection; missing pages reach userfaultfd.
+  void* p = mmap(nullptr, size, region::prot_of(o.perms), MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  if (p == MAP_FAILED) return Error::from_errno("mmap (reserve_region)", errno);
+  return std::unique_ptr<detail::RegionImpl>(std::make_unique<UffdRegion>(o, reinterpret_cast<std::uintptr_t>(p), size));
+}
+
+Result<void> UffdRegion::attach() {
+  if (remote_sock >= 0) return attach_remote(*this, remote_sock);
+  const bool sync_wp = policy == Policy::track_dirty && tracking == DirtyTracking::sync_wp;
+  const Kind k = kind();
+  if (sync_wp) {
+    // Without WP_UNPOPULATED on this fd, only present pages can be write-protected: populate first.
+    if (madvise(reinterpret_cast<void*>(base), end - base, MADV_POPULATE_WRITE) != 0) {
+      return Error::from_errno("madvise MADV_POPULATE_WRITE (synchronous write tracking)", errno);
+    }
+  }
+  std::string why;
+  const int ufd = fd_for(k, &why);
+  if (ufd < 0) return Error(Errc::unsupported, "region '" + std::string(name) + "': userfaultfd: " + why);
+  std::uint64_t mode_bits = policy == Policy::track_dirty ? UFFDIO_REGISTER_MODE_WP : UFFDIO_REGISTER_MODE_MISSING;
+  // Write-back: filled pages are installed write-protected; their first write is a fault that marks them.
+  if (write_back_enabled) mode_bits |= UFFDIO_REGISTER_MODE_WP;
+  if (sync_wp || write_back_enabled) dirty = detail::PageBits(pages());
+  if (k == Kind::handler && !sync_wp) filled = detail::PageBits(pages());  // self-service never sees duplicates
+  if (const long rc = os::uffd_register(ufd, base, end - base, mode_bits); os::is_err(rc)) {
+    return Error::from_errno("UFFDIO_REGISTER", static_cast<int>(-rc));
+  }
+  fd = ufd;
+  if (k == Kind::handler) {
+    // The handler thread starts with the first region that needs it (not when probing), so that a
+    // process that only asks whether userfaultfd works stays single-threaded.
+    if (auto h = start_handler(ufd); !h) {
+      os::uffd_unregister(ufd, base, end - base);
+      fd = -1;
+      return h;
+    }
+  }
+  if (policy == Policy::pager) watch_pager(pager);
+  if (policy == Policy::track_dirty) {
+    if (const long rc = os::uffd_writeprotect(ufd, base, end - base, true); os::is_err(rc)) {
+      os::uffd_unregister(ufd, base, end - base);
+      fd = -1;
+      return Error::from_errno("UFFDIO_WRITEPROTECT", static_cast<int>(-rc));
+    }
+  }
+  return {};
+}
+
+void UffdRegion::release_helpers() noexcept { stop_remote(*this); }
+
+void UffdRegion::detach() noexcept {
+  if (fd >= 0 && remote_sock < 0) os::uffd_unregister(fd, base, end - base);  // wakes any thread still waiting
+}
+
+void UffdRegion::unmap() noexcept { munmap(reinterpret_cast<void*>(base), end - base); }
+
+Result<void> UffdRegion::collect_dirty(std::vector<std::size_t>& out, ProtectBatch*) {
+  const std::size_t page = core::page_size();
+  if (tracking == DirtyTracking::async_wp) {
+    // Harvest and re-arm in one ioctl; nothing to defer.
+    struct page_region regions[64];
+    std::uintptr_t start = base;
+    while (start < end) {
+      struct pm_scan_arg arg{};
+      arg.size = sizeof arg;
+      arg.flags = PM_SCAN_WP_MATCHING | PM_SCAN_CHECK_WPASYNC;
+      arg.start = start;
+      arg.end = end;
+      arg.vec = reinterpret_cast<std::uintptr_t>(regions);
+      arg.vec_len = 64;
+      arg.category_mask = PAGE_IS_WRITTEN;
+      arg.return_mask = PAGE_IS_WRITTEN;
+      const long n = os::pagemap_scan(g_pagemap, &arg);
+      if (os::is_err(n)) return Error::from_errno("PAGEMAP_SCAN", static_cast<int>(-n));
+      for (long i = 0; i < n; ++i) {
+        for (std::uintptr_t a = regions[i].start; a < regions[i].end; a += page) out.push_back((a - base) / page);
+      }
+      if (arg.walk_end <= start) break;
+      start = arg.walk_end;
+    }
+    return {};
+  }
+  // Synchronous write-protect: take the marks, then re-arm each run.
+  const std::size_t first_new = out.size();
+  dirty.take_all(out);
+  for (std::size_t i = first_new; i < out.size();) {
+    std::size_t j = i + 1;
+    while (j < out.size() && out[j] == out[j - 1] + 1) ++j;
+    if (const long rc = os::uffd_writeprotect(fd, base + out[i] * page, (j - i) * page, true); os::is_err(rc)) {
+      return Error::from_errno("UFFDIO_WRITEPROTECT (collect_dirty)", static_cast<int>(-rc));
+    }
+    i = j;
+  }
+  return {};
+}
+
+Result<void> UffdRegion::protect(std::size_t, std::size_t, unsigned) {
+  return Error(Errc::unsupported, std::string("protect: region '") + name +
+                                      "' is served by userfaultfd; protection changes need the signal backend");
+}
+
+Result<void> UffdRegion::discard(std::size_t first, std::size_t count) {
+  const std::size_t page = core::page_size();
+  void* view = reinterpret_cast<void*>(base + first * page);
+  const std::size_t len = count * page;
+  // Dropped pages are missing again: the next access faults to userfaultfd (and a poisoned page is
+  // cleared). Dirty tracking is re-armed on the fresh pages.
+  if (!filled.empty()) filled.clear_range(first, count);
+  if (madvise(view, len, MADV_DONTNEED) != 0) return Error::from_errno("madvise (Region::discard)", errno);
+  if (!dirty.empty()) dirty.clear_range(first, count);
+  if (policy == Policy::track_dirty) {
+    // Synchronous write-protect can only protect present pages.
+    if (tracking == DirtyTracking::sync_wp) madvise(view, len, MADV_POPULATE_WRITE);
+    if (const long rc = os::uffd_writeprotect(fd, reinterpret_cast<std::uintptr_t>(view), len, true); os::is_err(rc)) {
+      return Error::from_errno("UFFDIO_WRITEPROTECT (Region::discard)", static_cast<int>(-rc));
+    }
+  }
+  set_failure("");
+  return {};
+}
+
+Result<std::size_t> UffdRegion::write_back(std::size_t first, std::size_t count) {
+  // Take the dirty marks, write-protect each run again (so a write during the store is recorded anew),
+  // then hand all the runs to the store in one batch.
+  const std::size_t page = core::page_size();
+  std::vector<std::size_t> taken;
+  for (std::size_t i = first; i < first + count; ++i) {
+    if (dirty.take(i)) taken.push_back(i);
+  }
+  std::vector<WriteBackRequest> runs;
+  std::vector<std::pair<std::size_t, std::size_t>> run_pages;  // (index in taken, pages)
+  for (std::size_t a = 0; a < taken.size();) {
+    std::size_t b = a + 1;
+    while (b < taken.size() && taken[b] == taken[b - 1] + 1) ++b;
+    const std::uintptr_t addr = base + taken[a] * page;
+    const std::size_t len = (b - a) * page;
+    if (const long rc = os::uffd_writeprotect(fd, addr, len, true); os::is_err(rc)) {
+      for (std::size_t k = a; k < taken.size(); ++k) dirty.set(taken[k]);  // not stored: still dirty
+      for (const auto& [at, n] : run_pages) {
+        for (std::size_t k = 0; k < n; ++k) dirty.set(taken[at + k]);
+      }
+      return Error::from_errno("UFFDIO_WRITEPROTECT (flush)", static_cast<int>(-rc));
+    }
+    runs.push_back(WriteBackRequest{info(), taken[a] * page, len, reinterpret_cast<const std::byte*>(addr)});
+    run_pages.emplace_back(a, b - a);
+    a = b;
+  }
+  if (runs.empty()) return std::size_t{0};
+  std::size_t stored = 0;
+  FillStatus st;
+  try {
+    st = store->write_back(runs.data(), runs.size(), &stored);
+  } catch (...) {
+    st = FillStatus{EIO, "the store's write_back threw an exception"};
+  }
+  std::size_t written = 0;
+  for (std::size_t i = 0; i < stored && i < run_pages.size(); ++i) written += run_pages[i].second;
+  if (st.error == 0) return written;
+  for (std::size_t i = stored; i < run_pages.size(); ++i) {  // not stored: still dirty
+    for (std::size_t k = 0; k < run_pages[i].second; ++k) dirty.set(taken[run_pages[i].first + k]);
+  }
+  const std::size_t failed_page = stored < run_pages.size() ? taken[run_pages[stored].first] : first;
+  return Error(Errc::system_error, std::string("flush: region '") + name + "': the write-back of page " +
+                                       std::to_string(failed_page) + " failed: " + std::strerror(st.error) +
+                                       (st.reason != nullptr ? std::string(" (") + st.reason + ")" : ""));
+}
+
+void UffdRegion::serve(detail::PagerImpl& p, detail::PagerSlot& slot) {
+  // A detached request from the handler thread: fill a buffer of this thread's, copy it in (or fail the
+  // page). The read-ahead window is decided here (fill()); the request names the page.
+  thread_local std::vector<std::byte> buffer;
+  int err = 0;
+  try {
+    if (buffer.size() < slot.req.length) buffer.resize(slot.req.length);
+    std::size_t n = 0;
+    err = fill(base + slot.req.offset, slot.req.access, slot.req.pc, slot.req.tid, buffer.data(), buffer.size(), &n,
+               store_fill_catching);
+    if (n != 0) note_filled(*this, base + slot.req.offset, n);
+  } catch (...) {
+    fail_page(base + slot.req.offset, EIO, "the pager's fill threw an exception");
+    err = EIO;
+  }
+  pager::complete(p, slot, FillStatus{err, nullptr});
+}
+
+}  // namespace faultline::backend::uffd
+
+namespace faultline {
+
+Result<void> userfaultfd_available() {
+  // A probe of its own (opened and closed here): no cached fd, no handler thread.
+  std::string why;
+  const int fd = backend::uffd::probe(&why);
+  if (fd < 0) return Error(Errc::unsupported, "userfaultfd: " + why);
+  close(fd);
+  return {};
+}
+
+}  // namespace faultline

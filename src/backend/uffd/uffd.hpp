@@ -1,0 +1,120 @@
+// backend/uffd/uffd.hpp: the userfaultfd backend.
+//
+// A region is private anonymous memory (mapped with the region's own protection) registered with a
+// userfaultfd; missing pages (and, for dirty tracking, write-protect faults) reach faultline without any
+// mprotect:
+//   uffd.cpp      the fds (one per feature set), choosing, registering, collecting dirty pages,
+//                 discarding, write-back, serving pager requests;
+//   handler.cpp   the handler thread: reads fault messages in batches and fills them, watches the
+//                 pagers' detached requests;
+//   evictor.cpp   the resident-page watermark: a thread that evicts the oldest filled windows;
+//   remote.cpp    a pager region served by another process (the program's side);
+//   fill_sig.cpp  filling a missing page and its read-ahead window, failing (poisoning) a page, and the
+//                 self-service SIGBUS path (signal path).
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <utility>
+
+#include "region/impl.hpp"
+
+namespace faultline::backend::uffd {
+
+// The fds, one per feature set (features are per fd): the handler thread's, the self-service one
+// (UFFD_FEATURE_SIGBUS), and the asynchronous write-protect one (UFFD_FEATURE_WP_ASYNC).
+enum class Kind { handler, sigbus, wp_async };
+
+// The watermark (max_resident_pages): the filled windows in the order they were filled, and how many
+// pages are resident. The handler and pager threads update it.
+struct EvictState {
+  std::mutex mutex;
+  std::deque<std::pair<std::size_t, std::size_t>> fifo;  // (first page, pages)
+  std::size_t resident = 0;
+  std::size_t max_resident = 0;
+  bool queued = false;  // waiting for the evictor thread
+};
+
+class UffdRegion final : public detail::RegionImpl {
+ public:
+  UffdRegion(const RegionOptions& o, std::uintptr_t base, std::size_t size);
+  ~UffdRegion() override;
+
+  Backend backend() const noexcept override { return Backend::userfaultfd; }
+  Result<void> attach() override;
+  void release_helpers() noexcept override;
+  void detach() noexcept override;
+  void unmap() noexcept override;
+  Disposition on_fault(FaultContext& ctx) noexcept override;         // fill_sig.cpp
+  void describe_backend(core::Formatter& f) const noexcept override;  // fill_sig.cpp
+  Result<void> collect_dirty(std::vector<std::size_t>& pages, ProtectBatch* defer) override;
+  Result<void> protect(std::size_t first, std::size_t count, unsigned perms) override;
+  Result<void> discard(std::size_t first, std::size_t count) override;
+  Result<std::size_t> write_back(std::size_t first, std::size_t count) override;
+  void serve(detail::PagerImpl& pager, detail::PagerSlot& slot) override;
+
+  // Fills the missing page at `page_addr` (and the read-ahead window after it) from the current thread:
+  // the handler thread, a pager thread, or the faulting thread in self-service mode (signal path).
+  // Returns 0, or an errno value after failing the page (the cause is recorded). *filled gets the pages
+  // filled. fill_sig.cpp.
+  // `call` runs the store's fill: store_fill (signal path) or store_fill_catching (threads).
+  using StoreCall = FillStatus (*)(Store& store, const FillRequest& req) noexcept;
+  int fill(std::uintptr_t page_addr, Access access, std::uintptr_t pc, long tid, void* bounce,
+           std::size_t bounce_size, std::size_t* filled, StoreCall call) noexcept;
+  // Fails the missing page at `page_addr` (UFFDIO_POISON) and records why. Signal path.
+  void fail_page(std::uintptr_t page_addr, int err, const char* reason) noexcept;
+
+  Kind kind() const noexcept;
+
+  int fd = -1;  // the userfaultfd the range is registered with
+  UserfaultfdMode mode = UserfaultfdMode::handler_thread;
+  DirtyTracking tracking = DirtyTracking::async_wp;
+  detail::PageBits filled;  // handler-thread fills: a bit per page already filled (duplicate messages)
+  detail::PageBits dirty;   // sync_wp tracking and write-back: written pages
+  std::size_t readahead_max = 64;
+  std::atomic<std::uint32_t> ra_window{1};
+  std::atomic<std::uintptr_t> ra_next{0};  // the page after the last window filled
+  std::unique_ptr<EvictState> evict;       // max_resident_pages set
+  int remote_sock = -1;                    // remote pager: the socket to the pager process
+  int remote_stop = -1;                    // remote pager: eventfd that ends the watchdog
+};
+
+// Store::fill as called from the faulting thread's handler (signal path), and from faultline's threads,
+// where an exception from the store becomes EIO.
+FillStatus store_fill(Store& store, const FillRequest& req) noexcept;
+FillStatus store_fill_catching(Store& store, const FillRequest& req) noexcept;
+
+// Chooses whether a region with these options can be served by userfaultfd: true, with the reason
+// ("userfaultfd (handler thread)"), or false with why not.
+bool usable(const RegionOptions& o, std::string* reason);
+// Maps `size` bytes for a new region. Nothing stays mapped on failure.
+Result<std::unique_ptr<detail::RegionImpl>> create(std::size_t size, const RegionOptions& o);
+
+// Opens (once per process) the fd of `kind`; -1 and `why` when the kernel does not offer it.
+int fd_for(Kind kind, std::string* why);
+// Opens a userfaultfd with the handler features and returns it (the caller closes it), or -1 and why.
+int probe(std::string* why);
+
+// handler.cpp: starts the handler thread for `fd` if it is not running; watches `r`'s pager.
+Result<void> start_handler(int fd);
+void watch_pager(const std::shared_ptr<detail::PagerImpl>& pager);
+// evictor.cpp: counts pages filled against the region's watermark; wakes the evictor when it is exceeded.
+void note_filled(UffdRegion& r, std::uintptr_t page_addr, std::size_t pages);
+// remote.cpp: a region served by the pager process at the other end of `sock`.
+Result<void> attach_remote(UffdRegion& r, int sock);
+void stop_remote(UffdRegion& r) noexcept;
+
+// fork: each part's locks, taken around fork, and what a child forgets (the fds and threads belong to
+// the parent). uffd.cpp registers the handlers once.
+void handler_lock_for_fork();
+void handler_unlock_after_fork();
+void handler_forget_after_fork();
+void evictor_lock_for_fork();
+void evictor_unlock_after_fork();
+void evictor_forget_after_fork();
+
+}  // namespace faultline::backend::uffd

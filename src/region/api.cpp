@@ -1,0 +1,309 @@
+// region/api.cpp: the public region API: validating options, reserve_region / adopt_region (the backend
+// seam chooses and maps, the table publishes), the Region handle's calls, prefault. Not signal path.
+//
+// This file sits above backend/ in the layers (src/README.md): it is the one place where the region
+// table, the backends and the store meet.
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <chrono>
+#include <cstdio>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "backend/backend.hpp"
+#include "core/page.hpp"
+#include "faultline/region.hpp"
+#include "region/impl.hpp"
+#include "region/table.hpp"
+
+namespace faultline {
+
+namespace {
+
+using detail::RegionImpl;
+
+bool g_handler_added = false;  // guarded by the table mutex
+
+std::string hex(std::uintptr_t v) {
+  char b[32];
+  std::snprintf(b, sizeof b, "0x%lx", static_cast<unsigned long>(v));
+  return b;
+}
+std::string range_text(std::uintptr_t base, std::size_t size) { return "[" + hex(base) + ", +" + hex(size) + ")"; }
+
+Result<void> validate(std::size_t size, const RegionOptions& o) {
+  const std::size_t page = core::page_size();
+  const std::string who = "region '" + o.name + "'";
+  if (size == 0) return Error(Errc::invalid_argument, who + ": size is zero");
+  if (!core::is_aligned(size, page)) {
+    return Error(Errc::invalid_argument, who + ": size " + std::to_string(size) +
+                                             " is not a multiple of the page size " + std::to_string(page));
+  }
+  if ((o.perms & ~static_cast<unsigned>(perm_read | perm_write | perm_exec)) != 0) {
+    return Error(Errc::invalid_argument, who + ": unknown permission bits");
+  }
+  if (o.policy != Policy::guard && o.policy != Policy::barrier && o.perms == perm_none) {
+    return Error(Errc::invalid_argument, who + ": a " + policy_name(o.policy) + " region needs at least one permission");
+  }
+  if (o.policy == Policy::track_dirty && !(o.perms & perm_write)) {
+    return Error(Errc::invalid_argument, who + ": track_dirty needs perm_write");
+  }
+  if (o.policy == Policy::barrier && o.barrier == nullptr) {
+    return Error(Errc::invalid_argument, who + ": the barrier policy needs a barrier function");
+  }
+  if (o.policy != Policy::barrier && o.barrier != nullptr) {
+    return Error(Errc::invalid_argument, who + ": a barrier function is only for Policy::barrier");
+  }
+  if (o.fault_around == 0 || o.fault_around > 512) {
+    return Error(Errc::invalid_argument, who + ": fault_around must be 1..512 pages");
+  }
+  const bool filled = o.policy == Policy::provider || o.policy == Policy::pager;
+  if (o.max_resident_pages != 0 && !filled) {
+    return Error(Errc::invalid_argument, who + ": max_resident_pages is for provider and pager regions");
+  }
+  if (o.write_back && !filled) {
+    return Error(Errc::invalid_argument, who + ": write_back is for provider and pager regions");
+  }
+  if (o.write_back && (o.store == nullptr || !o.store->writable())) {
+    return Error(Errc::invalid_argument, who + ": write_back needs a writable store");
+  }
+  if (o.store != nullptr && o.fill != nullptr) {
+    return Error(Errc::invalid_argument, who + ": give a store or a fill function, not both");
+  }
+  if (o.remote_pager_socket >= 0) {
+    if (o.policy != Policy::pager || o.fill != nullptr || o.store != nullptr || o.pager.valid() ||
+        o.backend == Backend::signals) {
+      return Error(Errc::invalid_argument, who + ": remote_pager_socket is for Policy::pager regions with neither "
+                                                 "a store, a fill function nor a Pager, on userfaultfd");
+    }
+    return {};
+  }
+  const bool has_source = o.store != nullptr || o.fill != nullptr;
+  if (filled && !has_source) {
+    return Error(Errc::invalid_argument, who + ": the " + policy_name(o.policy) + " policy needs a store or a fill function");
+  }
+  if (!filled && has_source) {
+    return Error(Errc::invalid_argument, who + ": a store or fill function is only for Policy::provider and Policy::pager");
+  }
+  if (o.policy == Policy::pager && !o.pager.valid()) {
+    return Error(Errc::invalid_argument, who + ": the pager policy needs a started Pager");
+  }
+  if (o.policy != Policy::pager && o.pager.valid()) {
+    return Error(Errc::invalid_argument, who + ": a Pager is only for Policy::pager");
+  }
+  if (o.readahead_max == 0 || o.readahead_max > 512) {
+    return Error(Errc::invalid_argument, who + ": readahead_max must be 1..512 pages");
+  }
+  if (o.fill_timeout < std::chrono::milliseconds(1) || o.fill_timeout > std::chrono::hours(1)) {
+    return Error(Errc::invalid_argument, who + ": fill_timeout must be 1 ms .. 1 hour");
+  }
+  return {};
+}
+
+// Attaches and publishes a new region's record. On failure nothing of it is left: not in the table, not
+// attached (the caller unmaps what it mapped).
+Result<RegionImpl*> register_region(std::unique_ptr<RegionImpl>& r) {
+  if (auto inst = install(); !inst) return std::move(inst).error();
+  std::lock_guard lock(region::table_mutex());
+  if (const RegionImpl* other = region::find_overlap(r->base, r->end)) {
+    return Error(Errc::already_exists, "region '" + std::string(r->name) + "' " + range_text(r->base, r->end - r->base) +
+                                           " overlaps region '" + other->name + "' " +
+                                           range_text(other->base, other->end - other->base));
+  }
+  if (!g_handler_added) {
+    // SIGSEGV for the signal backend; SIGBUS for self-service userfaultfd regions (and to name the
+    // region in reports of poisoned pages).
+    auto id = add_handler(region::handle_fault, nullptr, trap_memory, region::describe);
+    if (!id) return std::move(id).error();
+    g_handler_added = true;
+  }
+  if (auto a = r->attach(); !a) return a.error();
+  if (auto ins = region::insert(r.get()); !ins) {
+    r->release_helpers();
+    r->detach();
+    return std::move(ins).error();
+  }
+  return r.release();
+}
+
+}  // namespace
+
+Result<Region> reserve_region(std::size_t size, const RegionOptions& opts) {
+  if (auto v = validate(size, opts); !v) return std::move(v).error();
+  auto choice = backend::select(opts, false);
+  if (!choice) return std::move(choice).error();
+  auto impl = backend::create(choice.value(), size, opts);
+  if (!impl) return std::move(impl).error();
+  auto r = register_region(impl.value());
+  if (!r) {
+    impl.value()->unmap();
+    return std::move(r).error();
+  }
+  return Region(r.value());
+}
+
+Result<Region> adopt_region(void* addr, std::size_t size, const RegionOptions& opts) {
+  if (addr == nullptr) return Error(Errc::invalid_argument, "adopt_region '" + opts.name + "': address is null");
+  if (auto v = validate(size, opts); !v) return std::move(v).error();
+  if (opts.policy == Policy::provider || opts.policy == Policy::pager) {
+    return Error(Errc::unsupported, "adopt_region '" + opts.name + "': the " + policy_name(opts.policy) +
+                                        " policy fills pages through a second view of memory faultline maps itself; "
+                                        "use reserve_region");
+  }
+  const auto base = reinterpret_cast<std::uintptr_t>(addr);
+  if (!core::is_aligned(base, core::page_size())) {
+    return Error(Errc::invalid_argument, "adopt_region '" + opts.name + "': address " + hex(base) + " is not page-aligned");
+  }
+  // Every page must be mapped: mincore fails with ENOMEM on a hole.
+  std::vector<unsigned char> vec(size / core::page_size());
+  if (mincore(addr, size, vec.data()) != 0) {
+    return Error(Errc::invalid_argument, "adopt_region '" + opts.name + "': " + range_text(base, size) +
+                                             " is not entirely mapped");
+  }
+  auto choice = backend::select(opts, true);
+  if (!choice) return std::move(choice).error();
+  auto impl = backend::adopt(choice.value(), addr, size, opts);
+  auto r = register_region(impl);
+  if (!r) return std::move(r).error();
+  return Region(r.value());
+}
+
+Region& Region::operator=(Region&& o) noexcept {
+  if (this != &o) {
+    (void)reset();
+    impl_ = o.impl_;
+    o.impl_ = nullptr;
+  }
+  return *this;
+}
+
+void* Region::data() const noexcept { return impl_ ? reinterpret_cast<void*>(impl_->base) : nullptr; }
+std::size_t Region::size() const noexcept { return impl_ ? impl_->end - impl_->base : 0; }
+Backend Region::backend() const noexcept { return impl_ ? impl_->backend() : Backend::signals; }
+const char* Region::backend_reason() const noexcept { return impl_ ? impl_->backend_reason.c_str() : ""; }
+
+RegionInfo Region::info() const noexcept {
+  if (impl_ == nullptr) return RegionInfo{"", 0, 0, Policy::guard, 0};
+  return impl_->info();
+}
+
+Result<void> Region::reset() {
+  if (impl_ == nullptr) return {};
+  if (in_handler()) return Error(Errc::busy, "Region::reset: called from inside a fault handler");
+  std::lock_guard lock(region::table_mutex());
+  if (auto e = region::erase(impl_); !e) return e;
+  // A pager request abandoned by its faulting thread may still be running the fill function (or the
+  // remote pager's watchdog is ending): wait for every pin before detaching.
+  impl_->release_helpers();
+  for (int i = 0; impl_->inflight.load(std::memory_order_acquire) != 0; ++i) {
+    if (i == 10000) {
+      impl_ = nullptr;  // leak the region rather than free what a pager thread still uses
+      return Error(Errc::timed_out, "Region::reset: a pager request for this region did not finish in 10 s");
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  impl_->detach();
+  impl_->unmap();
+  delete impl_;
+  impl_ = nullptr;
+  return {};
+}
+
+Result<std::vector<std::size_t>> Region::collect_dirty(ProtectBatch* defer) {
+  if (impl_ == nullptr) return Error(Errc::invalid_argument, "collect_dirty: empty region handle");
+  if (impl_->policy != Policy::track_dirty) {
+    return Error(Errc::invalid_argument, std::string("collect_dirty: region '") + impl_->name + "' has policy " +
+                                             policy_name(impl_->policy) + ", not track_dirty");
+  }
+  std::vector<std::size_t> pages;
+  if (auto c = impl_->collect_dirty(pages, defer); !c) return c.error();
+  return pages;
+}
+
+Result<void> Region::protect(std::size_t first_page, std::size_t count, unsigned perms) {
+  if (impl_ == nullptr) return Error(Errc::invalid_argument, "protect: empty region handle");
+  if (auto c = impl_->check_range(first_page, count, perms, "protect"); !c) return c;
+  return impl_->protect(first_page, count, perms);
+}
+
+Result<void> Region::discard(std::size_t first_page, std::size_t count) {
+  if (impl_ == nullptr) return Error(Errc::invalid_argument, "discard: empty region handle");
+  if (auto c = impl_->check_range(first_page, count, perm_none, "discard"); !c) return c;
+  return impl_->discard(first_page, count);
+}
+
+namespace {
+
+Result<void> check_write_back(const RegionImpl* r, const char* what) {
+  if (r == nullptr) return Error(Errc::invalid_argument, std::string(what) + ": empty region handle");
+  if (!r->write_back_enabled) {
+    return Error(Errc::invalid_argument, std::string(what) + ": region '" + r->name + "' has no write-back");
+  }
+  return {};
+}
+
+}  // namespace
+
+Result<std::size_t> Region::flush() {
+  if (auto c = check_write_back(impl_, "flush"); !c) return c.error();
+  return impl_->write_back(0, impl_->pages());
+}
+
+Result<std::size_t> Region::evict(std::size_t first_page, std::size_t count) {
+  if (impl_ == nullptr) return Error(Errc::invalid_argument, "evict: empty region handle");
+  if (impl_->policy != Policy::provider && impl_->policy != Policy::pager) {
+    return Error(Errc::invalid_argument, std::string("evict: region '") + impl_->name + "' has policy " +
+                                             policy_name(impl_->policy) + ", not provider or pager");
+  }
+  if (auto c = impl_->check_range(first_page, count, perm_none, "evict"); !c) return c.error();
+  std::size_t written = 0;
+  if (impl_->write_back_enabled) {
+    auto w = impl_->write_back(first_page, count);
+    if (!w) return w;
+    written = *w;
+  }
+  if (auto d = impl_->discard(first_page, count); !d) return d.error();
+  return written;
+}
+
+Result<void> prefault(const void* addr, std::size_t len, Access access) {
+  if (addr == nullptr || len == 0) return Error(Errc::invalid_argument, "prefault: empty range");
+  const std::size_t page = core::page_size();
+  std::uintptr_t p = core::align_down(reinterpret_cast<std::uintptr_t>(addr), page);
+  const std::uintptr_t end = reinterpret_cast<std::uintptr_t>(addr) + len;
+  // Touch each page the way the system call will; faults are resolved by the regions' policies. A
+  // region's own rules apply: a forbidden access is refused here rather than crashing.
+  for (; p < end; p += page) {
+    const RegionImpl* r = nullptr;
+    {
+      std::lock_guard lock(region::table_mutex());
+      r = region::lookup(p);
+      if (r != nullptr) {
+        const bool ok = access == Access::write ? (r->perms & perm_write) : (r->perms & perm_read);
+        if (!ok || r->policy == Policy::guard) {
+          return Error(Errc::invalid_argument, std::string("prefault: region '") + r->name + "' does not allow " +
+                                                   access_name(access) + " at " + hex(p));
+        }
+      }
+    }
+    if (r == nullptr) continue;
+    if (access == Access::write) {
+      __atomic_fetch_add(reinterpret_cast<volatile char*>(p), 0, __ATOMIC_RELAXED);  // write without changing
+    } else {
+      (void)*reinterpret_cast<const volatile char*>(p);
+    }
+  }
+  return {};
+}
+
+std::size_t region_count() {
+  std::lock_guard lock(region::table_mutex());
+  return region::count();
+}
+
+}  // namespace faultline
