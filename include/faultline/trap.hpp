@@ -136,4 +136,9 @@ void leave_handler() noexcept;
 // True while the calling thread runs inside faultline's signal handler. Async-signal-safe.
 bool in_handler() noexcept;
 
+// The context of the fault the calling thread is handling in faultline's dispatcher (also while the
+// previous action runs, called by faultline), or null. Lets code that runs as the previous action (a
+// crash reporter, a runtime's own handler) reach faultline's view of the fault. Async-signal-safe.
+const FaultContext* active_fault() noexcept;
+
 }  // namespace faultline

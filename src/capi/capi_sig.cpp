@@ -2,7 +2,6 @@
 // adapters that call C handlers, barriers, provider fills and preemption handlers). Signal path.
 #include "capi/capi.hpp"
 
-#include "arch/arch.hpp"
 #include "faultline/inject.hpp"
 #include "faultline/regs.hpp"
 

@@ -15,6 +15,7 @@
 #include "os/linux/syscall.hpp"
 #include "thread/registry.hpp"
 #include "thread/state.hpp"
+#include "trap/dispatcher.hpp"
 
 namespace faultline {
 
@@ -101,6 +102,7 @@ void detach_current() noexcept {
   }
   thread::release_preemption(*ts);
   thread::set_current(nullptr);
+  trap::set_thread_stack({});
   pthread_setspecific(g_exit_key, nullptr);
   if (ts->altstack_owned) {
     stack_t cur{};
@@ -174,6 +176,7 @@ Result<ThreadAttachment> attach_thread(const AttachOptions& opts) {
     g_threads = ts;
   }
   thread::set_current(ts);
+  trap::set_thread_stack({ts->stack_lo, ts->stack_hi, ts->guard_size});
   pthread_setspecific(g_exit_key, ts);
   return ThreadAttachment(true);
 }
@@ -181,16 +184,6 @@ Result<ThreadAttachment> attach_thread(const AttachOptions& opts) {
 bool thread_attached() noexcept { return thread::current() != nullptr; }
 
 namespace thread {
-
-void record_main_stack() noexcept {
-  if (g_main_stack_lo.load() != 0 || gettid() != getpid()) return;
-  ThreadState tmp;
-  if (record_stack(tmp)) {
-    g_main_stack_hi.store(tmp.stack_hi);
-    g_main_stack_lo.store(tmp.stack_lo);
-    g_main_tid.store(tmp.tid);
-  }
-}
 
 std::mutex& registry_mutex() noexcept { return g_registry_mutex; }
 ThreadState* registry_head() noexcept { return g_threads; }

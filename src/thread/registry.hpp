@@ -8,8 +8,6 @@
 
 namespace faultline::thread {
 
-// Records the main thread's stack bounds (when called on the main thread). Idempotent.
-void record_main_stack() noexcept;
 // Number of attached threads.
 std::size_t attached_count();
 

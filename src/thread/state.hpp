@@ -68,14 +68,5 @@ struct ThreadState {
 ThreadState* current() noexcept;
 void set_current(ThreadState* ts) noexcept;
 
-// Stack of the process's main thread, recorded at install; used for threads that did not attach but
-// are the main thread. Zero when unknown.
-struct StackBounds {
-  std::uintptr_t lo = 0, hi = 0;
-  std::size_t guard = 0;
-};
-extern std::atomic<std::uintptr_t> g_main_stack_lo;
-extern std::atomic<std::uintptr_t> g_main_stack_hi;
-extern std::atomic<long> g_main_tid;
 
 }  // namespace faultline::thread

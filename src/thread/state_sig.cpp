@@ -12,8 +12,4 @@ __attribute__((tls_model("initial-exec"))) constinit thread_local ThreadState* t
 ThreadState* current() noexcept { return t_current; }
 void set_current(ThreadState* ts) noexcept { t_current = ts; }
 
-std::atomic<std::uintptr_t> g_main_stack_lo{0};
-std::atomic<std::uintptr_t> g_main_stack_hi{0};
-std::atomic<long> g_main_tid{0};
-
 }  // namespace faultline::thread

@@ -1,5 +1,7 @@
-// trap/dispatcher.hpp: state shared by the signal-path dispatcher (dispatcher_sig.cpp) and the code that
-// installs it (install.cpp). Internal to faultline.
+// trap/dispatcher.hpp: the trap layer's internal interface: the state the signal-path dispatcher
+// (dispatcher_sig.cpp) shares with the code that installs it (install.cpp), and what the layers above
+// it (thread, report, region and the backends) may ask of an active dispatch: its epoch, turning a fault
+// into SIGBUS, sleeping outside the epoch, the interrupted stack, the thread's stack bounds. Not public.
 #pragma once
 
 #include <atomic>
@@ -94,6 +96,19 @@ void resume_epoch() noexcept;
 // os::futex_wait_until() between suspend_epoch() and resume_epoch(): for a fault handler that sleeps
 // for a fill. The caller keeps what it needs alive by other means (a region Pin).
 bool wait_outside_epoch(std::atomic<std::uint32_t>& w, std::uint32_t expected, std::int64_t deadline_ns) noexcept;
+
+// The calling thread's stack: [lo, hi) and the guard area below lo, for stack-overflow detection. The
+// thread layer records it when a thread attaches (zeros when it detaches). Async-signal-safe.
+struct StackBounds {
+  std::uintptr_t lo = 0, hi = 0;
+  std::size_t guard = 0;
+};
+void set_thread_stack(const StackBounds& b) noexcept;
+// The main thread's stack, recorded by install() (install.cpp); used for a main thread that never
+// attached.
+extern std::atomic<std::uintptr_t> g_main_stack_lo;
+extern std::atomic<std::uintptr_t> g_main_stack_hi;
+void record_main_stack() noexcept;
 
 // The stack pointer of the code the calling thread's active dispatch interrupted, or 0 when no
 // dispatch is active. Async-signal-safe.

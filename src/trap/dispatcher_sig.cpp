@@ -9,11 +9,12 @@
 
 #include "core/format.hpp"
 #include "os/linux/syscall.hpp"
-#include "thread/state.hpp"
 
 namespace faultline::trap {
 
 constinit DispatcherState g_state{};
+constinit std::atomic<std::uintptr_t> g_main_stack_lo{0};
+constinit std::atomic<std::uintptr_t> g_main_stack_hi{0};
 
 namespace {
 
@@ -37,6 +38,9 @@ struct ConvertedTls {
   char cause[200];
 };
 __attribute__((tls_model("initial-exec"))) constinit thread_local ConvertedTls t_conv{};
+
+// The calling thread's stack, as the thread layer recorded it at attach (zero: unknown).
+__attribute__((tls_model("initial-exec"))) constinit thread_local StackBounds t_stack{};
 
 void log_sink(void* ctx, const char* data, std::size_t len) {
   os::raw_write_all(*static_cast<int*>(ctx), data, len);
@@ -65,15 +69,15 @@ void nested_fault(const FaultContext& ctx) noexcept {
 }
 
 bool bounds_of_this_thread(std::uintptr_t* lo, std::uintptr_t* hi, std::size_t* guard) noexcept {
-  if (const thread::ThreadState* ts = thread::current(); ts != nullptr && ts->stack_lo != 0) {
-    *lo = ts->stack_lo;
-    *hi = ts->stack_hi;
-    *guard = ts->guard_size;
+  if (t_stack.lo != 0) {
+    *lo = t_stack.lo;
+    *hi = t_stack.hi;
+    *guard = t_stack.guard;
     return true;
   }
   if (os::raw_gettid() == os::raw_getpid()) {  // the main thread (also in a forked child)
-    *lo = thread::g_main_stack_lo.load(std::memory_order_relaxed);
-    *hi = thread::g_main_stack_hi.load(std::memory_order_relaxed);
+    *lo = g_main_stack_lo.load(std::memory_order_relaxed);
+    *hi = g_main_stack_hi.load(std::memory_order_relaxed);
     *guard = 0;
     return *lo != 0;
   }
@@ -289,6 +293,8 @@ void die_by_default(int sig, bool reexecute) noexcept {
 
 void suspend_epoch() noexcept { leave_epoch(); }
 
+void set_thread_stack(const StackBounds& b) noexcept { t_stack = b; }
+
 bool wait_outside_epoch(std::atomic<std::uint32_t>& w, std::uint32_t expected, std::int64_t deadline_ns) noexcept {
   suspend_epoch();
   const bool in_time = os::futex_wait_until(w, expected, deadline_ns);
@@ -381,6 +387,8 @@ bool in_handler() noexcept {
   leave_handler();
   return false;
 }
+
+const FaultContext* active_fault() noexcept { return trap::active_context(); }
 
 bool installed() noexcept {
   for (int s : {SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGTRAP}) {

@@ -15,7 +15,6 @@
 #include "faultline/report.hpp"
 #include "faultline/thread.hpp"
 #include "faultline/trap.hpp"
-#include "thread/registry.hpp"
 #include "trap/dispatcher.hpp"
 
 namespace faultline {
@@ -60,6 +59,18 @@ struct sigaction our_action() {
 constexpr auto kDrainLimit = std::chrono::seconds(10);
 
 }  // namespace
+
+void trap::record_main_stack() noexcept {
+  if (g_main_stack_lo.load() != 0 || gettid() != getpid()) return;
+  pthread_attr_t attr;
+  if (pthread_getattr_np(pthread_self(), &attr) != 0) return;
+  void* addr = nullptr;
+  std::size_t size = 0;
+  pthread_attr_getstack(&attr, &addr, &size);
+  pthread_attr_destroy(&attr);
+  g_main_stack_hi.store(reinterpret_cast<std::uintptr_t>(addr) + size);
+  g_main_stack_lo.store(reinterpret_cast<std::uintptr_t>(addr));
+}
 
 Result<void> trap::wait_for_dispatches(const char* what) {
   const auto deadline = std::chrono::steady_clock::now() + kDrainLimit;
@@ -123,7 +134,7 @@ Result<void> install(const InstallOptions& opts) {
     return Error(Errc::invalid_argument, "install: signals must be a non-empty set of TrapSignal bits");
   }
   std::lock_guard lock(g_install_mutex);
-  thread::record_main_stack();
+  trap::record_main_stack();
   if (opts.altstack_for_caller && !thread_attached()) {
     auto att = attach_thread();
     if (!att) return std::move(att).error();

@@ -17,7 +17,6 @@
 
 #include "faultline/report.hpp"
 #include "faultline/trap.hpp"
-#include "trap/dispatcher.hpp"
 
 namespace {
 
@@ -72,7 +71,7 @@ __attribute__((visibility("default"))) int sigaction(int sig, const struct sigac
     // signal): write the report of the fault now, then let the action through as it is.
     const bool gives_up = !(act->sa_flags & SA_SIGINFO) && act->sa_handler == SIG_DFL;
     if (gives_up) {
-      if (const faultline::FaultContext* ctx = faultline::trap::active_context(); ctx != nullptr) {
+      if (const faultline::FaultContext* ctx = faultline::active_fault(); ctx != nullptr) {
         faultline::report::write(*ctx, g_fd, "fatal signal (the program's own handler gave up)");
       }
     }
