@@ -64,13 +64,20 @@ void RegionImpl::copy_failure(char* out, std::size_t cap) noexcept {
   last_failure_busy_.store(false, std::memory_order_release);
 }
 
-void RegionImpl::record_fill_failure(std::size_t page, int err, const char* reason) noexcept {
-  char text[sizeof last_failure_];
-  core::Formatter f(text, sizeof text);
-  f.put(policy == Policy::pager ? "pager" : "provider").put(" failed on page ").udec(page).put(": ")
-      .put(os::errno_name(err)).put(" (errno ").dec(err).put(')');
+void RegionImpl::fill_failure_text(char* buf, std::size_t cap, std::size_t first, std::size_t count, int err,
+                                   const char* reason) const noexcept {
+  core::Formatter f(buf, cap);
+  f.put(policy == Policy::pager ? "pager" : "provider").put(" for region '").put(name).put("' failed on page ")
+      .udec(first);
+  if (count > 1) f.put('-').udec(first + count - 1);
+  f.put(": ").put(os::errno_name(err)).put(" (errno ").dec(err).put(')');
   if (reason != nullptr) f.put(": ").put(reason);
   f.c_str();
+}
+
+void RegionImpl::record_fill_failure(std::size_t page, int err, const char* reason) noexcept {
+  char text[sizeof last_failure_];
+  fill_failure_text(text, sizeof text, page, 1, err, reason);
   set_failure(text);
 }
 

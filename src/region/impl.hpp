@@ -106,7 +106,11 @@ struct RegionImpl {
   // never waits for it). Signal path (region/failure_sig.cpp); copy_failure gives "" while a writer holds it.
   void set_failure(const char* text) noexcept;
   void copy_failure(char* out, std::size_t cap) noexcept;
-  // "pager failed on page 7: EIO (errno 5): reason". Signal path.
+  // Writes "pager for region 'x' failed on page 7: EIO (errno 5): reason" (pages 7-9 for a run) into
+  // buf, the cause every backend reports for a failed fill. Signal path.
+  void fill_failure_text(char* buf, std::size_t cap, std::size_t first, std::size_t count, int err,
+                         const char* reason) const noexcept;
+  // set_failure(fill_failure_text(...)) for one page. Signal path.
   void record_fill_failure(std::size_t page, int err, const char* reason) noexcept;
 
  protected:

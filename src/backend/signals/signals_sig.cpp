@@ -32,16 +32,10 @@ Disposition zero_fill(const detail::RegionImpl& r, std::uintptr_t page_addr) noe
   return Disposition::resolved;
 }
 
-// "pager for region 'x' failed on pages 3-4: EIO (errno 5): reason"
+// Ends the access in SIGBUS with "pager for region 'x' failed on pages 3-4: EIO (errno 5): reason".
 void fail(FaultContext& ctx, const detail::RegionImpl& r, std::size_t first, std::size_t count, FillStatus st) noexcept {
   char cause[200];
-  core::Formatter f(cause, sizeof cause);
-  f.put(r.policy == Policy::pager ? "pager" : "provider").put(" for region '").put(r.name).put("' failed on page ")
-      .udec(first);
-  if (count > 1) f.put('-').udec(first + count - 1);
-  f.put(": ").put(os::errno_name(st.error)).put(" (errno ").dec(st.error).put(')');
-  if (st.reason != nullptr) f.put(": ").put(st.reason);
-  f.c_str();
+  r.fill_failure_text(cause, sizeof cause, first, count, st.error, st.reason);
   trap::fail_with_sigbus(ctx, cause);
 }
 

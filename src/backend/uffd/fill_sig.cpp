@@ -126,12 +126,8 @@ Disposition UffdRegion::on_fault(FaultContext& ctx) noexcept {
            sizeof bounce, nullptr, store_fill) != 0) {
     // Failed (and the page poisoned): end this access in SIGBUS now, with the cause, as the signal backend
     // does, rather than rely on the poisoned page alone.
-    char cause[224];
-    core::Formatter c(cause, sizeof cause);
-    char failure[160];
-    copy_failure(failure, sizeof failure);
-    c.put("region '").put(name).put("': ").put(failure);
-    c.c_str();
+    char cause[160];
+    copy_failure(cause, sizeof cause);
     trap::fail_with_sigbus(ctx, cause);
   }
   return Disposition::resolved;

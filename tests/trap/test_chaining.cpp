@@ -10,7 +10,7 @@
 #include <atomic>
 #include <cstring>
 
-#include "child.hpp"
+#include "support/child.hpp"
 #include "faultline/trap.hpp"
 
 namespace faultline {

@@ -5,7 +5,7 @@
 #include <cstring>
 #include <string>
 
-#include "child.hpp"
+#include "support/child.hpp"
 #include "faultline/report.hpp"
 #include "faultline/trap.hpp"
 #include "os/linux/maps.hpp"

@@ -4,7 +4,7 @@
 #include <atomic>
 #include <cstring>
 
-#include "child.hpp"
+#include "support/child.hpp"
 #include "faultline/context.hpp"
 #include "faultline/trap.hpp"
 

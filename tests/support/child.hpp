@@ -1,4 +1,4 @@
-// tests/child.hpp: running a test body that may kill its process in a forked child.
+// tests/support/child.hpp: running a test body that may kill its process in a forked child.
 //
 // run_child() forks; the child runs `body` with stdout and stderr sent to a pipe, under an alarm so that
 // a hang ends as SIGALRM instead of blocking the suite, and exits 0 if `body` returns. The parent

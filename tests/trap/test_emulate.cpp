@@ -7,8 +7,8 @@
 #include <random>
 #include <string>
 
-#include "child.hpp"
-#include "emulate_diff.hpp"
+#include "support/child.hpp"
+#include "trap/emulate_diff.hpp"
 #include "faultline/emulate.hpp"
 #include "faultline/trap.hpp"
 

@@ -1,0 +1,195 @@
+// tests/region/test_table.cpp: the region table: clear errors for bad registrations, exact lookup across
+// many regions in any order, and stress: faults while regions come and go, thousands of filled regions
+// while the table changes.
+#include <gtest/gtest.h>
+#include <sys/mman.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cstring>
+#include <random>
+#include <thread>
+#include <vector>
+
+#include "faultline/region.hpp"
+#include "region/table.hpp"
+#include "support/child.hpp"
+#include "support/pages.hpp"
+
+namespace faultline {
+namespace {
+
+using test::check_pattern;
+using test::ChildResult;
+using test::fill_pattern;
+using test::kPage;
+using test::Page;
+using test::run_child;
+using test::pattern;
+using test::Shared;
+
+RegionOptions opts(const char* name, Policy p, unsigned perms = perm_read | perm_write) {
+  RegionOptions o;
+  o.backend = Backend::signals;
+  o.name = name;
+  o.policy = p;
+  o.perms = perms;
+  return o;
+}
+
+RegionOptions filled(const char* name, Policy p, FillFn fn, void* data = nullptr) {
+  RegionOptions o = opts(name, p);
+  o.fill = fn;
+  o.fill_data = data;
+  return o;
+}
+
+TEST(RegionTable, BadRegistrationsGetClearErrors) {
+  EXPECT_EQ(reserve_region(0, opts("z", Policy::zero_fill)).error().code(), Errc::invalid_argument);
+  auto mis = reserve_region(kPage + 1, opts("m", Policy::zero_fill));
+  ASSERT_FALSE(mis.ok());
+  EXPECT_NE(mis.error().message().find("multiple of the page size"), std::string::npos);
+  EXPECT_EQ(reserve_region(kPage, opts("b", Policy::barrier)).error().code(), Errc::invalid_argument);
+  RegionOptions fa = opts("fa", Policy::zero_fill);
+  fa.fault_around = 0;
+  EXPECT_EQ(reserve_region(kPage, fa).error().code(), Errc::invalid_argument);
+  EXPECT_EQ(reserve_region(kPage, opts("np", Policy::zero_fill, perm_none)).error().code(), Errc::invalid_argument);
+  EXPECT_EQ(reserve_region(kPage, opts("tw", Policy::track_dirty, perm_read)).error().code(), Errc::invalid_argument);
+  EXPECT_EQ(adopt_region(nullptr, kPage, opts("n", Policy::guard)).error().code(), Errc::invalid_argument);
+
+  Page mem(PROT_READ | PROT_WRITE, 4);
+  EXPECT_EQ(adopt_region(mem.get() + 1, kPage, opts("a", Policy::guard)).error().code(), Errc::invalid_argument);
+  auto a = adopt_region(mem.get(), 2 * kPage, opts("first", Policy::guard));
+  ASSERT_TRUE(a.ok()) << a.error().message();
+  auto overlap = adopt_region(mem.get() + kPage, 2 * kPage, opts("second", Policy::guard));
+  ASSERT_FALSE(overlap.ok());
+  EXPECT_EQ(overlap.error().code(), Errc::already_exists);
+  EXPECT_NE(overlap.error().message().find("overlaps region 'first'"), std::string::npos) << overlap.error().message();
+  // Unmapped memory.
+  void* hole = mmap(nullptr, 2 * kPage, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  munmap(static_cast<char*>(hole) + kPage, kPage);
+  auto unmapped = adopt_region(hole, 2 * kPage, opts("hole", Policy::guard));
+  EXPECT_EQ(unmapped.error().code(), Errc::invalid_argument);
+  EXPECT_NE(unmapped.error().message().find("not entirely mapped"), std::string::npos);
+  munmap(hole, kPage);
+}
+
+TEST(RegionTable, LookupIsExactAcrossManyRegionsInAnyOrder) {
+  const std::size_t n = 3000;  // spans many leaves
+  Page mem(PROT_NONE, n * 2);
+  std::vector<std::size_t> order(n);
+  for (std::size_t i = 0; i < n; ++i) order[i] = i;
+  std::shuffle(order.begin(), order.end(), std::mt19937(42));
+  std::vector<Region> regions(n);
+  const std::size_t base_count = region_count();
+  for (std::size_t i : order) {  // every other page is a region; the pages between are holes
+    auto r = adopt_region(mem.get() + 2 * i * kPage, kPage, opts("r", Policy::guard));
+    ASSERT_TRUE(r.ok()) << r.error().message();
+    regions[i] = std::move(r.value());
+  }
+  EXPECT_EQ(region_count(), base_count + n);
+  for (std::size_t i = 0; i < n; ++i) {
+    auto a = reinterpret_cast<std::uintptr_t>(mem.get() + 2 * i * kPage);
+    auto* r = region::lookup(a + 17);
+    ASSERT_NE(r, nullptr);
+    EXPECT_EQ(r->base, a);
+    EXPECT_EQ(region::lookup(a + kPage), nullptr) << "the hole after region " << i;
+  }
+  for (std::size_t i = 0; i < n; i += 2) ASSERT_TRUE(regions[i].reset().ok());
+  for (std::size_t i = 0; i < n; ++i) {
+    auto a = reinterpret_cast<std::uintptr_t>(mem.get() + 2 * i * kPage);
+    EXPECT_EQ(region::lookup(a) != nullptr, i % 2 == 1) << i;
+  }
+  regions.clear();
+  EXPECT_EQ(region_count(), base_count);
+}
+
+// Threads fault on the same zero-fill pages while another thread registers and unregisters regions.
+TEST(Stress, FaultsWhileRegionsComeAndGo) {
+  ChildResult r = run_child([] {
+    const std::size_t pages = 256;
+    RegionOptions o = opts("shared", Policy::zero_fill);
+    auto reg = reserve_region(pages * kPage, o);
+    if (!reg.ok()) _exit(90);
+    char* p = static_cast<char*>(reg->data());
+    std::atomic<bool> stop{false};
+    std::atomic<long> bad{0};
+    std::thread churn([&] {
+      while (!stop.load()) {
+        auto tmp = reserve_region(kPage, opts("churn", Policy::guard));
+        if (!tmp.ok()) bad++;
+      }
+    });
+    std::vector<std::thread> ts;
+    for (int t = 0; t < 4; ++t) {
+      ts.emplace_back([&, t] {
+        for (std::size_t i = 0; i < pages; ++i) {
+          std::size_t pg = (i * 7 + static_cast<std::size_t>(t) * 31) % pages;
+          volatile char* c = p + pg * kPage + static_cast<std::size_t>(t);
+          if (*c != 0) bad++;
+          *c = static_cast<char>(t + 1);
+          if (*c != static_cast<char>(t + 1)) bad++;
+        }
+      });
+    }
+    for (auto& t : ts) t.join();
+    stop = true;
+    churn.join();
+    if (bad.load() != 0) _exit(1);
+  });
+  EXPECT_TRUE(r.exited() && r.exit_code() == 0) << r;
+}
+
+// Two threads per core read across thousands of provider regions while another thread registers and
+// unregisters regions; every byte must be what the provider wrote.
+TEST(Stress, ThousandsOfFilledRegionsWhileTheTableChanges) {
+  ChildResult r = run_child([] {
+    constexpr std::size_t kRegions = 2000, kPages = 4;
+    std::vector<Region> regions;
+    regions.reserve(kRegions);
+    for (std::size_t k = 0; k < kRegions; ++k) {
+      RegionOptions o = filled("stress", Policy::provider, fill_pattern, reinterpret_cast<void*>(k + 1));
+      o.fault_around = 1 + k % 3;
+      auto reg = reserve_region(kPages * kPage, o);
+      if (!reg.ok()) {
+        std::fprintf(stderr, "%s\n", reg.error().message().c_str());
+        _exit(90);
+      }
+      regions.push_back(std::move(*reg));
+    }
+    std::atomic<bool> stop{false};
+    std::atomic<long> bad{0}, churned{0};
+    std::thread churn([&] {
+      while (!stop.load()) {
+        auto tmp = reserve_region(2 * kPage, filled("churn", Policy::provider, fill_pattern));
+        if (!tmp.ok()) bad++;
+        else if (!check_pattern(tmp->data(), 0, 0, 2 * kPage)) bad++;
+        churned++;
+      }
+    });
+    const unsigned n = 2 * std::max(1u, std::thread::hardware_concurrency());
+    std::vector<std::thread> readers;
+    for (unsigned t = 0; t < n; ++t) {
+      readers.emplace_back([&, t] {
+        std::uint64_t x = 88172645463325252ull + t;
+        for (int i = 0; i < 20000; ++i) {
+          x ^= x << 13;
+          x ^= x >> 7;
+          x ^= x << 17;
+          const std::size_t k = x % kRegions, off = (x >> 20) % (kPages * kPage / 8) * 8;
+          const auto* w = static_cast<const volatile std::uint64_t*>(regions[k].data());
+          if (w[off / 8] != pattern(k + 1, off)) bad++;
+        }
+      });
+    }
+    for (auto& t : readers) t.join();
+    stop = true;
+    churn.join();
+    if (bad.load() != 0) _exit(1);
+    if (churned.load() == 0) _exit(2);
+  }, 120);
+  EXPECT_TRUE(r.exited() && r.exit_code() == 0) << r;
+}
+
+}  // namespace
+}  // namespace faultline

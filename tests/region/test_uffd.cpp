@@ -1,0 +1,268 @@
+// tests/region/test_uffd.cpp: what only the userfaultfd backend does: the program's own madvise and
+// munmap while faults are in flight, write-back to the file store (flush, evict), the resident-page
+// watermark, a pager in another process and its death.
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <setjmp.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cstring>
+#include <random>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "faultline/region.hpp"
+#include "faultline/remote_pager.hpp"
+#include "faultline/report.hpp"
+#include "support/child.hpp"
+#include "support/pages.hpp"
+
+namespace faultline {
+namespace {
+
+using test::check_pattern;
+using test::ChildResult;
+using test::fill_pattern;
+using test::kPage;
+using test::pattern;
+using test::run_child;
+
+// A program that madvises a region away while faults are in flight does not wedge the handler thread.
+TEST(Uffd, MadviseWhileFaultsAreInFlight) {
+  if (!userfaultfd_available().ok()) GTEST_SKIP() << "no userfaultfd";
+  ChildResult r = run_child([] {
+    RegionOptions o;
+    o.name = "churn";
+    o.policy = Policy::provider;
+    o.fill = fill_pattern;
+    o.fill_data = reinterpret_cast<void*>(6);
+    o.backend = Backend::userfaultfd;
+    auto reg = reserve_region(256 * kPage, o);
+    if (!reg.ok()) _exit(90);
+    std::atomic<bool> stop{false};
+    std::atomic<int> bad{0};
+    std::vector<std::thread> ts;
+    for (int t = 0; t < 4; ++t) {
+      ts.emplace_back([&, t] {
+        std::mt19937 rng(static_cast<unsigned>(t));
+        while (!stop.load()) {
+          const std::size_t off = (rng() % (256 * kPage / 8)) * 8;
+          if (static_cast<const volatile std::uint64_t*>(reg->data())[off / 8] != pattern(6, off)) bad++;
+        }
+      });
+    }
+    for (int k = 0; k < 200; ++k) {
+      madvise(reg->data(), 256 * kPage, MADV_DONTNEED);  // the program's own madvise, not discard()
+      if (!reg->discard(0, 256).ok()) _exit(1);
+    }
+    stop = true;
+    for (auto& t : ts) t.join();
+    if (bad.load() != 0) _exit(2);
+  }, 120);
+  EXPECT_TRUE(r.exited() && r.exit_code() == 0) << r;
+}
+
+// Dirty pages of a file-backed region go back to the file on flush() and evict(); evicted pages come
+// back from the file with what was written.
+TEST(Uffd, FileStoreWriteBackFlushAndEvict) {
+  if (!userfaultfd_available().ok()) GTEST_SKIP() << "no userfaultfd";
+  ChildResult r = run_child([] {
+    char path[] = "/tmp/faultline-writeback-XXXXXX";
+    const int fd = mkstemp(path);
+    if (fd < 0) _exit(90);
+    std::vector<char> zeros(16 * kPage, 'a');
+    if (write(fd, zeros.data(), zeros.size()) != static_cast<ssize_t>(zeros.size())) _exit(91);
+    auto store = FileStore::open(path, 0, true);
+    if (!store.ok()) _exit(92);
+    RegionOptions o;
+    o.name = "file-rw";
+    o.policy = Policy::provider;
+    o.store = &store.value();
+    o.write_back = true;
+    auto reg = reserve_region(16 * kPage, o);
+    if (!reg.ok()) {
+      std::fprintf(stderr, "%s\n", reg.error().message().c_str());
+      _exit(93);
+    }
+    auto* p = static_cast<volatile char*>(reg->data());
+    if (p[0] != 'a' || p[5 * kPage] != 'a') _exit(1);  // read: no page is dirty
+    p[2 * kPage] = 'X';
+    p[3 * kPage + 1] = 'Y';
+    p[9 * kPage] = 'Z';
+    auto n = reg->flush();
+    if (!n.ok() || *n != 3) _exit(2);
+    char c = 0;
+    if (pread(fd, &c, 1, static_cast<off_t>(2 * kPage)) != 1 || c != 'X') _exit(3);
+    auto again = reg->flush();
+    if (!again.ok() || *again != 0) _exit(4);  // nothing written since
+    p[9 * kPage + 5] = 'W';
+    auto ev = reg->evict(8, 8);  // writes back page 9, drops pages 8..15
+    if (!ev.ok() || *ev != 1) _exit(5);
+    if (p[9 * kPage + 5] != 'W' || p[9 * kPage] != 'Z') _exit(6);  // filled again, from the file
+    if (reg->flush().ok() && reg->evict(15, 2).ok()) _exit(7);      // range checked
+    unlink(path);
+  });
+  EXPECT_TRUE(r.exited() && r.exit_code() == 0) << r;
+}
+
+// The watermark: with more pages resident than max_resident_pages, the oldest are written back (if
+// dirty) and dropped by faultline's evictor; reading them again brings back what was written.
+class VectorStore final : public Store {
+ public:
+  explicit VectorStore(std::vector<char>& v) : v_(v) {}
+  FillStatus fill(const FillRequest& req) override {
+    std::memcpy(req.dest, v_.data() + req.offset, req.length);
+    return {};
+  }
+  FillStatus write_back(const WriteBackRequest* runs, std::size_t n, std::size_t* stored) override {
+    for (std::size_t i = 0; i < n; ++i) std::memcpy(v_.data() + runs[i].offset, runs[i].src, runs[i].length);
+    *stored = n;
+    return {};
+  }
+  bool writable() const noexcept override { return true; }
+
+ private:
+  std::vector<char>& v_;
+};
+
+TEST(Uffd, WatermarkEvictsTheOldestAndWritesThemBack) {
+#if defined(__SANITIZE_THREAD__)
+  // The evictor reads pages the test thread wrote; what orders the two is the write-protect fault in the
+  // kernel, which TSan cannot see, so it reports a race that is not one.
+  GTEST_SKIP() << "TSan cannot see the ordering a userfaultfd write-protect fault provides";
+#endif
+  if (!userfaultfd_available().ok()) GTEST_SKIP() << "no userfaultfd";
+  ChildResult r = run_child([] {
+    std::vector<char> backing(64 * kPage, 'b');
+    VectorStore store(backing);
+    RegionOptions o;
+    o.name = "bounded";
+    o.policy = Policy::provider;
+    o.store = &store;
+    o.write_back = true;
+    o.readahead_max = 1;
+    o.max_resident_pages = 8;
+    auto reg = reserve_region(64 * kPage, o);
+    if (!reg.ok()) _exit(90);
+    auto* p = static_cast<volatile char*>(reg->data());
+    for (std::size_t i = 0; i < 64; ++i) {
+      if (p[i * kPage] != 'b') _exit(1);
+      p[i * kPage + 1] = static_cast<char>('A' + i % 26);  // every page dirty
+    }
+    // The evictor works in the background: wait (bounded) until at most 8 + one window are resident.
+    std::vector<unsigned char> vec(64);
+    std::size_t resident = 64;
+    for (int k = 0; k < 10000 && resident > 9; ++k) {
+      mincore(reg->data(), 64 * kPage, vec.data());
+      resident = 0;
+      for (unsigned char v : vec) resident += v & 1;
+      if (resident > 9) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+    if (resident > 9) {
+      std::fprintf(stderr, "%zu pages resident\n", resident);
+      _exit(2);
+    }
+    for (std::size_t i = 0; i < 64; ++i) {  // evicted pages come back with their writes
+      if (p[i * kPage + 1] != static_cast<char>('A' + i % 26)) _exit(3);
+    }
+  }, 60);
+  EXPECT_TRUE(r.exited() && r.exit_code() == 0) << r;
+}
+
+// A program that munmaps a region's memory while threads fault on it: the threads get SIGSEGV (the
+// memory is gone), and the handler thread goes on serving other regions.
+thread_local sigjmp_buf t_unmapped;
+void on_unmapped(int, siginfo_t*, void*) { siglongjmp(t_unmapped, 1); }
+
+TEST(Uffd, MunmapWhileFaultsAreInFlight) {
+  if (!userfaultfd_available().ok()) GTEST_SKIP() << "no userfaultfd";
+  ChildResult r = run_child([] {
+    struct sigaction sa {};
+    sa.sa_sigaction = on_unmapped;
+    sa.sa_flags = SA_SIGINFO;
+    sigaction(SIGSEGV, &sa, nullptr);  // installed before faultline: it gets the faults nobody resolves
+    RegionOptions o;
+    o.name = "vanishing";
+    o.policy = Policy::provider;
+    o.fill = fill_pattern;
+    o.fill_data = reinterpret_cast<void*>(2);
+    o.backend = Backend::userfaultfd;
+    auto a = reserve_region(512 * kPage, o);
+    if (!a.ok()) _exit(90);
+    std::atomic<long> reads{0};
+    std::atomic<int> bad{0};
+    std::vector<std::thread> ts;
+    for (int t = 0; t < 3; ++t) {
+      ts.emplace_back([&, t] {
+        std::mt19937 rng(static_cast<unsigned>(t));
+        if (sigsetjmp(t_unmapped, 1) != 0) {  // the memory went away under us
+          leave_handler();
+          return;
+        }
+        for (;;) {
+          const std::size_t off = (rng() % (512 * kPage / 8)) * 8;
+          if (static_cast<const volatile std::uint64_t*>(a->data())[off / 8] != pattern(2, off)) bad++;
+          reads++;
+        }
+      });
+    }
+    while (reads.load() < 2000) std::this_thread::yield();
+    munmap(a->data(), 512 * kPage);  // the program's own munmap, faults in flight
+    for (auto& t : ts) t.join();
+    if (bad.load() != 0) _exit(1);
+    if (!a->reset().ok()) _exit(3);  // the region still owned the range: give it up
+    o.name = "after";
+    o.fill_data = reinterpret_cast<void*>(3);
+    auto b = reserve_region(64 * kPage, o);
+    if (!b.ok() || !check_pattern(b->data(), 3, 0, 64 * kPage)) _exit(2);  // the handler thread still serves
+  }, 60);
+  EXPECT_TRUE(r.exited() && r.exit_code() == 0) << r;
+}
+
+// A pager in another process: it serves the faults until it is killed; then the region's missing pages
+// are poisoned and the next access ends in SIGBUS with a report, not a zero page or a hang.
+TEST(Uffd, PagerInAnotherProcessAndItsDeath) {
+  if (!userfaultfd_available().ok()) GTEST_SKIP() << "no userfaultfd";
+  ChildResult r = run_child([] {
+    int sv[2];
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) _exit(90);
+    const pid_t pager = fork();
+    if (pager == 0) {  // the pager process
+      close(sv[0]);
+      auto region = remote_pager::receive(sv[1]);
+      if (!region.ok()) _exit(1);
+      (void)region->serve(fill_pattern, reinterpret_cast<void*>(5));
+      _exit(0);
+    }
+    close(sv[1]);
+    if (!report::enable().ok()) _exit(91);
+    RegionOptions o;
+    o.name = "remote";
+    o.policy = Policy::pager;
+    o.remote_pager_socket = sv[0];
+    auto reg = reserve_region(16 * kPage, o);
+    if (!reg.ok()) {
+      std::fprintf(stderr, "%s\n", reg.error().message().c_str());
+      _exit(92);
+    }
+    if (!check_pattern(reg->data(), 5, 0, 4 * kPage)) _exit(2);  // served by the other process
+    std::printf("remote content ok\n");
+    std::fflush(stdout);
+    kill(pager, SIGKILL);
+    waitpid(pager, nullptr, 0);
+    (void)static_cast<volatile char*>(reg->data())[10 * kPage];  // nobody will ever supply this page
+    _exit(3);
+  });
+  EXPECT_TRUE(r.signaled() && r.signal() == SIGBUS) << r;
+  EXPECT_NE(r.output.find("remote content ok"), std::string::npos) << r;
+  EXPECT_NE(r.output.find("the remote pager (the process at the other end of its socket) went away"), std::string::npos)
+      << r;
+}
+
+}  // namespace
+}  // namespace faultline

@@ -1,0 +1,49 @@
+// tests/support/backends.hpp: running one test on every backend: signals, userfaultfd with its handler
+// thread, userfaultfd self-service. A suite derives from OnEveryBackend and is instantiated with
+// FAULTLINE_ON_EVERY_BACKEND(Suite); a case the machine cannot run skips with the reason.
+#pragma once
+
+#include <gtest/gtest.h>
+
+#include <string>
+
+#include "faultline/region.hpp"
+
+namespace faultline::test {
+
+struct BackendCase {
+  const char* name;
+  Backend backend;
+  UserfaultfdMode mode;
+};
+
+inline const BackendCase kBackends[] = {
+    {"signals", Backend::signals, UserfaultfdMode::handler_thread},
+    {"uffd_thread", Backend::userfaultfd, UserfaultfdMode::handler_thread},
+    {"uffd_self", Backend::userfaultfd, UserfaultfdMode::self_service},
+};
+
+class OnEveryBackend : public ::testing::TestWithParam<BackendCase> {
+ protected:
+  void SetUp() override {
+    if (GetParam().backend == Backend::userfaultfd && !userfaultfd_available().ok()) {
+      GTEST_SKIP() << "userfaultfd not available here: " << userfaultfd_available().error().message();
+    }
+  }
+  bool self_service() const { return GetParam().mode == UserfaultfdMode::self_service && uffd(); }
+  bool uffd() const { return GetParam().backend == Backend::userfaultfd; }
+  RegionOptions opts(const char* name, Policy p) const {
+    RegionOptions o;
+    o.name = name;
+    o.policy = p;
+    o.backend = GetParam().backend;
+    o.userfaultfd_mode = GetParam().mode;
+    return o;
+  }
+};
+
+}  // namespace faultline::test
+
+#define FAULTLINE_ON_EVERY_BACKEND(Suite)                                            \
+  INSTANTIATE_TEST_SUITE_P(All, Suite, ::testing::ValuesIn(::faultline::test::kBackends), \
+                           [](const auto& p) { return std::string(p.param.name); })

@@ -1,0 +1,48 @@
+// tests/support/pages.hpp: what the region tests share: the page size, a content pattern that names its
+// region and offset, fill functions that write it or fail, and the calling thread's id.
+#pragma once
+
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
+#include <cstddef>
+#include <cstdint>
+
+#include "faultline/store.hpp"
+
+namespace faultline::test {
+
+inline const std::size_t kPage = static_cast<std::size_t>(sysconf(_SC_PAGESIZE));
+
+inline long tid() { return syscall(SYS_gettid); }
+
+// The word a fill writes at byte offset `off` of a region whose fill data is `tag`.
+inline std::uint64_t pattern(std::uint64_t tag, std::size_t off) { return (tag << 40) ^ (off / 8) ^ 0x5a5a; }
+
+// Fills calls so far (any test's fill_pattern).
+inline std::atomic<int> g_pattern_fills{0};
+
+// A fill function writing pattern(tag, ...) with tag = its data pointer.
+inline FillStatus fill_pattern(const FillRequest& req, void* data) {
+  g_pattern_fills++;
+  const auto tag = reinterpret_cast<std::uintptr_t>(data);
+  auto* w = reinterpret_cast<std::uint64_t*>(req.dest);
+  for (std::size_t i = 0; i < req.length / 8; ++i) w[i] = pattern(tag, req.offset + i * 8);
+  return {};
+}
+
+// A fill function that always fails with EIO.
+inline FillStatus fill_fails(const FillRequest&, void*) { return FillStatus{EIO, "disk on fire"}; }
+
+// True when [off, off + len) of `base` holds pattern(tag, ...).
+inline bool check_pattern(const void* base, std::uint64_t tag, std::size_t off, std::size_t len) {
+  auto* w = static_cast<const volatile std::uint64_t*>(base);
+  for (std::size_t o = off; o < off + len; o += 8) {
+    if (w[o / 8] != pattern(tag, o)) return false;
+  }
+  return true;
+}
+
+}  // namespace faultline::test
