@@ -22,15 +22,7 @@
 namespace faultline {
 namespace {
 
-using test::check_pattern;
-using test::ChildResult;
-using test::fill_fails;
-using test::fill_pattern;
-using test::g_pattern_fills;
-using test::kPage;
-using test::pattern;
-using test::run_child;
-using test::Shared;
+using namespace test;  // tests/support/
 
 // Zero-fill and provider policies: every backend, self-service included.
 class Backends : public test::OnEveryBackend {};
@@ -42,10 +34,9 @@ TEST_P(Backends, ZeroFillSequentialAndRandom) {
   ChildResult r = run_child([&] {
     RegionOptions o = opts("zeros", Policy::zero_fill);
     o.fault_around = 4;
-    auto reg = reserve_region(256 * kPage, o);
-    if (!reg.ok()) _exit(90);
-    if (reg->backend() != GetParam().backend) _exit(91);
-    auto* p = static_cast<volatile char*>(reg->data());
+    auto reg = must_reserve(256 * kPage, o);
+    if (reg.backend() != GetParam().backend) _exit(91);
+    auto* p = static_cast<volatile char*>(reg.data());
     for (std::size_t i = 0; i < 128; ++i) {  // sequential
       if (p[i * kPage] != 0) _exit(1);
       p[i * kPage + 1] = static_cast<char>(i);
@@ -68,12 +59,11 @@ TEST_P(Backends, ProviderContentsEverywhere) {
     RegionOptions o = opts("image", Policy::provider);
     o.fill = fill_pattern;
     o.fill_data = reinterpret_cast<void*>(3);
-    auto reg = reserve_region(64 * kPage, o);
-    if (!reg.ok()) _exit(90);
-    if (!check_pattern(reg->data(), 3, 0, 64 * kPage)) _exit(1);
-    static_cast<volatile char*>(reg->data())[5] = 1;  // writable after the fill
-    if (!reg->discard(0, 64).ok()) _exit(2);
-    if (!check_pattern(reg->data(), 3, 0, 64 * kPage)) _exit(3);  // filled again
+    auto reg = must_reserve(64 * kPage, o);
+    if (!check_pattern(reg.data(), 3, 0, 64 * kPage)) _exit(1);
+    static_cast<volatile char*>(reg.data())[5] = 1;  // writable after the fill
+    if (!reg.discard(0, 64).ok()) _exit(2);
+    if (!check_pattern(reg.data(), 3, 0, 64 * kPage)) _exit(3);  // filled again
   });
   EXPECT_TRUE(r.exited() && r.exit_code() == 0) << r;
 }
@@ -84,13 +74,12 @@ TEST_P(Backends, ManyThreadsOnTheSamePages) {
     RegionOptions o = opts("shared", Policy::provider);
     o.fill = fill_pattern;
     o.fill_data = reinterpret_cast<void*>(8);
-    auto reg = reserve_region(32 * kPage, o);
-    if (!reg.ok()) _exit(90);
+    auto reg = must_reserve(32 * kPage, o);
     std::atomic<int> bad{0};
     std::vector<std::thread> ts;
     for (int t = 0; t < 8; ++t) {
       ts.emplace_back([&] {
-        if (!check_pattern(reg->data(), 8, 0, 32 * kPage)) bad++;
+        if (!check_pattern(reg.data(), 8, 0, 32 * kPage)) bad++;
       });
     }
     for (auto& t : ts) t.join();
@@ -110,9 +99,8 @@ TEST_P(ThreadedBackends, PagerContents) {
     o.fill = fill_pattern;
     o.fill_data = reinterpret_cast<void*>(4);
     o.pager = *pager;
-    auto reg = reserve_region(16 * kPage, o);
-    if (!reg.ok()) _exit(91);
-    if (!check_pattern(reg->data(), 4, 0, 16 * kPage)) _exit(1);
+    auto reg = must_reserve(16 * kPage, o);
+    if (!check_pattern(reg.data(), 4, 0, 16 * kPage)) _exit(1);
     if (pager->stats().requests == 0) _exit(2);
   });
   EXPECT_TRUE(r.exited() && r.exit_code() == 0) << r;
@@ -123,9 +111,8 @@ TEST_P(Backends, ProviderFailureEndsInSigbusWithTheCause) {
     if (!report::enable().ok()) _exit(90);
     RegionOptions o = opts("broken", Policy::provider);
     o.fill = fill_fails;
-    auto reg = reserve_region(4 * kPage, o);
-    if (!reg.ok()) _exit(91);
-    (void)static_cast<volatile char*>(reg->data())[2 * kPage + 9];
+    auto reg = must_reserve(4 * kPage, o);
+    (void)static_cast<volatile char*>(reg.data())[2 * kPage + 9];
     _exit(1);  // never a zero page
   });
   EXPECT_TRUE(r.signaled() && r.signal() == SIGBUS) << r;
@@ -154,9 +141,8 @@ TEST_P(ThreadedBackends, PagerThatNeverAnswersEndsInSigbus) {
     o.fill = stuck;
     o.pager = *pager;
     o.fill_timeout = std::chrono::milliseconds(100);
-    auto reg = reserve_region(kPage, o);
-    if (!reg.ok()) _exit(91);
-    (void)static_cast<volatile char*>(reg->data())[0];
+    auto reg = must_reserve(kPage, o);
+    (void)static_cast<volatile char*>(reg.data())[0];
     _exit(1);
   });
   EXPECT_TRUE(r.signaled() && r.signal() == SIGBUS) << r;
@@ -169,18 +155,17 @@ TEST_P(ThreadedBackends, DirtyTrackingCollectsAndReArms) {
     ChildResult r = run_child([&] {
       RegionOptions o = opts("cards", Policy::track_dirty);
       o.dirty_tracking = mode;
-      auto reg = reserve_region(64 * kPage, o);
-      if (!reg.ok()) _exit(90);
-      auto* p = static_cast<volatile char*>(reg->data());
+      auto reg = must_reserve(64 * kPage, o);
+      auto* p = static_cast<volatile char*>(reg.data());
       if (p[10 * kPage] != 0) _exit(1);  // a read is not a write
       for (std::size_t i : {3, 4, 5, 40}) p[i * kPage + 1] = 1;
       p[40 * kPage + 2] = 2;  // the same page again
-      auto d = reg->collect_dirty();
+      auto d = reg.collect_dirty();
       if (!d.ok() || *d != std::vector<std::size_t>{3, 4, 5, 40}) _exit(2);
-      auto none = reg->collect_dirty();
+      auto none = reg.collect_dirty();
       if (!none.ok() || !none->empty()) _exit(3);
       p[4 * kPage] = 2;
-      auto again = reg->collect_dirty();
+      auto again = reg.collect_dirty();
       if (!again.ok() || *again != std::vector<std::size_t>{4}) _exit(4);
       if (p[3 * kPage + 1] != 1 || p[40 * kPage + 2] != 2) _exit(5);  // contents kept
       auto zeros = reserve_region(kPage, opts("z", Policy::zero_fill));
@@ -194,14 +179,13 @@ TEST_P(ThreadedBackends, DirtyTrackingCollectsAndReArms) {
 // for the fill); the signal backend and self-service mode cannot, so the call fails with EFAULT.
 TEST_P(Backends, ReadSystemCallIntoAMissingPage) {
   ChildResult r = run_child([&] {
-    auto reg = reserve_region(kPage, opts("syscall", Policy::zero_fill));
-    if (!reg.ok()) _exit(90);
+    auto reg = must_reserve(kPage, opts("syscall", Policy::zero_fill));
     int fd = open("/proc/self/stat", O_RDONLY);
-    const ssize_t n = read(fd, reg->data(), 64);
+    const ssize_t n = read(fd, reg.data(), 64);
     const bool filled = GetParam().backend == Backend::userfaultfd && GetParam().mode == UserfaultfdMode::handler_thread;
     if (filled ? n <= 0 : (n != -1 || errno != EFAULT)) _exit(1);
-    if (!prefault(reg->data(), kPage, Access::write).ok()) _exit(2);
-    if (read(fd, reg->data(), 64) <= 0) _exit(3);  // prefaulted: works everywhere
+    if (!prefault(reg.data(), kPage, Access::write).ok()) _exit(2);
+    if (read(fd, reg.data(), 64) <= 0) _exit(3);  // prefaulted: works everywhere
   });
   EXPECT_TRUE(r.exited() && r.exit_code() == 0) << r;
 }
@@ -221,9 +205,8 @@ TEST_P(Backends, FileStoreReadsTheFileLazily) {
     if (!store.ok()) _exit(92);
     RegionOptions o = opts("file", Policy::provider);
     o.store = &store.value();
-    auto reg = reserve_region(32 * kPage, o);
-    if (!reg.ok()) _exit(93);
-    auto* w = static_cast<const volatile std::uint64_t*>(reg->data());
+    auto reg = must_reserve(32 * kPage, o);
+    auto* w = static_cast<const volatile std::uint64_t*>(reg.data());
     const std::size_t base = kPage / 8;
     for (std::size_t i = 0; i + base < words.size(); ++i) {
       if (w[i] != words[base + i]) _exit(1);
@@ -231,7 +214,7 @@ TEST_P(Backends, FileStoreReadsTheFileLazily) {
     for (std::size_t i = words.size() - base; i < 32 * kPage / 8; ++i) {
       if (w[i] != 0) _exit(2);  // past the end of the file: zeros, as with mmap
     }
-    static_cast<volatile std::uint64_t*>(reg->data())[3] = 7;  // private: the file is not written
+    static_cast<volatile std::uint64_t*>(reg.data())[3] = 7;  // private: the file is not written
     if (FileStore::open(path).ok()) _exit(3);                  // gone
     if (FileStore::open("/etc/hostname", 100).ok()) _exit(4);  // offset not page-aligned
   });
@@ -246,11 +229,10 @@ TEST(BackendChoice, AutomaticSaysWhy) {
   ChildResult r = run_child([] {
     RegionOptions o;
     o.name = "auto";
-    auto z = reserve_region(kPage, o);
-    if (!z.ok()) _exit(90);
+    auto z = must_reserve(kPage, o);
     const bool uffd = userfaultfd_available().ok();
-    if ((z->backend() == Backend::userfaultfd) != uffd) _exit(1);
-    if (std::strlen(z->backend_reason()) == 0) _exit(2);
+    if ((z.backend() == Backend::userfaultfd) != uffd) _exit(1);
+    if (std::strlen(z.backend_reason()) == 0) _exit(2);
     o.policy = Policy::guard;
     o.perms = perm_none;
     auto g = reserve_region(kPage, o);
@@ -265,7 +247,7 @@ TEST(BackendChoice, AutomaticSaysWhy) {
     RegionOptions ra;
     ra.readahead_max = 0;
     if (reserve_region(kPage, ra).ok()) _exit(5);
-    std::printf("zero_fill: %s; guard: %s\n", z->backend_reason(), g->backend_reason());
+    std::printf("zero_fill: %s; guard: %s\n", z.backend_reason(), g->backend_reason());
   });
   EXPECT_TRUE(r.exited() && r.exit_code() == 0) << r;
 }

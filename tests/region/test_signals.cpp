@@ -25,39 +25,14 @@
 namespace faultline {
 namespace {
 
-using test::check_pattern;
-using test::ChildResult;
-using test::fill_pattern;
-using test::kPage;
-using test::Page;
-using test::pattern;
-using test::run_child;
-using test::Shared;
-using test::tid;
-
-RegionOptions opts(const char* name, Policy p, unsigned perms = perm_read | perm_write) {
-  RegionOptions o;
-  o.backend = Backend::signals;  // this suite tests the signal backend
-  o.name = name;
-  o.policy = p;
-  o.perms = perms;
-  return o;
-}
-
-RegionOptions filled(const char* name, Policy p, FillFn fn, void* data = nullptr) {
-  RegionOptions o = opts(name, p);
-  o.fill = fn;
-  o.fill_data = data;
-  return o;
-}
+using namespace test;  // tests/support/
 
 TEST(ZeroFill, PagesAppearZeroedWithFaultAround) {
   ChildResult r = run_child([] {
-    RegionOptions o = opts("heap", Policy::zero_fill);
+    RegionOptions o = on_signals("heap", Policy::zero_fill);
     o.fault_around = 4;
-    auto reg = reserve_region(16 * kPage, o);
-    if (!reg.ok()) _exit(90);
-    char* p = static_cast<char*>(reg->data());
+    auto reg = must_reserve(16 * kPage, o);
+    char* p = static_cast<char*>(reg.data());
     const auto before = counters(SIGSEGV).resolved;
     for (std::size_t i = 0; i < 16; ++i) {
       if (p[i * kPage + 5] != 0) _exit(1);
@@ -75,9 +50,8 @@ TEST(ZeroFill, PagesAppearZeroedWithFaultAround) {
 TEST(Guard, AccessIsReportedWithTheRegionName) {
   ChildResult r = run_child([] {
     if (!report::enable().ok()) _exit(90);
-    auto reg = reserve_region(2 * kPage, opts("red-zone", Policy::guard));
-    if (!reg.ok()) _exit(91);
-    static_cast<volatile char*>(reg->data())[kPage + 1] = 1;
+    auto reg = must_reserve(2 * kPage, on_signals("red-zone", Policy::guard));
+    static_cast<volatile char*>(reg.data())[kPage + 1] = 1;
   });
   EXPECT_TRUE(r.signaled() && r.signal() == SIGSEGV) << r;
   EXPECT_NE(r.output.find("region    'red-zone'"), std::string::npos) << r;
@@ -88,9 +62,8 @@ TEST(Guard, AccessIsReportedWithTheRegionName) {
 TEST(Permissions, WriteIntoReadOnlyRegionIsNotResolved) {
   ChildResult r = run_child([] {
     if (!report::enable().ok()) _exit(90);
-    auto reg = reserve_region(kPage, opts("rodata", Policy::zero_fill, perm_read));
-    if (!reg.ok()) _exit(91);
-    auto* p = static_cast<volatile char*>(reg->data());
+    auto reg = must_reserve(kPage, on_signals("rodata", Policy::zero_fill, perm_read));
+    auto* p = static_cast<volatile char*>(reg.data());
     if (p[10] != 0) _exit(1);  // reading is allowed
     p[10] = 1;                 // writing is not
     _exit(2);
@@ -127,15 +100,14 @@ TEST(Barrier, ForwardingTableHealsTheRegister) {
     Page new_space(PROT_READ | PROT_WRITE);
     std::uint64_t* copy = reinterpret_cast<std::uint64_t*>(new_space.get());
     copy[3] = 0x5eed5eed5eed5eedull;  // the relocated object's field
-    RegionOptions o = opts("old-space", Policy::barrier);
+    RegionOptions o = on_signals("old-space", Policy::barrier);
     o.barrier = forward_barrier;
     o.barrier_data = &*fw;
-    auto old_space = reserve_region(kPage, o);
-    if (!old_space.ok()) _exit(90);
-    fw->old_base = reinterpret_cast<std::uintptr_t>(old_space->data());
+    auto old_space = must_reserve(kPage, o);
+    fw->old_base = reinterpret_cast<std::uintptr_t>(old_space.data());
     fw->new_base = reinterpret_cast<std::uintptr_t>(new_space.get());
     std::uint64_t value;
-    const std::uint64_t* stale = static_cast<const std::uint64_t*>(old_space->data()) + 3;
+    const std::uint64_t* stale = static_cast<const std::uint64_t*>(old_space.data()) + 3;
     __asm__ volatile(
         "mov %[p], %%rdi\n"
         ".byte 0x48, 0x8b, 0x07\n"  // mov (%rdi), %rax
@@ -151,15 +123,14 @@ TEST(Barrier, ForwardingTableHealsTheRegister) {
 
 TEST(Prefault, SystemCallsSeeEfaultUnlessPrefaulted) {
   ChildResult r = run_child([] {
-    auto reg = reserve_region(4 * kPage, opts("buf", Policy::zero_fill));
-    if (!reg.ok()) _exit(90);
+    auto reg = must_reserve(4 * kPage, on_signals("buf", Policy::zero_fill));
     int fd = open("/dev/zero", O_RDONLY);
-    char* p = static_cast<char*>(reg->data());
+    char* p = static_cast<char*>(reg.data());
     errno = 0;
     if (read(fd, p, 2 * kPage) != -1 || errno != EFAULT) _exit(1);  // the kernel does not fault for us
     if (!prefault(p, 2 * kPage, Access::write).ok()) _exit(2);
     if (read(fd, p, 2 * kPage) != static_cast<ssize_t>(2 * kPage)) _exit(3);
-    auto ro = reserve_region(kPage, opts("ro", Policy::zero_fill, perm_read));
+    auto ro = reserve_region(kPage, on_signals("ro", Policy::zero_fill, perm_read));
     auto bad = prefault(ro->data(), 10, Access::write);
     if (bad.ok() || bad.error().code() != Errc::invalid_argument) _exit(4);
     if (!prefault(ro->data(), 10, Access::read).ok()) _exit(5);
@@ -192,11 +163,10 @@ FillStatus recording_fill(const FillRequest& req, void* data) {
 
 TEST(Provider, FillsOnFirstTouchWithTheRequestDescribed) {
   ChildResult r = run_child([] {
-    RegionOptions o = filled("snapshot", Policy::provider, recording_fill, reinterpret_cast<void*>(7));
+    RegionOptions o = filled_on_signals("snapshot", Policy::provider, recording_fill, reinterpret_cast<void*>(7));
     o.fault_around = 3;
-    auto reg = reserve_region(8 * kPage, o);
-    if (!reg.ok()) _exit(90);
-    auto* p = static_cast<char*>(reg->data());
+    auto reg = must_reserve(8 * kPage, o);
+    auto* p = static_cast<char*>(reg.data());
     if (!check_pattern(p, 7, 2 * kPage, kPage)) _exit(1);  // a read of page 2 fills pages 2..4
     if (g_seen.calls != 1 || g_seen.offset != 2 * kPage || g_seen.length != 3 * kPage) _exit(2);
     if (g_seen.access != static_cast<int>(Access::read) || g_seen.tid != tid() || g_seen.pc == 0) _exit(3);
@@ -229,10 +199,9 @@ FillStatus waiting_fill(const FillRequest& req, void* data) {
 
 TEST(Provider, TwoThreadsOnOnePageGetOneFill) {
   ChildResult r = run_child([] {
-    auto reg = reserve_region(kPage, filled("shared-page", Policy::provider, waiting_fill, reinterpret_cast<void*>(3)));
-    if (!reg.ok()) _exit(90);
-    g_race.impl = static_cast<backend::signals::SignalRegion*>(region::lookup(reinterpret_cast<std::uintptr_t>(reg->data())));
-    const void* p = reg->data();
+    auto reg = must_reserve(kPage, filled_on_signals("shared-page", Policy::provider, waiting_fill, reinterpret_cast<void*>(3)));
+    g_race.impl = static_cast<backend::signals::SignalRegion*>(region::lookup(reinterpret_cast<std::uintptr_t>(reg.data())));
+    const void* p = reg.data();
     std::atomic<int> ok{0};
     std::thread a([&] { ok += check_pattern(p, 3, 0, kPage); });
     std::thread b([&] { ok += check_pattern(p, 3, 0, kPage); });
@@ -248,9 +217,8 @@ FillStatus failing_fill(const FillRequest&, void*) { return FillStatus{EIO, "dis
 
 TEST(Provider, FailureWithoutReportStillSaysWhy) {
   ChildResult r = run_child([] {
-    auto reg = reserve_region(kPage, filled("quiet", Policy::provider, failing_fill));
-    if (!reg.ok()) _exit(91);
-    (void)static_cast<volatile char*>(reg->data())[0];
+    auto reg = must_reserve(kPage, filled_on_signals("quiet", Policy::provider, failing_fill));
+    (void)static_cast<volatile char*>(reg.data())[0];
     _exit(1);
   });
   EXPECT_TRUE(r.signaled() && r.signal() == SIGBUS) << r;
@@ -279,9 +247,8 @@ TEST(Provider, FailureReachesThePreviousSigbusHandlerThenRetries) {
     };
     sa.sa_flags = SA_SIGINFO;
     sigaction(SIGBUS, &sa, nullptr);
-    auto reg = reserve_region(2 * kPage, filled("retry", Policy::provider, flaky_fill, reinterpret_cast<void*>(9)));
-    if (!reg.ok()) _exit(90);
-    auto* p = static_cast<volatile char*>(reg->data());
+    auto reg = must_reserve(2 * kPage, filled_on_signals("retry", Policy::provider, flaky_fill, reinterpret_cast<void*>(9)));
+    auto* p = static_cast<volatile char*>(reg.data());
     if (sigsetjmp(g_jmp, 1) == 0) {
       (void)p[kPage + 16];
       _exit(1);
@@ -295,20 +262,20 @@ TEST(Provider, FailureReachesThePreviousSigbusHandlerThenRetries) {
 }
 
 TEST(Provider, BadOptionsGetClearErrors) {
-  auto no_fn = reserve_region(kPage, filled("a", Policy::provider, nullptr));
+  auto no_fn = reserve_region(kPage, filled_on_signals("a", Policy::provider, nullptr));
   ASSERT_FALSE(no_fn.ok());
   EXPECT_NE(no_fn.error().message().find("needs a store or a fill function"), std::string::npos);
-  auto fn_elsewhere = reserve_region(kPage, filled("b", Policy::zero_fill, fill_pattern));
+  auto fn_elsewhere = reserve_region(kPage, filled_on_signals("b", Policy::zero_fill, fill_pattern));
   ASSERT_FALSE(fn_elsewhere.ok());
   EXPECT_EQ(fn_elsewhere.error().code(), Errc::invalid_argument);
-  auto no_pager = reserve_region(kPage, filled("c", Policy::pager, fill_pattern));
+  auto no_pager = reserve_region(kPage, filled_on_signals("c", Policy::pager, fill_pattern));
   ASSERT_FALSE(no_pager.ok());
   EXPECT_NE(no_pager.error().message().find("needs a started Pager"), std::string::npos);
-  RegionOptions bad_timeout = filled("d", Policy::provider, fill_pattern);
+  RegionOptions bad_timeout = filled_on_signals("d", Policy::provider, fill_pattern);
   bad_timeout.fill_timeout = std::chrono::milliseconds(0);
   EXPECT_FALSE(reserve_region(kPage, bad_timeout).ok());
   test::Page mine(PROT_READ | PROT_WRITE);
-  auto adopted = adopt_region(mine.get(), kPage, filled("e", Policy::provider, fill_pattern));
+  auto adopted = adopt_region(mine.get(), kPage, filled_on_signals("e", Policy::provider, fill_pattern));
   ASSERT_FALSE(adopted.ok());
   EXPECT_EQ(adopted.error().code(), Errc::unsupported);
   EXPECT_FALSE(Pager::start(PagerOptions{"p", 0}).ok());
@@ -333,11 +300,10 @@ TEST(Pager, FaultIsServedByThePagerThread) {
   ChildResult r = run_child([] {
     auto pager = Pager::start(PagerOptions{"test-pager", 1});
     if (!pager.ok()) _exit(90);
-    RegionOptions o = filled("paged", Policy::pager, pager_fill, reinterpret_cast<void*>(5));
+    RegionOptions o = filled_on_signals("paged", Policy::pager, pager_fill, reinterpret_cast<void*>(5));
     o.pager = *pager;
-    auto reg = reserve_region(4 * kPage, o);
-    if (!reg.ok()) _exit(91);
-    auto* p = static_cast<char*>(reg->data());
+    auto reg = must_reserve(4 * kPage, o);
+    auto* p = static_cast<char*>(reg.data());
     p[kPage + 8] = 42;  // a write: the pager fills, then the write lands
     if (g_seen.calls != 1 || g_seen.offset != kPage) _exit(1);
     if (g_seen.access != static_cast<int>(Access::write) || g_seen.pc == 0) _exit(2);
@@ -359,11 +325,10 @@ TEST(Pager, FailureEndsInSigbusWithReport) {
     if (!report::enable().ok()) _exit(90);
     auto pager = Pager::start();
     if (!pager.ok()) _exit(90);
-    RegionOptions o = filled("remote", Policy::pager, pager_refuses);
+    RegionOptions o = filled_on_signals("remote", Policy::pager, pager_refuses);
     o.pager = *pager;
-    auto reg = reserve_region(2 * kPage, o);
-    if (!reg.ok()) _exit(91);
-    static_cast<volatile char*>(reg->data())[kPage] = 1;
+    auto reg = must_reserve(2 * kPage, o);
+    static_cast<volatile char*>(reg.data())[kPage] = 1;
     _exit(1);
   });
   EXPECT_TRUE(r.signaled() && r.signal() == SIGBUS) << r;
@@ -385,12 +350,11 @@ TEST(Pager, PagerThreadTouchingItsOwnRegionFailsInsteadOfDeadlocking) {
   ChildResult r = run_child([] {
     auto pager = Pager::start();
     if (!pager.ok()) _exit(90);
-    RegionOptions o = filled("loop", Policy::pager, self_touching_fill);
+    RegionOptions o = filled_on_signals("loop", Policy::pager, self_touching_fill);
     o.pager = *pager;
-    auto reg = reserve_region(2 * kPage, o);
-    if (!reg.ok()) _exit(91);
-    g_own_region = static_cast<char*>(reg->data());
-    (void)static_cast<volatile char*>(reg->data())[0];
+    auto reg = must_reserve(2 * kPage, o);
+    g_own_region = static_cast<char*>(reg.data());
+    (void)static_cast<volatile char*>(reg.data())[0];
     _exit(1);
   });
   EXPECT_TRUE(r.signaled() && r.signal() == SIGBUS) << r;
@@ -413,12 +377,11 @@ TEST(Pager, RegistrationGoesOnWhileAFaultWaitsForThePager) {
   ChildResult r = run_child([] {
     auto pager = Pager::start();
     if (!pager.ok()) _exit(90);
-    RegionOptions o = filled("gated", Policy::pager, gated_fill, reinterpret_cast<void*>(12));
+    RegionOptions o = filled_on_signals("gated", Policy::pager, gated_fill, reinterpret_cast<void*>(12));
     o.pager = *pager;
-    auto reg = reserve_region(kPage, o);
-    if (!reg.ok()) _exit(91);
+    auto reg = must_reserve(kPage, o);
     std::atomic<bool> same{false};
-    std::thread faulting([&] { same = check_pattern(reg->data(), 12, 0, kPage); });
+    std::thread faulting([&] { same = check_pattern(reg.data(), 12, 0, kPage); });
     while (g_fill_started.load() == 0) std::this_thread::yield();
     RegionOptions g;
     g.backend = Backend::signals;  // this suite tests the signal backend
@@ -443,19 +406,18 @@ TEST(Protect, LoweredPagesAreResolvedAgainWithTheirContents) {
     RegionOptions o;
     o.backend = Backend::signals;  // this suite tests the signal backend
     o.name = "heap";
-    auto reg = reserve_region(4 * kPage, o);
-    if (!reg.ok()) _exit(90);
-    auto* p = static_cast<volatile char*>(reg->data());
+    auto reg = must_reserve(4 * kPage, o);
+    auto* p = static_cast<volatile char*>(reg.data());
     p[kPage] = 11;
-    if (!reg->protect(1, 1, perm_none).ok()) _exit(1);
+    if (!reg.protect(1, 1, perm_none).ok()) _exit(1);
     const auto before = counters(SIGSEGV).resolved;
     if (p[kPage] != 11) _exit(2);
     if (counters(SIGSEGV).resolved - before != 1) _exit(3);
     // Errors: outside the region, permissions it does not have, zero pages.
-    if (reg->protect(3, 2, perm_none).ok() || reg->protect(0, 1, perm_exec).ok() || reg->protect(0, 0, 0).ok()) {
+    if (reg.protect(3, 2, perm_none).ok() || reg.protect(0, 1, perm_exec).ok() || reg.protect(0, 0, 0).ok()) {
       _exit(4);
     }
-    auto fil = reserve_region(kPage, filled("f", Policy::provider, fill_pattern));
+    auto fil = reserve_region(kPage, filled_on_signals("f", Policy::provider, fill_pattern));
     if (!fil.ok() || fil->protect(0, 1, perm_read).ok() || !fil->protect(0, 1, perm_none).ok()) _exit(5);
   });
   EXPECT_TRUE(r.exited() && r.exit_code() == 0) << r;
@@ -466,24 +428,23 @@ TEST(Protect, BatchMergesAdjacentChangesAndKeepsOrderOfOverlaps) {
     RegionOptions o;
     o.backend = Backend::signals;  // this suite tests the signal backend
     o.name = "batched";
-    auto reg = reserve_region(16 * kPage, o);
-    if (!reg.ok()) _exit(90);
-    if (!prefault(reg->data(), 16 * kPage, Access::write).ok()) _exit(91);
+    auto reg = must_reserve(16 * kPage, o);
+    if (!prefault(reg.data(), 16 * kPage, Access::write).ok()) _exit(91);
     ProtectBatch batch;
     for (std::size_t i : {5, 3, 4, 6, 2}) {
-      if (!batch.add(*reg, i, 1, perm_read).ok()) _exit(1);
+      if (!batch.add(reg, i, 1, perm_read).ok()) _exit(1);
     }
-    if (!batch.add(*reg, 10, 2, perm_none).ok()) _exit(2);
-    if (batch.add(*reg, 15, 2, perm_none).ok()) _exit(3);  // outside: refused at add()
+    if (!batch.add(reg, 10, 2, perm_none).ok()) _exit(2);
+    if (batch.add(reg, 15, 2, perm_none).ok()) _exit(3);  // outside: refused at add()
     auto calls = batch.commit();
     if (!calls.ok() || *calls != 2) _exit(4);  // pages 2..6 in one call, 10..11 in another
     // Overlapping changes: the later wins.
-    if (!batch.add(*reg, 0, 4, perm_none).ok() || !batch.add(*reg, 1, 1, perm_read | perm_write).ok()) _exit(5);
+    if (!batch.add(reg, 0, 4, perm_none).ok() || !batch.add(reg, 1, 1, perm_read | perm_write).ok()) _exit(5);
     if (!batch.commit().ok()) _exit(6);
     const auto before = counters(SIGSEGV).resolved;
-    static_cast<volatile char*>(reg->data())[kPage] = 1;  // no fault: page 1 is writable
+    static_cast<volatile char*>(reg.data())[kPage] = 1;  // no fault: page 1 is writable
     if (counters(SIGSEGV).resolved != before) _exit(7);
-    static_cast<volatile char*>(reg->data())[0] = 1;      // faults: page 0 was re-armed
+    static_cast<volatile char*>(reg.data())[0] = 1;      // faults: page 0 was re-armed
     if (counters(SIGSEGV).resolved != before + 1) _exit(8);
   });
   EXPECT_TRUE(r.exited() && r.exit_code() == 0) << r;
@@ -495,20 +456,19 @@ TEST(Protect, CollectDirtyCanDeferReArming) {
     o.backend = Backend::signals;  // this suite tests the signal backend
     o.name = "cards";
     o.policy = Policy::track_dirty;
-    auto reg = reserve_region(8 * kPage, o);
-    if (!reg.ok()) _exit(90);
-    auto* p = static_cast<volatile char*>(reg->data());
+    auto reg = must_reserve(8 * kPage, o);
+    auto* p = static_cast<volatile char*>(reg.data());
     for (std::size_t i : {1, 2, 3, 6}) p[i * kPage] = 1;
     ProtectBatch batch;
-    auto dirty = reg->collect_dirty(&batch);
+    auto dirty = reg.collect_dirty(&batch);
     if (!dirty.ok() || *dirty != std::vector<std::size_t>{1, 2, 3, 6}) _exit(1);
     if (batch.pending() != 2) _exit(2);  // runs 1..3 and 6
     p[2 * kPage] = 2;                     // not re-armed yet: not recorded
-    auto none = reg->collect_dirty();
+    auto none = reg.collect_dirty();
     if (!none.ok() || !none->empty()) _exit(3);
     if (!batch.commit().ok()) _exit(4);
     p[2 * kPage] = 3;  // re-armed: recorded
-    auto again = reg->collect_dirty();
+    auto again = reg.collect_dirty();
     if (!again.ok() || *again != std::vector<std::size_t>{2}) _exit(5);
   });
   EXPECT_TRUE(r.exited() && r.exit_code() == 0) << r;
@@ -517,24 +477,22 @@ TEST(Protect, CollectDirtyCanDeferReArming) {
 TEST(Discard, PagesAreRefilledOrZeroedOnTheNextAccess) {
   ChildResult r = run_child([] {
     g_seen.calls = 0;
-    auto fil = reserve_region(4 * kPage, filled("evictable", Policy::provider, recording_fill, reinterpret_cast<void*>(4)));
-    if (!fil.ok()) _exit(90);
-    auto* p = static_cast<char*>(fil->data());
+    auto fil = must_reserve(4 * kPage, filled_on_signals("evictable", Policy::provider, recording_fill, reinterpret_cast<void*>(4)));
+    auto* p = static_cast<char*>(fil.data());
     p[kPage] = 99;  // fill page 1, then change it
     if (g_seen.calls != 1 || p[kPage] != 99) _exit(1);
-    if (!fil->discard(1, 1).ok()) _exit(2);
+    if (!fil.discard(1, 1).ok()) _exit(2);
     if (!check_pattern(p, 4, kPage, kPage) || g_seen.calls != 2) _exit(3);  // refilled: the change is gone
-    if (fil->discard(3, 2).ok()) _exit(4);                                   // outside the region
+    if (fil.discard(3, 2).ok()) _exit(4);                                   // outside the region
 
     RegionOptions o;
 
     o.backend = Backend::signals;  // this suite tests the signal backend
     o.name = "zeroed";
-    auto zf = reserve_region(2 * kPage, o);
-    if (!zf.ok()) _exit(91);
-    auto* z = static_cast<volatile char*>(zf->data());
+    auto zf = must_reserve(2 * kPage, o);
+    auto* z = static_cast<volatile char*>(zf.data());
     z[kPage + 1] = 5;
-    if (!zf->discard(0, 2).ok() || z[kPage + 1] != 0) _exit(5);
+    if (!zf.discard(0, 2).ok() || z[kPage + 1] != 0) _exit(5);
   });
   EXPECT_TRUE(r.exited() && r.exit_code() == 0) << r;
 }
@@ -607,8 +565,8 @@ TEST(VmDispatcher, EveryKindOfWindowAndFaultsOutsideThem) {
     anon.backend = Backend::signals;  // this suite tests the signal backend
     anon.name = "anon";
     anon.fault_around = 2;
-    RegionOptions content = filled("content", Policy::provider, copy_from_image);
-    RegionOptions paged = filled("paged", Policy::pager, pager_fill, reinterpret_cast<void*>(21));
+    RegionOptions content = filled_on_signals("content", Policy::provider, copy_from_image);
+    RegionOptions paged = filled_on_signals("paged", Policy::pager, pager_fill, reinterpret_cast<void*>(21));
     paged.pager = *pager;
     RegionOptions rom;
     rom.backend = Backend::signals;  // this suite tests the signal backend

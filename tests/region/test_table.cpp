@@ -19,56 +19,33 @@
 namespace faultline {
 namespace {
 
-using test::check_pattern;
-using test::ChildResult;
-using test::fill_pattern;
-using test::kPage;
-using test::Page;
-using test::run_child;
-using test::pattern;
-using test::Shared;
-
-RegionOptions opts(const char* name, Policy p, unsigned perms = perm_read | perm_write) {
-  RegionOptions o;
-  o.backend = Backend::signals;
-  o.name = name;
-  o.policy = p;
-  o.perms = perms;
-  return o;
-}
-
-RegionOptions filled(const char* name, Policy p, FillFn fn, void* data = nullptr) {
-  RegionOptions o = opts(name, p);
-  o.fill = fn;
-  o.fill_data = data;
-  return o;
-}
+using namespace test;  // tests/support/
 
 TEST(RegionTable, BadRegistrationsGetClearErrors) {
-  EXPECT_EQ(reserve_region(0, opts("z", Policy::zero_fill)).error().code(), Errc::invalid_argument);
-  auto mis = reserve_region(kPage + 1, opts("m", Policy::zero_fill));
+  EXPECT_EQ(reserve_region(0, on_signals("z", Policy::zero_fill)).error().code(), Errc::invalid_argument);
+  auto mis = reserve_region(kPage + 1, on_signals("m", Policy::zero_fill));
   ASSERT_FALSE(mis.ok());
   EXPECT_NE(mis.error().message().find("multiple of the page size"), std::string::npos);
-  EXPECT_EQ(reserve_region(kPage, opts("b", Policy::barrier)).error().code(), Errc::invalid_argument);
-  RegionOptions fa = opts("fa", Policy::zero_fill);
+  EXPECT_EQ(reserve_region(kPage, on_signals("b", Policy::barrier)).error().code(), Errc::invalid_argument);
+  RegionOptions fa = on_signals("fa", Policy::zero_fill);
   fa.fault_around = 0;
   EXPECT_EQ(reserve_region(kPage, fa).error().code(), Errc::invalid_argument);
-  EXPECT_EQ(reserve_region(kPage, opts("np", Policy::zero_fill, perm_none)).error().code(), Errc::invalid_argument);
-  EXPECT_EQ(reserve_region(kPage, opts("tw", Policy::track_dirty, perm_read)).error().code(), Errc::invalid_argument);
-  EXPECT_EQ(adopt_region(nullptr, kPage, opts("n", Policy::guard)).error().code(), Errc::invalid_argument);
+  EXPECT_EQ(reserve_region(kPage, on_signals("np", Policy::zero_fill, perm_none)).error().code(), Errc::invalid_argument);
+  EXPECT_EQ(reserve_region(kPage, on_signals("tw", Policy::track_dirty, perm_read)).error().code(), Errc::invalid_argument);
+  EXPECT_EQ(adopt_region(nullptr, kPage, on_signals("n", Policy::guard)).error().code(), Errc::invalid_argument);
 
   Page mem(PROT_READ | PROT_WRITE, 4);
-  EXPECT_EQ(adopt_region(mem.get() + 1, kPage, opts("a", Policy::guard)).error().code(), Errc::invalid_argument);
-  auto a = adopt_region(mem.get(), 2 * kPage, opts("first", Policy::guard));
+  EXPECT_EQ(adopt_region(mem.get() + 1, kPage, on_signals("a", Policy::guard)).error().code(), Errc::invalid_argument);
+  auto a = adopt_region(mem.get(), 2 * kPage, on_signals("first", Policy::guard));
   ASSERT_TRUE(a.ok()) << a.error().message();
-  auto overlap = adopt_region(mem.get() + kPage, 2 * kPage, opts("second", Policy::guard));
+  auto overlap = adopt_region(mem.get() + kPage, 2 * kPage, on_signals("second", Policy::guard));
   ASSERT_FALSE(overlap.ok());
   EXPECT_EQ(overlap.error().code(), Errc::already_exists);
   EXPECT_NE(overlap.error().message().find("overlaps region 'first'"), std::string::npos) << overlap.error().message();
   // Unmapped memory.
   void* hole = mmap(nullptr, 2 * kPage, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   munmap(static_cast<char*>(hole) + kPage, kPage);
-  auto unmapped = adopt_region(hole, 2 * kPage, opts("hole", Policy::guard));
+  auto unmapped = adopt_region(hole, 2 * kPage, on_signals("hole", Policy::guard));
   EXPECT_EQ(unmapped.error().code(), Errc::invalid_argument);
   EXPECT_NE(unmapped.error().message().find("not entirely mapped"), std::string::npos);
   munmap(hole, kPage);
@@ -83,7 +60,7 @@ TEST(RegionTable, LookupIsExactAcrossManyRegionsInAnyOrder) {
   std::vector<Region> regions(n);
   const std::size_t base_count = region_count();
   for (std::size_t i : order) {  // every other page is a region; the pages between are holes
-    auto r = adopt_region(mem.get() + 2 * i * kPage, kPage, opts("r", Policy::guard));
+    auto r = adopt_region(mem.get() + 2 * i * kPage, kPage, on_signals("r", Policy::guard));
     ASSERT_TRUE(r.ok()) << r.error().message();
     regions[i] = std::move(r.value());
   }
@@ -108,15 +85,14 @@ TEST(RegionTable, LookupIsExactAcrossManyRegionsInAnyOrder) {
 TEST(Stress, FaultsWhileRegionsComeAndGo) {
   ChildResult r = run_child([] {
     const std::size_t pages = 256;
-    RegionOptions o = opts("shared", Policy::zero_fill);
-    auto reg = reserve_region(pages * kPage, o);
-    if (!reg.ok()) _exit(90);
-    char* p = static_cast<char*>(reg->data());
+    RegionOptions o = on_signals("shared", Policy::zero_fill);
+    auto reg = must_reserve(pages * kPage, o);
+    char* p = static_cast<char*>(reg.data());
     std::atomic<bool> stop{false};
     std::atomic<long> bad{0};
     std::thread churn([&] {
       while (!stop.load()) {
-        auto tmp = reserve_region(kPage, opts("churn", Policy::guard));
+        auto tmp = reserve_region(kPage, on_signals("churn", Policy::guard));
         if (!tmp.ok()) bad++;
       }
     });
@@ -148,7 +124,7 @@ TEST(Stress, ThousandsOfFilledRegionsWhileTheTableChanges) {
     std::vector<Region> regions;
     regions.reserve(kRegions);
     for (std::size_t k = 0; k < kRegions; ++k) {
-      RegionOptions o = filled("stress", Policy::provider, fill_pattern, reinterpret_cast<void*>(k + 1));
+      RegionOptions o = filled_on_signals("stress", Policy::provider, fill_pattern, reinterpret_cast<void*>(k + 1));
       o.fault_around = 1 + k % 3;
       auto reg = reserve_region(kPages * kPage, o);
       if (!reg.ok()) {
@@ -161,7 +137,7 @@ TEST(Stress, ThousandsOfFilledRegionsWhileTheTableChanges) {
     std::atomic<long> bad{0}, churned{0};
     std::thread churn([&] {
       while (!stop.load()) {
-        auto tmp = reserve_region(2 * kPage, filled("churn", Policy::provider, fill_pattern));
+        auto tmp = reserve_region(2 * kPage, filled_on_signals("churn", Policy::provider, fill_pattern));
         if (!tmp.ok()) bad++;
         else if (!check_pattern(tmp->data(), 0, 0, 2 * kPage)) bad++;
         churned++;

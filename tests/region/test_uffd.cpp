@@ -25,12 +25,7 @@
 namespace faultline {
 namespace {
 
-using test::check_pattern;
-using test::ChildResult;
-using test::fill_pattern;
-using test::kPage;
-using test::pattern;
-using test::run_child;
+using namespace test;  // tests/support/
 
 // A program that madvises a region away while faults are in flight does not wedge the handler thread.
 TEST(Uffd, MadviseWhileFaultsAreInFlight) {
@@ -42,8 +37,7 @@ TEST(Uffd, MadviseWhileFaultsAreInFlight) {
     o.fill = fill_pattern;
     o.fill_data = reinterpret_cast<void*>(6);
     o.backend = Backend::userfaultfd;
-    auto reg = reserve_region(256 * kPage, o);
-    if (!reg.ok()) _exit(90);
+    auto reg = must_reserve(256 * kPage, o);
     std::atomic<bool> stop{false};
     std::atomic<int> bad{0};
     std::vector<std::thread> ts;
@@ -52,13 +46,13 @@ TEST(Uffd, MadviseWhileFaultsAreInFlight) {
         std::mt19937 rng(static_cast<unsigned>(t));
         while (!stop.load()) {
           const std::size_t off = (rng() % (256 * kPage / 8)) * 8;
-          if (static_cast<const volatile std::uint64_t*>(reg->data())[off / 8] != pattern(6, off)) bad++;
+          if (static_cast<const volatile std::uint64_t*>(reg.data())[off / 8] != pattern(6, off)) bad++;
         }
       });
     }
     for (int k = 0; k < 200; ++k) {
-      madvise(reg->data(), 256 * kPage, MADV_DONTNEED);  // the program's own madvise, not discard()
-      if (!reg->discard(0, 256).ok()) _exit(1);
+      madvise(reg.data(), 256 * kPage, MADV_DONTNEED);  // the program's own madvise, not discard()
+      if (!reg.discard(0, 256).ok()) _exit(1);
     }
     stop = true;
     for (auto& t : ts) t.join();
@@ -147,9 +141,8 @@ TEST(Uffd, WatermarkEvictsTheOldestAndWritesThemBack) {
     o.write_back = true;
     o.readahead_max = 1;
     o.max_resident_pages = 8;
-    auto reg = reserve_region(64 * kPage, o);
-    if (!reg.ok()) _exit(90);
-    auto* p = static_cast<volatile char*>(reg->data());
+    auto reg = must_reserve(64 * kPage, o);
+    auto* p = static_cast<volatile char*>(reg.data());
     for (std::size_t i = 0; i < 64; ++i) {
       if (p[i * kPage] != 'b') _exit(1);
       p[i * kPage + 1] = static_cast<char>('A' + i % 26);  // every page dirty
@@ -158,7 +151,7 @@ TEST(Uffd, WatermarkEvictsTheOldestAndWritesThemBack) {
     std::vector<unsigned char> vec(64);
     std::size_t resident = 64;
     for (int k = 0; k < 10000 && resident > 9; ++k) {
-      mincore(reg->data(), 64 * kPage, vec.data());
+      mincore(reg.data(), 64 * kPage, vec.data());
       resident = 0;
       for (unsigned char v : vec) resident += v & 1;
       if (resident > 9) std::this_thread::sleep_for(std::chrono::milliseconds(1));
@@ -192,8 +185,7 @@ TEST(Uffd, MunmapWhileFaultsAreInFlight) {
     o.fill = fill_pattern;
     o.fill_data = reinterpret_cast<void*>(2);
     o.backend = Backend::userfaultfd;
-    auto a = reserve_region(512 * kPage, o);
-    if (!a.ok()) _exit(90);
+    auto a = must_reserve(512 * kPage, o);
     std::atomic<long> reads{0};
     std::atomic<int> bad{0};
     std::vector<std::thread> ts;
@@ -206,16 +198,16 @@ TEST(Uffd, MunmapWhileFaultsAreInFlight) {
         }
         for (;;) {
           const std::size_t off = (rng() % (512 * kPage / 8)) * 8;
-          if (static_cast<const volatile std::uint64_t*>(a->data())[off / 8] != pattern(2, off)) bad++;
+          if (static_cast<const volatile std::uint64_t*>(a.data())[off / 8] != pattern(2, off)) bad++;
           reads++;
         }
       });
     }
     while (reads.load() < 2000) std::this_thread::yield();
-    munmap(a->data(), 512 * kPage);  // the program's own munmap, faults in flight
+    munmap(a.data(), 512 * kPage);  // the program's own munmap, faults in flight
     for (auto& t : ts) t.join();
     if (bad.load() != 0) _exit(1);
-    if (!a->reset().ok()) _exit(3);  // the region still owned the range: give it up
+    if (!a.reset().ok()) _exit(3);  // the region still owned the range: give it up
     o.name = "after";
     o.fill_data = reinterpret_cast<void*>(3);
     auto b = reserve_region(64 * kPage, o);

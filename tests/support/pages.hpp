@@ -6,10 +6,12 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <cstdio>
 #include <cerrno>
 #include <cstddef>
 #include <cstdint>
 
+#include "faultline/region.hpp"
 #include "faultline/store.hpp"
 
 namespace faultline::test {
@@ -43,6 +45,33 @@ inline bool check_pattern(const void* base, std::uint64_t tag, std::size_t off, 
     if (w[o / 8] != pattern(tag, o)) return false;
   }
   return true;
+}
+
+// reserve_region(), or, when it fails, the message on stderr and _exit(90): for run_child() bodies.
+inline Region must_reserve(std::size_t size, const RegionOptions& o) {
+  auto r = reserve_region(size, o);
+  if (!r) {
+    std::fprintf(stderr, "reserve_region '%s': %s\n", o.name.c_str(), r.error().message().c_str());
+    _exit(90);
+  }
+  return std::move(r).value();
+}
+
+// Options for a region pinned to the signal backend (the suites that test what it alone does).
+inline RegionOptions on_signals(const char* name, Policy p, unsigned perms = perm_read | perm_write) {
+  RegionOptions o;
+  o.backend = Backend::signals;
+  o.name = name;
+  o.policy = p;
+  o.perms = perms;
+  return o;
+}
+// The same for a provider or pager region with a fill function.
+inline RegionOptions filled_on_signals(const char* name, Policy p, FillFn fn, void* data = nullptr) {
+  RegionOptions o = on_signals(name, p);
+  o.fill = fn;
+  o.fill_data = data;
+  return o;
 }
 
 }  // namespace faultline::test

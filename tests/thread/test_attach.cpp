@@ -14,8 +14,7 @@
 namespace faultline {
 namespace {
 
-using test::ChildResult;
-using test::run_child;
+using namespace test;  // tests/support/
 
 TEST(Threads, AttachIsNestedAndDetachRestoresAltstack) {
   ChildResult r = run_child([] {

@@ -26,6 +26,7 @@
 #include "faultline/trap.hpp"
 #include "faultline/world.hpp"
 #include "support/child.hpp"
+#include "support/pages.hpp"
 #include "support/spin.hpp"
 #include "thread/state.hpp"
 

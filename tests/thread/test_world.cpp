@@ -26,6 +26,7 @@
 #include "faultline/trap.hpp"
 #include "faultline/world.hpp"
 #include "support/child.hpp"
+#include "support/pages.hpp"
 #include "support/spin.hpp"
 #include "thread/state.hpp"
 
@@ -243,11 +244,10 @@ TEST(World, ThreadInsideAFaultHandlerStopsToo) {
     o.name = "slow-barrier";
     o.policy = Policy::barrier;
     o.barrier = slow_barrier;
-    auto reg = reserve_region(static_cast<std::size_t>(sysconf(_SC_PAGESIZE)), o);
-    if (!reg.ok()) _exit(90);
+    auto reg = must_reserve(static_cast<std::size_t>(sysconf(_SC_PAGESIZE)), o);
     std::thread t([&] {
       auto a = attach_thread();
-      static_cast<volatile char*>(reg->data())[0] = 1;  // faults; the barrier spins
+      static_cast<volatile char*>(reg.data())[0] = 1;  // faults; the barrier spins
     });
     while (g_in_barrier.load() == 0) std::this_thread::yield();
     if (!world::stop()) _exit(1);

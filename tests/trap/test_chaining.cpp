@@ -16,10 +16,7 @@
 namespace faultline {
 namespace {
 
-using test::ChildResult;
-using test::Page;
-using test::run_child;
-using test::Shared;
+using namespace test;  // tests/support/
 
 enum class Prev { dfl, ign, handler, sigaction };
 enum class Fault { ours_resolved, ours_declined, not_ours, tgkill };

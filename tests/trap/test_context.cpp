@@ -11,10 +11,7 @@
 namespace faultline {
 namespace {
 
-using test::ChildResult;
-using test::Page;
-using test::run_child;
-using test::Shared;
+using namespace test;  // tests/support/
 
 struct AccessSeen {
   Access access = Access::unknown;

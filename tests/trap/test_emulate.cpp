@@ -15,8 +15,7 @@
 namespace faultline {
 namespace {
 
-using test::ChildResult;
-using test::run_child;
+using namespace test;  // tests/support/
 
 TEST(Decode, MemoryOperandOfAKnownInstruction) {
   const std::uint8_t mov[] = {0x48, 0x8b, 0x44, 0x8b, 0x10};  // mov rax, [rbx+rcx*4+0x10]

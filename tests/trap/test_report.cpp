@@ -13,9 +13,7 @@
 namespace faultline {
 namespace {
 
-using test::ChildResult;
-using test::Page;
-using test::run_child;
+using namespace test;  // tests/support/
 
 __attribute__((noinline)) void crash_here_for_report(char* p) {
   *reinterpret_cast<volatile char*>(p + 0x18) = 1;

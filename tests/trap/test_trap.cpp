@@ -17,10 +17,7 @@
 namespace faultline {
 namespace {
 
-using test::ChildResult;
-using test::Page;
-using test::run_child;
-using test::Shared;
+using namespace test;  // tests/support/
 
 bool current_is_faultline(int sig) {
   struct sigaction cur {};
