@@ -43,6 +43,13 @@ class EpochDomain {
     return true;
   }
 
+  // In a forked child: the readers the parent's other threads were counted as do not exist. Sets the
+  // counts to the calling thread's own (`side` -1: it holds none). Call with no other thread running.
+  void reset_after_fork(int side) noexcept {
+    active_[0].store(side == 0 ? 1 : 0, std::memory_order_relaxed);
+    active_[1].store(side == 1 ? 1 : 0, std::memory_order_relaxed);
+  }
+
   std::int64_t readers() const noexcept {
     return active_[0].load(std::memory_order_relaxed) + active_[1].load(std::memory_order_relaxed);
   }

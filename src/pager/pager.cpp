@@ -8,6 +8,7 @@
 
 #include "core/page.hpp"
 #include "os/linux/syscall.hpp"
+#include "os/linux/thread_start.hpp"
 #include "pager/pager.hpp"
 
 namespace faultline {
@@ -109,17 +110,22 @@ Result<Pager> Pager::start(const PagerOptions& opts) {
     return Error(Errc::invalid_argument, "Pager '" + opts.name + "': threads must be 1..64, not " +
                                              std::to_string(opts.threads));
   }
+  if (os::inject::point(fault_injection::Op::alloc) != 0) {
+    return Error(Errc::no_space, "Pager '" + opts.name + "': out of memory");
+  }
   auto impl = std::make_shared<PagerImpl>();
   impl->name = opts.name;
-  try {
-    for (unsigned i = 0; i < opts.threads; ++i) {
-      impl->threads.emplace_back(serve_loop, impl.get(), i);
-      char tname[16];
-      std::snprintf(tname, sizeof tname, "%s", opts.name.c_str());
-      pthread_setname_np(impl->threads.back().native_handle(), tname);
+  impl->threads.reserve(opts.threads);
+  for (unsigned i = 0; i < opts.threads; ++i) {
+    PagerImpl* p = impl.get();
+    auto t = os::start_thread("pager thread", [p, i] { serve_loop(p, i); });
+    if (!t) {  // the threads started so far stop with impl (its destructor joins them)
+      return Error(t.error().code(), "Pager '" + opts.name + "': " + t.error().message());
     }
-  } catch (const std::system_error& e) {
-    return Error(Errc::system_error, "Pager '" + opts.name + "': cannot start a thread: " + e.what());
+    impl->threads.push_back(std::move(t.value()));
+    char tname[16];
+    std::snprintf(tname, sizeof tname, "%s", opts.name.c_str());
+    pthread_setname_np(impl->threads.back().native_handle(), tname);
   }
   Pager p;
   p.impl_ = std::move(impl);

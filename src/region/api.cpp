@@ -116,6 +116,7 @@ Result<RegionImpl*> register_region(std::unique_ptr<RegionImpl>& r) {
                                            range_text(other->base, other->end - other->base));
   }
   if (!g_handler_added) {
+    region::register_fork_hooks();
     // SIGSEGV for the signal backend; SIGBUS for self-service userfaultfd regions (and to name the
     // region in reports of poisoned pages).
     auto id = add_handler(region::handle_fault, nullptr, trap_memory, region::describe);
@@ -195,15 +196,21 @@ RegionInfo Region::info() const noexcept {
 Result<void> Region::reset() {
   if (impl_ == nullptr) return {};
   if (in_handler()) return Error(Errc::busy, "Region::reset: called from inside a fault handler");
-  std::lock_guard lock(region::table_mutex());
-  if (auto e = region::erase(impl_); !e) return e;
-  // A pager request abandoned by its faulting thread may still be running the fill function (or the
-  // remote pager's watchdog is ending): wait for every pin before detaching.
+  {
+    std::lock_guard lock(region::table_mutex());
+    if (auto e = region::erase(impl_); !e) return e;
+  }
+  // Out of the table: no new fault can reach the region. Threads still working on it hold pins (a fill
+  // in progress, a pager request abandoned by its faulting thread, a helper thread): ask the helpers to
+  // let go and wait for every pin, outside the table's lock (a handler that pins it may register a
+  // region). In a forked child the pins of the parent's threads are not waited for.
   impl_->release_helpers();
-  for (int i = 0; impl_->inflight.load(std::memory_order_acquire) != 0; ++i) {
+  const std::uint32_t floor = impl_->inherited.load(std::memory_order_acquire) ? impl_->inherited_pins : 0;
+  for (int i = 0; impl_->inflight.load(std::memory_order_acquire) > floor; ++i) {
     if (i == 10000) {
-      impl_ = nullptr;  // leak the region rather than free what a pager thread still uses
-      return Error(Errc::timed_out, "Region::reset: a pager request for this region did not finish in 10 s");
+      impl_ = nullptr;  // leak the region rather than free what another thread still uses
+      return Error(Errc::timed_out, "Region::reset: a fill or pager request for this region did not finish in 10 s; "
+                                    "the region is unregistered and its memory left mapped");
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(1));
   }
@@ -220,6 +227,7 @@ Result<std::vector<std::size_t>> Region::collect_dirty(ProtectBatch* defer) {
     return Error(Errc::invalid_argument, std::string("collect_dirty: region '") + impl_->name + "' has policy " +
                                              policy_name(impl_->policy) + ", not track_dirty");
   }
+  if (auto c = impl_->refuse_if_inherited("collect_dirty"); !c) return c.error();
   std::vector<std::size_t> pages;
   if (auto c = impl_->collect_dirty(pages, defer); !c) return c.error();
   return pages;
@@ -227,12 +235,14 @@ Result<std::vector<std::size_t>> Region::collect_dirty(ProtectBatch* defer) {
 
 Result<void> Region::protect(std::size_t first_page, std::size_t count, unsigned perms) {
   if (impl_ == nullptr) return Error(Errc::invalid_argument, "protect: empty region handle");
+  if (auto c = impl_->refuse_if_inherited("protect"); !c) return c;
   if (auto c = impl_->check_range(first_page, count, perms, "protect"); !c) return c;
   return impl_->protect(first_page, count, perms);
 }
 
 Result<void> Region::discard(std::size_t first_page, std::size_t count) {
   if (impl_ == nullptr) return Error(Errc::invalid_argument, "discard: empty region handle");
+  if (auto c = impl_->refuse_if_inherited("discard"); !c) return c;
   if (auto c = impl_->check_range(first_page, count, perm_none, "discard"); !c) return c;
   return impl_->discard(first_page, count);
 }
@@ -241,6 +251,7 @@ namespace {
 
 Result<void> check_write_back(const RegionImpl* r, const char* what) {
   if (r == nullptr) return Error(Errc::invalid_argument, std::string(what) + ": empty region handle");
+  if (auto c = r->refuse_if_inherited(what); !c) return c;
   if (!r->write_back_enabled) {
     return Error(Errc::invalid_argument, std::string(what) + ": region '" + r->name + "' has no write-back");
   }
@@ -260,6 +271,7 @@ Result<std::size_t> Region::evict(std::size_t first_page, std::size_t count) {
     return Error(Errc::invalid_argument, std::string("evict: region '") + impl_->name + "' has policy " +
                                              policy_name(impl_->policy) + ", not provider or pager");
   }
+  if (auto c = impl_->refuse_if_inherited("evict"); !c) return c.error();
   if (auto c = impl_->check_range(first_page, count, perm_none, "evict"); !c) return c.error();
   std::size_t written = 0;
   if (impl_->write_back_enabled) {

@@ -16,13 +16,18 @@ int prot_of(unsigned perms) noexcept {
 }
 
 // Registered for SIGSEGV and SIGBUS (the dispatcher offers only kernel-raised faults).
+// The region is pinned while its backend works (a fill may take long): the table's epoch covers only the
+// lookup.
 Disposition handle_fault(FaultContext& ctx, void*) {
-  detail::RegionImpl* r = lookup(ctx.address());
-  return r == nullptr ? Disposition::declined : r->on_fault(ctx);
+  detail::RegionImpl* r = find_and_pin(ctx.address());
+  if (r == nullptr) return Disposition::declined;
+  const Disposition d = r->on_fault(ctx);
+  unpin(r);
+  return d;
 }
 
 std::size_t describe(std::uintptr_t addr, char* buf, std::size_t cap, void*) {
-  detail::RegionImpl* r = lookup(addr);
+  detail::RegionImpl* r = find_and_pin(addr);
   if (r == nullptr) return 0;
   core::Formatter f(buf, cap);
   f.put('\'').put(r->name).put("' ").hex(r->base).put('-').hex(r->end).put(" policy ")
@@ -32,6 +37,7 @@ std::size_t describe(std::uintptr_t addr, char* buf, std::size_t cap, void*) {
   r->describe_backend(f);
   char failure[160];
   r->copy_failure(failure, sizeof failure);
+  unpin(r);
   if (failure[0] != '\0') f.put("; last fill: ").put(failure);
   f.c_str();
   return f.size();

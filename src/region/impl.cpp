@@ -33,6 +33,13 @@ void RegionImpl::queue_protect(ProtectBatch& batch, std::uintptr_t addr, std::si
   batch.ops_.push_back(ProtectBatch::Op{addr, len, prot});
 }
 
+Result<void> RegionImpl::refuse_if_inherited(const char* what) const {
+  if (!inherited.load(std::memory_order_acquire)) return {};
+  return Error(Errc::unsupported, std::string(what) + ": region '" + name +
+                                      "' was inherited across fork(): in a child only reset() and the "
+                                      "accesses the fork contract allows (faultline/region.hpp) are offered");
+}
+
 Result<void> RegionImpl::check_range(std::size_t first, std::size_t count, unsigned new_perms, const char* what) const {
   const std::size_t n = pages();
   const std::string who = std::string(what) + ": region '" + name + "'";

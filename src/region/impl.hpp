@@ -62,6 +62,9 @@ struct RegionImpl {
   // A pager thread serves `slot`, a request for this region: runs the store's fill, completes the
   // pages and answers (or frees) the slot. Ordinary code.
   virtual void serve(PagerImpl& pager, PagerSlot& slot) = 0;
+  // In a forked child, from the fork hook (one thread, the parent's locks held): adapt the region to
+  // the child (see "Fork" in faultline/region.hpp). Raw system calls only.
+  virtual void after_fork_in_child() noexcept {}
 
   // ---- What every backend shares (fixed after creation, except where said) --------------------------
   std::uintptr_t base = 0, end = 0;
@@ -84,6 +87,10 @@ struct RegionImpl {
   // fill without holding the epoch, helper threads that still hold it. Region::reset() waits for none to
   // be left before freeing.
   std::atomic<std::uint32_t> inflight{0};
+  // Fork: set in a child for every region it inherited, with the pins the parent's threads held then
+  // (those threads do not exist in the child: reset() does not wait for them).
+  std::atomic<bool> inherited{false};
+  std::uint32_t inherited_pins = 0;
 
   RegionInfo info() const noexcept { return RegionInfo{name, base, end - base, policy, perms}; }
   // Whether the region's permissions allow `a` (unknown: yes). Signal path.
@@ -97,6 +104,8 @@ struct RegionImpl {
     return true;
   }
   std::size_t pages() const noexcept;
+  // Errc::unsupported for `what` on a region inherited across fork, with why.
+  Result<void> refuse_if_inherited(const char* what) const;
   // Checks a page range and permissions for protect()/discard()/evict() and protection batches
   // (`what` names the call in the message).
   Result<void> check_range(std::size_t first, std::size_t count, unsigned perms, const char* what) const;

@@ -4,7 +4,15 @@
 #include <algorithm>
 #include <memory>
 
-#include "trap/dispatcher.hpp"
+#include <sched.h>
+
+#include <chrono>
+#include <new>
+#include <string>
+#include <thread>
+
+#include "os/linux/fork_hooks.hpp"
+#include "os/linux/inject.hpp"
 
 namespace faultline::region {
 
@@ -28,30 +36,53 @@ void push(Leaf& l, const Entry& e) noexcept {
   ++l.n;
 }
 
-// Publishes `next`, waits until no fault handler can see the old version, then frees it. If the wait
-// gives up, the old table is put back (no reader can see `next` any more once the wait for it ends,
-// and it is freed then; until then it is leaked rather than freed under a reader).
-Result<void> publish(std::unique_ptr<Top> next, const Leaf* retired, const Leaf* added_a, const Leaf* added_b) {
-  const Top* old = g_top.exchange(next.get(), std::memory_order_acq_rel);
-  if (auto r = trap::wait_for_dispatches("region table"); !r) {
-    // A handler that started before the flip may still read `old`: keep it, and publish it again so
-    // that the table is exactly as it was. `next` (and the leaves it added) is leaked: a reader that
-    // started after the flip may hold it.
-    g_top.store(old, std::memory_order_release);
-    next.release();
-    (void)added_a;
-    (void)added_b;
-    return r;
-  }
-  next.release();
+// Publishes `next`, waits until no reader can see the old version, then frees it. Readers hold the
+// table's epoch only for a lookup, so the wait is short; it is still bounded (10 s, then the old version
+// is leaked rather than freed under a reader, and the change stands).
+void publish(std::unique_ptr<Top> next, const Leaf* retired) {
+  const Top* old = g_top.exchange(next.release(), std::memory_order_acq_rel);
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  unsigned spins = 0;
+  const bool drained = g_epoch.synchronize([&] {
+    if (++spins < 1000) {
+      sched_yield();
+      return true;
+    }
+    std::this_thread::sleep_for(std::chrono::microseconds(100));
+    return std::chrono::steady_clock::now() < deadline;
+  });
+  if (!drained) return;  // leak: a reader that never left (it cannot happen short of a bug)
   delete old;
   delete retired;
-  return {};
+}
+
+void lock_for_fork() { g_mutex.lock(); }
+void unlock_after_fork() { g_mutex.unlock(); }
+
+// The child: no other thread exists, so no lookup is in progress and the pins the parent's threads held
+// are not the child's to wait for. Each region adapts itself (see "Fork" in faultline/region.hpp).
+void child_after_fork() {
+  g_epoch.reset_after_fork(-1);
+  if (const Top* top = g_top.load(std::memory_order_acquire); top != nullptr) {
+    for (const Leaf* leaf : top->leaf) {
+      for (std::size_t i = 0; i < leaf->n; ++i) {
+        RegionImpl* r = leaf->r[i];
+        r->inherited_pins = r->inflight.load(std::memory_order_acquire);
+        r->inherited.store(true, std::memory_order_release);
+        r->after_fork_in_child();
+      }
+    }
+  }
+  g_mutex.unlock();
 }
 
 }  // namespace
 
 std::mutex& table_mutex() noexcept { return g_mutex; }
+
+void register_fork_hooks() noexcept {
+  os::fork_hooks::add({os::fork_hooks::kRegionTable, lock_for_fork, unlock_after_fork, child_after_fork});
+}
 std::size_t count() noexcept { return g_count; }
 
 const RegionImpl* find_overlap(std::uintptr_t base, std::uintptr_t end) {
@@ -66,7 +97,16 @@ const RegionImpl* find_overlap(std::uintptr_t base, std::uintptr_t end) {
   return nullptr;
 }
 
-Result<void> insert(RegionImpl* r) {
+namespace {
+
+Result<void> out_of_memory(const char* what) {
+  return Error(Errc::no_space, std::string("region table: out of memory to ") + what + " a region");
+}
+
+}  // namespace
+
+Result<void> insert(RegionImpl* r) try {
+  if (os::inject::point(fault_injection::Op::alloc) != 0) return out_of_memory("register");
   const Top* top = g_top.load(std::memory_order_acquire);
   auto next = std::make_unique<Top>();
   if (top != nullptr) *next = *top;
@@ -76,10 +116,10 @@ Result<void> insert(RegionImpl* r) {
     push(*leaf, entry);
     next->leaf.push_back(leaf.get());
     next->first.push_back(entry.base);
-    const Leaf* added = leaf.release();
-    auto p = publish(std::move(next), nullptr, added, nullptr);
-    if (p) ++g_count;
-    return p;
+    leaf.release();
+    publish(std::move(next), nullptr);
+    ++g_count;
+    return {};
   }
   // The leaf that should hold it: the last whose first base <= base (or the first leaf).
   auto it = std::upper_bound(next->first.begin(), next->first.end(), entry.base);
@@ -96,14 +136,12 @@ Result<void> insert(RegionImpl* r) {
     tmp[n++] = entry_of(*old_leaf, i);
   }
   if (!placed) tmp[n++] = entry;
-  const Leaf* added_a = nullptr;
-  const Leaf* added_b = nullptr;
   if (n <= kLeafCap) {
     auto leaf = std::make_unique<Leaf>();
     for (std::size_t i = 0; i < n; ++i) push(*leaf, tmp[i]);
     next->leaf[li] = leaf.get();
     next->first[li] = leaf->base[0];
-    added_a = leaf.release();
+    leaf.release();
   } else {  // split in two halves
     auto a = std::make_unique<Leaf>();
     auto b = std::make_unique<Leaf>();
@@ -112,15 +150,18 @@ Result<void> insert(RegionImpl* r) {
     next->leaf.insert(next->leaf.begin() + static_cast<std::ptrdiff_t>(li) + 1, b.get());
     next->leaf[li] = a.get();
     next->first[li] = a->base[0];
-    added_a = a.release();
-    added_b = b.release();
+    a.release();
+    b.release();
   }
-  auto p = publish(std::move(next), old_leaf, added_a, added_b);
-  if (p) ++g_count;
-  return p;
+  publish(std::move(next), old_leaf);
+  ++g_count;
+  return {};
+} catch (const std::bad_alloc&) {
+  return out_of_memory("register");
 }
 
-Result<void> erase(RegionImpl* r) {
+Result<void> erase(RegionImpl* r) try {
+  if (os::inject::point(fault_injection::Op::alloc) != 0) return out_of_memory("unregister");
   const Top* top = g_top.load(std::memory_order_acquire);
   if (top == nullptr) return Error(Errc::not_found, "region not registered");
   auto next = std::make_unique<Top>(*top);
@@ -133,18 +174,19 @@ Result<void> erase(RegionImpl* r) {
     if (old_leaf->r[i] != r) push(*leaf, entry_of(*old_leaf, i));
   }
   if (leaf->n == old_leaf->n) return Error(Errc::not_found, "region not registered");
-  const Leaf* added = nullptr;
   if (leaf->n == 0) {
     next->leaf.erase(next->leaf.begin() + static_cast<std::ptrdiff_t>(li));
     next->first.erase(next->first.begin() + static_cast<std::ptrdiff_t>(li));
   } else {
     next->leaf[li] = leaf.get();
     next->first[li] = leaf->base[0];
-    added = leaf.release();
+    leaf.release();
   }
-  auto p = publish(std::move(next), old_leaf, added, nullptr);
-  if (p) --g_count;
-  return p;
+  publish(std::move(next), old_leaf);
+  --g_count;
+  return {};
+} catch (const std::bad_alloc&) {
+  return out_of_memory("unregister");
 }
 
 }  // namespace faultline::region

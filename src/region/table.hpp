@@ -15,6 +15,8 @@
 #include <mutex>
 #include <vector>
 
+#include "core/epoch.hpp"
+#include "core/epoch.hpp"
 #include "faultline/result.hpp"
 #include "region/impl.hpp"
 
@@ -36,19 +38,32 @@ struct Top {
 
 extern std::atomic<const Top*> g_top;
 
-// The region that contains addr, or null. Async-signal-safe; call inside a dispatch, or holding the
-// trap epoch (it keeps what this returns alive), or holding the table mutex.
+// The table's own epoch. Readers hold it only around a lookup (and the pin or the few reads that follow):
+// never while a fill, a barrier or any user code runs. So a writer's wait for readers is a wait of
+// microseconds, and registration is never hostage to a slow fault handler, a pager, or a handler that
+// registers a region itself.
+extern core::EpochDomain g_epoch;
+
+// The region that contains addr, or null. Async-signal-safe; call inside g_epoch (it keeps the table
+// and the region alive until exit) or holding the table mutex.
 detail::RegionImpl* lookup(std::uintptr_t addr) noexcept;
+
+// Looks addr up and pins the region it finds (RegionImpl::inflight), so that it stays alive after the
+// epoch is left; unpin() when done. Null when no region holds addr. Async-signal-safe.
+detail::RegionImpl* find_and_pin(std::uintptr_t addr) noexcept;
+inline void unpin(detail::RegionImpl* r) noexcept { r->inflight.fetch_sub(1, std::memory_order_acq_rel); }
 
 // Writers. Every call below needs table_mutex() held.
 std::mutex& table_mutex() noexcept;
 // The first registered region overlapping [base, end), or null.
 const detail::RegionImpl* find_overlap(std::uintptr_t base, std::uintptr_t end);
-// Publishes a table with `r` added / removed, and waits until no fault handler can still see the old
-// one. On failure the table is as it was.
+// Publishes a table with `r` added / removed, and waits until no reader can still see the old one (a
+// lookup's worth of time). erase() leaves pins alone: the caller waits for them.
 Result<void> insert(detail::RegionImpl* r);
 Result<void> erase(detail::RegionImpl* r);
 std::size_t count() noexcept;
+// Registers what the table does around fork() (once; idempotent).
+void register_fork_hooks() noexcept;
 
 // The signal-path fault handler and describer registered with the dispatcher (fault_sig.cpp).
 Disposition handle_fault(FaultContext& ctx, void* data);

@@ -4,6 +4,7 @@
 namespace faultline::region {
 
 constinit std::atomic<const Top*> g_top{nullptr};
+constinit core::EpochDomain g_epoch{};
 
 namespace {
 
@@ -28,6 +29,14 @@ detail::RegionImpl* lookup(std::uintptr_t addr) noexcept {
   if (leaf->n == 0) return nullptr;
   const std::size_t i = last_not_above(leaf->base, leaf->n, addr);
   return addr >= leaf->base[i] && addr < leaf->end[i] ? leaf->r[i] : nullptr;
+}
+
+detail::RegionImpl* find_and_pin(std::uintptr_t addr) noexcept {
+  const unsigned side = g_epoch.enter();
+  detail::RegionImpl* r = lookup(addr);
+  if (r != nullptr) r->inflight.fetch_add(1, std::memory_order_acq_rel);
+  g_epoch.exit(side);
+  return r;
 }
 
 }  // namespace faultline::region

@@ -9,6 +9,7 @@
 
 #include "core/page.hpp"
 #include "faultline/store.hpp"
+#include "os/linux/syscall.hpp"
 
 namespace faultline {
 
@@ -59,9 +60,9 @@ FillStatus FileStore::write_back(const WriteBackRequest* runs, std::size_t n, st
     const WriteBackRequest& w = runs[i];
     std::size_t done = 0;
     while (done < w.length) {
-      const ssize_t k = pwrite(fd_, w.src + done, w.length - done, static_cast<off_t>(offset_ + w.offset + done));
-      if (k < 0 && errno == EINTR) continue;
-      if (k <= 0) return FillStatus{k < 0 ? errno : EIO, "pwrite to the file store failed"};
+      const long k = os::raw_pwrite(fd_, w.src + done, w.length - done, static_cast<long>(offset_ + w.offset + done));
+      if (k == -EINTR) continue;
+      if (k <= 0) return FillStatus{k < 0 ? static_cast<int>(-k) : EIO, "pwrite to the file store failed"};
       done += static_cast<std::size_t>(k);
     }
     if (stored != nullptr) *stored = i + 1;

@@ -54,7 +54,9 @@ Result<void> record_stack(thread::ThreadState& ts) {
 
 Result<void> setup_altstack(thread::ThreadState& ts, std::size_t want) {
   stack_t cur{};
-  if (sigaltstack(nullptr, &cur) != 0) return Error::from_errno("sigaltstack", errno);
+  if (const long rc = os::raw_sigaltstack(nullptr, &cur); os::is_err(rc)) {
+    return Error::from_errno("sigaltstack", static_cast<int>(-rc));
+  }
   if (!(cur.ss_flags & SS_DISABLE)) {  // keep the thread's own alternate stack
     ts.altstack_lo = reinterpret_cast<std::uintptr_t>(cur.ss_sp);
     ts.altstack_hi = ts.altstack_lo + cur.ss_size;
@@ -63,21 +65,20 @@ Result<void> setup_altstack(thread::ThreadState& ts, std::size_t want) {
   const std::size_t page = core::page_size();
   std::size_t size = core::align_up(want != 0 ? want : default_altstack_size(), page);
   std::size_t total = size + page;  // one guard page below: an overflow of the handler faults, visibly
-  void* map = mmap(nullptr, total, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-  if (map == MAP_FAILED) return Error::from_errno("mmap (alternate signal stack)", errno);
-  if (mprotect(map, page, PROT_NONE) != 0) {
-    int e = errno;
-    munmap(map, total);
-    return Error::from_errno("mprotect (alternate stack guard)", e);
+  const long m = os::raw_mmap(nullptr, total, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  if (os::is_err(m)) return Error::from_errno("mmap (alternate signal stack)", static_cast<int>(-m));
+  void* map = reinterpret_cast<void*>(m);
+  if (const long rc = os::raw_mprotect(map, page, PROT_NONE); os::is_err(rc)) {
+    os::raw_munmap(map, total);
+    return Error::from_errno("mprotect (alternate stack guard)", static_cast<int>(-rc));
   }
   stack_t ss{};
   ss.ss_sp = static_cast<char*>(map) + page;
   ss.ss_size = size;
   ss.ss_flags = 0;
-  if (sigaltstack(&ss, nullptr) != 0) {
-    int e = errno;
-    munmap(map, total);
-    return Error::from_errno("sigaltstack", e);
+  if (const long rc = os::raw_sigaltstack(&ss, nullptr); os::is_err(rc)) {
+    os::raw_munmap(map, total);
+    return Error::from_errno("sigaltstack", static_cast<int>(-rc));
   }
   ts.altstack_lo = reinterpret_cast<std::uintptr_t>(ss.ss_sp);
   ts.altstack_hi = ts.altstack_lo + size;
@@ -106,12 +107,12 @@ void detach_current() noexcept {
   pthread_setspecific(g_exit_key, nullptr);
   if (ts->altstack_owned) {
     stack_t cur{};
-    sigaltstack(nullptr, &cur);
+    os::raw_sigaltstack(nullptr, &cur);
     if (!(cur.ss_flags & SS_ONSTACK)) {
       stack_t off{};
       off.ss_flags = SS_DISABLE;
-      sigaltstack(&off, nullptr);
-      munmap(ts->altstack_map, ts->altstack_map_size);
+      os::raw_sigaltstack(&off, nullptr);
+      os::raw_munmap(ts->altstack_map, ts->altstack_map_size);
     }
   }
   ::operator delete(ts->xstate, std::align_val_t{64});
@@ -153,21 +154,38 @@ Result<ThreadAttachment> attach_thread(const AttachOptions& opts) {
     return ThreadAttachment(true);
   }
   std::call_once(g_exit_key_once, [] { pthread_key_create(&g_exit_key, on_thread_exit); });
-  auto* ts = new thread::ThreadState();
+  // Everything that can fail first (allocations, stack bounds), then the alternate stack, the last step
+  // that changes the thread; on failure nothing is left behind.
+  const std::size_t xstate_cap = core::align_up(std::max<std::size_t>(4096, getauxval(AT_MINSIGSTKSZ)), 64);
+  thread::ThreadState* ts = nullptr;
+  unsigned char* xstate = nullptr;
+  if (os::inject::point(fault_injection::Op::alloc) == 0) {
+    ts = new (std::nothrow) thread::ThreadState();
+    // Room for the FP/SIMD state a stop copies out of the signal frame (XSAVE area; AT_MINSIGSTKSZ
+    // covers the whole frame, so it bounds it).
+    xstate = static_cast<unsigned char*>(::operator new(xstate_cap, std::align_val_t{64}, std::nothrow));
+  }
+  if (ts == nullptr || xstate == nullptr) {
+    delete ts;
+    ::operator delete(xstate, std::align_val_t{64});
+    return Error(Errc::no_space, "attach_thread: out of memory for the thread's state");
+  }
+  ts->xstate = xstate;
+  ts->xstate_cap = xstate_cap;
   ts->tid = gettid();
   ts->is_main = ts->tid == getpid();
-  if (auto r = record_stack(*ts); !r) {
+  auto undo = [&] {
+    ::operator delete(ts->xstate, std::align_val_t{64});
     delete ts;
+  };
+  if (auto r = record_stack(*ts); !r) {
+    undo();
     return std::move(r).error();
   }
   if (auto r = setup_altstack(*ts, opts.altstack_size); !r) {
-    delete ts;
+    undo();
     return std::move(r).error();
   }
-  // Room for the FP/SIMD state a stop copies out of the signal frame (XSAVE area; AT_MINSIGSTKSZ covers
-  // the whole frame, so it bounds it).
-  ts->xstate_cap = core::align_up(std::max<std::size_t>(4096, getauxval(AT_MINSIGSTKSZ)), 64);
-  ts->xstate = static_cast<unsigned char*>(::operator new(ts->xstate_cap, std::align_val_t{64}));
   ts->attach_count = 1;
   {
     std::lock_guard lock(g_registry_mutex);

@@ -68,6 +68,9 @@ Result<void> make_timer(thread::ThreadState& ts, Clock clock) {
   ev.sigev_signo = g_signal.load();
   ev._sigev_un._tid = static_cast<pid_t>(ts.tid);
   timer_t t{};
+  if (const long e = os::inject::point(fault_injection::Op::timer_create); e != 0) {
+    return Error::from_errno("timer_create (preemption)", static_cast<int>(-e));
+  }
   if (timer_create(clock == Clock::wall ? CLOCK_MONOTONIC : CLOCK_THREAD_CPUTIME_ID, &ev, &t) != 0) {
     if (errno == EAGAIN) {
       return Error(Errc::no_space, "preempt::enable: timer_create: EAGAIN (RLIMIT_SIGPENDING or the kernel's "
@@ -100,6 +103,9 @@ Result<void> enable(std::chrono::nanoseconds budget, Handler handler, void* data
   struct itimerspec its {};
   its.it_value.tv_sec = static_cast<time_t>(budget.count() / 1'000'000'000);
   its.it_value.tv_nsec = static_cast<long>(budget.count() % 1'000'000'000);
+  if (const long e = os::inject::point(fault_injection::Op::timer_settime); e != 0) {
+    return Error::from_errno("timer_settime (preemption)", static_cast<int>(-e));
+  }
   if (timer_settime(ts->timers[clock == Clock::wall ? 1 : 0], 0, &its, nullptr) != 0) {
     return Error::from_errno("timer_settime (preemption)", errno);
   }

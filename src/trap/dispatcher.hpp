@@ -104,6 +104,9 @@ struct StackBounds {
   std::size_t guard = 0;
 };
 void set_thread_stack(const StackBounds& b) noexcept;
+// In a forked child: the dispatches of the parent's other threads do not exist here; only the calling
+// thread's (if it forked from a handler) is counted. Called by the fork hook install() registers.
+void reset_epoch_after_fork() noexcept;
 // The main thread's stack, recorded by install() (install.cpp); used for a main thread that never
 // attached.
 extern std::atomic<std::uintptr_t> g_main_stack_lo;

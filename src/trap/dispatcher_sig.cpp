@@ -295,6 +295,8 @@ void suspend_epoch() noexcept { leave_epoch(); }
 
 void set_thread_stack(const StackBounds& b) noexcept { t_stack = b; }
 
+void reset_epoch_after_fork() noexcept { g_state.epoch.reset_after_fork(t_sig.in_epoch ? static_cast<int>(t_sig.side) : -1); }
+
 bool wait_outside_epoch(std::atomic<std::uint32_t>& w, std::uint32_t expected, std::int64_t deadline_ns) noexcept {
   suspend_epoch();
   const bool in_time = os::futex_wait_until(w, expected, deadline_ns);

@@ -15,6 +15,7 @@
 #include "faultline/report.hpp"
 #include "faultline/thread.hpp"
 #include "faultline/trap.hpp"
+#include "os/linux/fork_hooks.hpp"
 #include "trap/dispatcher.hpp"
 
 namespace faultline {
@@ -133,6 +134,11 @@ Result<void> install(const InstallOptions& opts) {
   if (opts.signals == 0 || (opts.signals & ~static_cast<unsigned>(trap_all)) != 0) {
     return Error(Errc::invalid_argument, "install: signals must be a non-empty set of TrapSignal bits");
   }
+  os::fork_hooks::add({os::fork_hooks::kTrap, [] { g_install_mutex.lock(); }, [] { g_install_mutex.unlock(); },
+                       [] {
+                         trap::reset_epoch_after_fork();
+                         g_install_mutex.unlock();
+                       }});
   std::lock_guard lock(g_install_mutex);
   trap::record_main_stack();
   if (opts.altstack_for_caller && !thread_attached()) {

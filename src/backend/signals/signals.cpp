@@ -13,6 +13,7 @@
 #include <thread>
 
 #include "core/page.hpp"
+#include "os/linux/syscall.hpp"
 #include "pager/pager.hpp"
 #include "region/table.hpp"
 
@@ -41,23 +42,22 @@ int initial_prot(const detail::RegionImpl& r) {
 // private read-write alias that fills write through. Returns {view, alias}.
 Result<std::pair<void*, void*>> map_filled(std::size_t size, const RegionOptions& opts) {
   std::string label = "faultline:" + opts.name;
-  int fd = memfd_create(label.c_str(), MFD_CLOEXEC);
-  if (fd < 0) return Error::from_errno("memfd_create (filled region)", errno);
-  if (ftruncate(fd, static_cast<off_t>(size)) != 0) {
-    int e = errno;
-    close(fd);
-    return Error::from_errno("ftruncate (memfd of a filled region)", e);
+  const long fd = os::raw_memfd_create(label.c_str(), MFD_CLOEXEC);
+  if (os::is_err(fd)) return Error::from_errno("memfd_create (filled region)", static_cast<int>(-fd));
+  if (const long rc = os::raw_ftruncate(static_cast<int>(fd), static_cast<long>(size)); os::is_err(rc)) {
+    os::raw_close(static_cast<int>(fd));
+    return Error::from_errno("ftruncate (memfd of a filled region)", static_cast<int>(-rc));
   }
-  void* view = mmap(nullptr, size, PROT_NONE, MAP_SHARED | MAP_NORESERVE, fd, 0);
-  void* alias = view == MAP_FAILED ? MAP_FAILED
-                                   : mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE, fd, 0);
-  int e = errno;
-  close(fd);  // the mappings keep the memory
-  if (alias == MAP_FAILED) {
-    if (view != MAP_FAILED) munmap(view, size);
-    return Error::from_errno("mmap (memfd of a filled region)", e);
+  const long view = os::raw_mmap(nullptr, size, PROT_NONE, MAP_SHARED | MAP_NORESERVE, static_cast<int>(fd), 0);
+  const long alias = os::is_err(view) ? view
+                                      : os::raw_mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE,
+                                                     static_cast<int>(fd), 0);
+  os::raw_close(static_cast<int>(fd));  // the mappings keep the memory
+  if (os::is_err(alias)) {
+    if (!os::is_err(view)) os::raw_munmap(reinterpret_cast<void*>(view), size);
+    return Error::from_errno("mmap (memfd of a filled region)", static_cast<int>(-alias));
   }
-  return std::pair<void*, void*>{view, alias};
+  return std::pair<void*, void*>{reinterpret_cast<void*>(view), reinterpret_cast<void*>(alias)};
 }
 
 }  // namespace
@@ -71,8 +71,9 @@ Result<std::unique_ptr<detail::RegionImpl>> create(std::size_t size, const Regio
     view = m.value().first;
     alias = m.value().second;
   } else {
-    view = mmap(nullptr, size, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-    if (view == MAP_FAILED) return Error::from_errno("mmap (reserve_region)", errno);
+    const long m = os::raw_mmap(nullptr, size, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (os::is_err(m)) return Error::from_errno("mmap (reserve_region)", static_cast<int>(-m));
+    view = reinterpret_cast<void*>(m);
   }
   return std::unique_ptr<detail::RegionImpl>(std::make_unique<SignalRegion>(
       o, reinterpret_cast<std::uintptr_t>(view), size, true, reinterpret_cast<std::uintptr_t>(alias)));
@@ -85,16 +86,20 @@ std::unique_ptr<detail::RegionImpl> adopt(void* addr, std::size_t size, const Re
 Result<void> SignalRegion::attach() {
   void* p = reinterpret_cast<void*>(base);
   // Adopted zero_fill memory: the region starts empty.
-  if (!owned && policy == Policy::zero_fill && madvise(p, end - base, MADV_DONTNEED) != 0) {
-    return Error::from_errno("madvise MADV_DONTNEED (adopt_region)", errno);
+  if (!owned && policy == Policy::zero_fill) {
+    if (const long rc = os::raw_madvise(p, end - base, MADV_DONTNEED); os::is_err(rc)) {
+      return Error::from_errno("madvise MADV_DONTNEED (adopt_region)", static_cast<int>(-rc));
+    }
   }
-  if (mprotect(p, end - base, initial_prot(*this)) != 0) return Error::from_errno("mprotect (region)", errno);
+  if (const long rc = os::raw_mprotect(p, end - base, initial_prot(*this)); os::is_err(rc)) {
+    return Error::from_errno("mprotect (region)", static_cast<int>(-rc));
+  }
   return {};
 }
 
 void SignalRegion::unmap() noexcept {
-  if (owned) munmap(reinterpret_cast<void*>(base), end - base);
-  if (alias != 0) munmap(reinterpret_cast<void*>(alias), end - base);
+  if (owned) os::raw_munmap(reinterpret_cast<void*>(base), end - base);
+  if (alias != 0) os::raw_munmap(reinterpret_cast<void*>(alias), end - base);
 }
 
 Result<void> SignalRegion::collect_dirty(std::vector<std::size_t>& out, ProtectBatch* defer) {
@@ -109,8 +114,8 @@ Result<void> SignalRegion::collect_dirty(std::vector<std::size_t>& out, ProtectB
     const std::uintptr_t addr = base + out[i] * page;
     if (defer != nullptr) {
       queue_protect(*defer, addr, (j - i) * page, ro);
-    } else if (mprotect(reinterpret_cast<void*>(addr), (j - i) * page, ro) != 0) {
-      return Error::from_errno("mprotect (collect_dirty)", errno);
+    } else if (const long rc = os::raw_mprotect(reinterpret_cast<void*>(addr), (j - i) * page, ro); os::is_err(rc)) {
+      return Error::from_errno("mprotect (collect_dirty)", static_cast<int>(-rc));
     }
     i = j;
   }
@@ -119,9 +124,8 @@ Result<void> SignalRegion::collect_dirty(std::vector<std::size_t>& out, ProtectB
 
 Result<void> SignalRegion::protect(std::size_t first, std::size_t count, unsigned new_perms) {
   const std::size_t page = core::page_size();
-  if (mprotect(reinterpret_cast<void*>(base + first * page), count * page, region::prot_of(new_perms)) != 0) {
-    return Error::from_errno("mprotect (Region::protect)", errno);
-  }
+  const long rc = os::raw_mprotect(reinterpret_cast<void*>(base + first * page), count * page, region::prot_of(new_perms));
+  if (os::is_err(rc)) return Error::from_errno("mprotect (Region::protect)", static_cast<int>(-rc));
   return {};
 }
 
@@ -130,9 +134,13 @@ Result<void> SignalRegion::discard(std::size_t first, std::size_t count) {
   void* view = reinterpret_cast<void*>(base + first * page);
   const std::size_t len = count * page;
   if (!pstate) {
-    if (mprotect(view, len, initial_prot(*this)) != 0) return Error::from_errno("mprotect (Region::discard)", errno);
+    if (const long rc = os::raw_mprotect(view, len, initial_prot(*this)); os::is_err(rc)) {
+      return Error::from_errno("mprotect (Region::discard)", static_cast<int>(-rc));
+    }
     if (policy == Policy::track_dirty) dirty.clear_range(first, count);
-    if (madvise(view, len, MADV_DONTNEED) != 0) return Error::from_errno("madvise (Region::discard)", errno);
+    if (const long rc = os::raw_madvise(view, len, MADV_DONTNEED); os::is_err(rc)) {
+      return Error::from_errno("madvise (Region::discard)", static_cast<int>(-rc));
+    }
     return {};
   }
   // Filled regions: claim every page (waiting out fills in progress), hide and free them, then mark them
@@ -156,10 +164,11 @@ Result<void> SignalRegion::discard(std::size_t first, std::size_t count) {
     ++claimed;
   }
   Result<void> out;
-  if (mprotect(view, len, PROT_NONE) != 0) {
-    out = Error::from_errno("mprotect (Region::discard)", errno);
-  } else if (madvise(reinterpret_cast<void*>(alias + first * page), len, MADV_REMOVE) != 0) {
-    out = Error::from_errno("madvise MADV_REMOVE (Region::discard)", errno);
+  if (const long rc = os::raw_mprotect(view, len, PROT_NONE); os::is_err(rc)) {
+    out = Error::from_errno("mprotect (Region::discard)", static_cast<int>(-rc));
+  } else if (const long rm = os::raw_madvise(reinterpret_cast<void*>(alias + first * page), len, MADV_REMOVE);
+             os::is_err(rm)) {
+    out = Error::from_errno("madvise MADV_REMOVE (Region::discard)", static_cast<int>(-rm));
   }
   finish_fill(first, count, FillStatus{EAGAIN, nullptr});  // back to empty, wake waiters
   return out;
@@ -191,6 +200,7 @@ Result<void> ProtectBatch::add(const Region& region, std::size_t first_page, std
     return Error(Errc::unsupported, std::string("ProtectBatch: region '") + r->name + "' is served by " +
                                         backend_name(r->backend()) + "; protection changes need the signal backend");
   }
+  if (auto c = r->refuse_if_inherited("ProtectBatch"); !c) return c;
   if (auto c = r->check_range(first_page, count, perms, "ProtectBatch"); !c) return c;
   const std::size_t page = core::page_size();
   ops_.push_back(Op{r->base + first_page * page, count * page, region::prot_of(perms)});
@@ -223,8 +233,8 @@ Result<std::size_t> ProtectBatch::commit() {
   std::size_t calls = 0;
   for (const Op& op : merged) {
     ++calls;
-    if (mprotect(reinterpret_cast<void*>(op.addr), op.len, op.prot) != 0) {
-      return Error::from_errno("mprotect (ProtectBatch::commit)", errno);
+    if (const long rc = os::raw_mprotect(reinterpret_cast<void*>(op.addr), op.len, op.prot); os::is_err(rc)) {
+      return Error::from_errno("mprotect (ProtectBatch::commit)", static_cast<int>(-rc));
     }
   }
   return calls;

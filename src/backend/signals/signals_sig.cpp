@@ -107,11 +107,23 @@ Disposition SignalRegion::resolve_filled(FaultContext& ctx, std::uintptr_t page_
         if (os::is_err(os::raw_mprotect(reinterpret_cast<void*>(page_addr), page, prot))) return Disposition::declined;
         return Disposition::resolved;
       case kPageEmpty:
+        if (inherited.load(std::memory_order_relaxed)) {
+          // A forked child shares this region's pages with the process that created it (one memfd):
+          // only that process fills them, or the two would write the same page unbeknown to each other.
+          fail(ctx, *this, i, 1,
+               FillStatus{EPERM, "inherited across fork(): a provider or pager region's pages are shared with the "
+                                 "process that created it, which alone fills them"});
+          return Disposition::resolved;
+        }
         if (pstate[i].compare_exchange_strong(s, kPageFilling, std::memory_order_acq_rel)) {
           return fill_run(ctx, i, deadline);
         }
         continue;
       default:  // filling: another thread (or its pager) is at it; sleep until it finishes
+        if (inherited.load(std::memory_order_relaxed)) {  // ... in the parent, where the fill goes on
+          fail(ctx, *this, i, 1, FillStatus{EPERM, "inherited across fork(): this page was being filled at the fork"});
+          return Disposition::resolved;
+        }
         if (!(s & kPageWaiters)) {
           if (!pstate[i].compare_exchange_strong(s, s | kPageWaiters, std::memory_order_acq_rel)) continue;
           s |= kPageWaiters;

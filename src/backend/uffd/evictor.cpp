@@ -11,6 +11,7 @@
 
 #include "backend/uffd/uffd.hpp"
 #include "core/page.hpp"
+#include "os/linux/thread_start.hpp"
 
 namespace faultline::backend::uffd {
 
@@ -67,12 +68,18 @@ void note_filled(UffdRegion& r, std::uintptr_t page_addr, std::size_t pages) {
   }
   r.inflight.fetch_add(1, std::memory_order_acq_rel);  // keeps the region alive while queued
   std::lock_guard lock(g_evict_mutex);
-  if (!g_evictor_started) {
-    std::thread(evictor_loop).detach();
-    g_evictor_started = true;
-  }
   g_evict_queue.push_back(&r);
   g_evict_cv.notify_one();
+}
+
+Result<void> start_evictor() {
+  std::lock_guard lock(g_evict_mutex);
+  if (g_evictor_started) return {};
+  auto t = os::start_thread("evictor thread", evictor_loop);
+  if (!t) return t.error();
+  t.value().detach();
+  g_evictor_started = true;
+  return {};
 }
 
 void evictor_lock_for_fork() { g_evict_mutex.lock(); }

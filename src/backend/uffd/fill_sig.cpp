@@ -56,7 +56,7 @@ int UffdRegion::fill(std::uintptr_t page_addr, Access access, std::uintptr_t pc,
   if (filled_pages != nullptr) *filled_pages = 0;
   const std::size_t page = core::page_size();
   // Another message for a page already filled (two threads faulted on it): wake, do not fill twice.
-  if (!filled.empty() && filled.test((page_addr - base) / page)) {
+  if (!child_served && !filled.empty() && filled.test((page_addr - base) / page)) {
     os::uffd_wake(fd, page_addr, page);
     return 0;
   }
@@ -69,7 +69,7 @@ int UffdRegion::fill(std::uintptr_t page_addr, Access access, std::uintptr_t pc,
   std::size_t len = window * page;
   if (len > end - page_addr) len = end - page_addr;
   // Stop the window at the first page already filled (COPY would stop there anyway, after the fill).
-  if (!filled.empty()) {
+  if (!child_served && !filled.empty()) {
     for (std::size_t k = page; k < len; k += page) {
       if (filled.test((page_addr + k - base) / page)) {
         len = k;
@@ -102,7 +102,7 @@ int UffdRegion::fill(std::uintptr_t page_addr, Access access, std::uintptr_t pc,
     rc = os::uffd_copy(fd, page_addr, bounce, len, &done, true, write_back_enabled);
   }
   if (!os::is_err(rc)) done = len;
-  if (!filled.empty()) {
+  if (!child_served && !filled.empty()) {
     for (std::uintptr_t a = page_addr; a < page_addr + done; a += page) filled.set((a - base) / page);
   }
   if (filled_pages != nullptr) *filled_pages = done / page;
@@ -112,7 +112,47 @@ int UffdRegion::fill(std::uintptr_t page_addr, Access access, std::uintptr_t pc,
   return 0;
 }
 
+namespace {
+
+constexpr const char* kChildPager =
+    "inherited across fork(): the pager's threads do not follow into a forked child, and this page was "
+    "not filled before the fork";
+constexpr const char* kChildStore =
+    "inherited across fork(): the handler thread does not follow into a forked child, and this region's "
+    "store cannot fill in a signal handler (it is not async-signal-safe)";
+constexpr const char* kChildUnserved =
+    "inherited across fork(): the child could not get a userfaultfd of its own to serve this region, so "
+    "its pages are inaccessible in the child";
+
+}  // namespace
+
+void UffdRegion::after_fork_in_child() noexcept {
+  // The parent's fd serves the parent's memory: an ioctl on it from here would act on the parent's
+  // registration. The fd itself is closed by the module's own fork hook.
+  fd = -1;
+  remote_sock = -1;
+  remote_stop = -1;
+  // zero_fill and track_dirty: a page missing in the child reads as zeros, which is their content.
+  if (policy != Policy::provider && policy != Policy::pager) return;
+  const long nfd = os::uffd_open();
+  if (!os::is_err(nfd) && !os::is_err(os::uffd_api(static_cast<int>(nfd), UFFD_FEATURE_SIGBUS | UFFD_FEATURE_POISON)) &&
+      !os::is_err(os::uffd_register(static_cast<int>(nfd), base, end - base, UFFDIO_REGISTER_MODE_MISSING))) {
+    fd = static_cast<int>(nfd);
+    mode = UserfaultfdMode::self_service;
+    child_served = true;
+    return;
+  }
+  if (!os::is_err(nfd)) os::raw_close(static_cast<int>(nfd));
+  // Never a zero page: no access at all, each one failing with the cause.
+  os::raw_mprotect(reinterpret_cast<void*>(base), end - base, PROT_NONE);
+  child_unserved = true;
+}
+
 Disposition UffdRegion::on_fault(FaultContext& ctx) noexcept {
+  if (child_unserved) {  // a forked child that could not serve the region: fail every access, saying why
+    trap::fail_with_sigbus(ctx, kChildUnserved);
+    return Disposition::resolved;
+  }
   // A SIGSEGV in a userfaultfd region is a permission violation; a SIGBUS is ours only for a
   // self-service region's missing page (BUS_ADRERR from UFFD_FEATURE_SIGBUS): a poisoned page
   // (BUS_MCEERR_AR) or any other SIGBUS goes on to the report.
@@ -120,6 +160,14 @@ Disposition UffdRegion::on_fault(FaultContext& ctx) noexcept {
     return Disposition::declined;
   }
   if (!permits(ctx.access())) return Disposition::declined;
+  if (child_served && (policy == Policy::pager || !store->async_signal_safe())) {
+    const std::uintptr_t page_addr = core::align_down(ctx.address(), core::page_size());
+    fail_page(page_addr, EPERM, policy == Policy::pager ? kChildPager : kChildStore);
+    char cause[160];
+    copy_failure(cause, sizeof cause);
+    trap::fail_with_sigbus(ctx, cause);
+    return Disposition::resolved;
+  }
   // Provider fills go through a buffer on this (alternate) stack: at most 4 pages at a time.
   alignas(64) unsigned char bounce[4 * 4096];
   if (fill(core::align_down(ctx.address(), core::page_size()), ctx.access(), ctx.pc(), os::raw_gettid(), bounce,

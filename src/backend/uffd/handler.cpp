@@ -16,6 +16,7 @@
 #include "backend/uffd/uffd.hpp"
 #include "core/page.hpp"
 #include "os/linux/syscall.hpp"
+#include "os/linux/thread_start.hpp"
 #include "os/linux/uffd.hpp"
 #include "pager/pager.hpp"
 #include "region/table.hpp"
@@ -32,40 +33,52 @@ std::mutex g_watch_mutex;
 // the process runs its static destructors at exit.
 std::vector<std::weak_ptr<detail::PagerImpl>>& g_watched = *new std::vector<std::weak_ptr<detail::PagerImpl>>();
 
+// The userfaultfd region of `fd` at addr, pinned (unpin it), or null.
 UffdRegion* uffd_region_at(std::uintptr_t addr, int fd) noexcept {
-  detail::RegionImpl* r = region::lookup(addr);
-  if (r == nullptr || r->backend() != Backend::userfaultfd) return nullptr;
-  auto* u = static_cast<UffdRegion*>(r);
-  return u->fd == fd ? u : nullptr;
+  detail::RegionImpl* r = region::find_and_pin(addr);
+  if (r == nullptr) return nullptr;
+  if (r->backend() == Backend::userfaultfd && static_cast<UffdRegion*>(r)->fd == fd) return static_cast<UffdRegion*>(r);
+  region::unpin(r);
+  return nullptr;
 }
 
 // The program dropped pages itself (madvise, munmap): they are missing again.
 void forget_filled(int fd, std::uintptr_t start, std::uintptr_t end) {
   const std::size_t page = core::page_size();
-  const unsigned side = trap::g_state.epoch.enter();
-  for (std::uintptr_t a = start & ~(page - 1); a < end; a += page) {
+  for (std::uintptr_t a = start & ~(page - 1); a < end;) {
     UffdRegion* r = uffd_region_at(a, fd);
-    if (r == nullptr || r->filled.empty()) continue;
-    r->filled.clear((a - r->base) / page);
+    if (r == nullptr) {
+      a += page;
+      continue;
+    }
+    const std::uintptr_t stop = end < r->end ? end : r->end;
+    if (!r->filled.empty()) {
+      for (; a < stop; a += page) r->filled.clear((a - r->base) / page);
+    }
+    a = stop;
+    region::unpin(r);
   }
-  trap::g_state.epoch.exit(side);
 }
 
 void expired(detail::RegionImpl& r, const FillRequest& req) {
   static_cast<UffdRegion&>(r).fail_page(r.base + req.offset, ETIMEDOUT, "the pager did not answer within fill_timeout");
 }
 
-void handler_loop(int fd) {
+// The handler thread's loop. It never returns: a thread that stopped serving would leave every fault on
+// its fd asleep for ever. Its buffer is mapped before it starts (start_handler), so it cannot fail to
+// start serving; a transient poll() failure is retried.
+[[noreturn]] void handler_loop(int fd, void* bounce, std::size_t bounce_size) {
   pthread_setname_np(pthread_self(), "faultline-uffd");
   const std::size_t page = core::page_size();
-  const std::size_t bounce_size = 512 * page;
-  void* bounce = mmap(nullptr, bounce_size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-  if (bounce == MAP_FAILED) return;
   struct uffd_msg msgs[64];
   for (;;) {
     struct pollfd pfd{fd, POLLIN, 0};
     // Wake up now and then for the watchdog of pager requests.
-    if (poll(&pfd, 1, 50) < 0 && errno != EINTR) return;
+    if (poll(&pfd, 1, 50) < 0 && errno != EINTR) {
+      struct timespec ts{0, 1'000'000};
+      os::raw_nanosleep(&ts);
+      continue;
+    }
     {
       std::lock_guard lock(g_watch_mutex);
       const std::int64_t now = os::monotonic_ns();
@@ -99,8 +112,7 @@ void handler_loop(int fd) {
       const Access access = (msgs[i].arg.pagefault.flags & UFFD_PAGEFAULT_FLAG_WRITE) ? Access::write : Access::read;
       const bool wp = (msgs[i].arg.pagefault.flags & UFFD_PAGEFAULT_FLAG_WP) != 0;
       const long tid = msgs[i].arg.pagefault.feat.ptid;
-      // The trap epoch keeps the region alive while we use it (as in a fault handler).
-      const unsigned side = trap::g_state.epoch.enter();
+      // A pin keeps the region alive while we use it (as in a fault handler).
       UffdRegion* r = uffd_region_at(addr, fd);
       bool rewake = true;
       if (r == nullptr) {
@@ -119,7 +131,7 @@ void handler_loop(int fd) {
         r->fill(addr, access, 0, tid, bounce, bounce_size, &pages, store_fill_catching);
         note_filled(*r, addr, pages);
       }
-      trap::g_state.epoch.exit(side);
+      if (r != nullptr) region::unpin(r);
       // A wake-up for good measure: if the page changed under us (evicted, written, dropped by the
       // program) the thread simply faults again and sends a new message; a lost wake-up would hang it.
       if (rewake) os::uffd_wake(fd, addr, page);
@@ -132,11 +144,20 @@ void handler_loop(int fd) {
 Result<void> start_handler(int fd) {
   std::lock_guard lock(g_start_mutex);
   if (g_thread_started) return {};
-  try {
-    std::thread(handler_loop, fd).detach();
-  } catch (const std::system_error& e) {
-    return Error(Errc::system_error, std::string("userfaultfd: cannot start the handler thread: ") + e.what());
+  // The fill buffer first: once the thread runs, nothing may keep it from serving.
+  const std::size_t bounce_size = 512 * core::page_size();
+  const long bounce = os::raw_mmap(nullptr, bounce_size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (os::is_err(bounce)) {
+    return Error::from_errno("userfaultfd: mmap of the handler thread's buffer", static_cast<int>(-bounce));
   }
+  auto started = os::start_thread("userfaultfd handler thread", [fd, bounce, bounce_size] {
+    handler_loop(fd, reinterpret_cast<void*>(bounce), bounce_size);
+  });
+  if (!started) {
+    os::raw_munmap(reinterpret_cast<void*>(bounce), bounce_size);
+    return started.error();
+  }
+  started.value().detach();
   g_thread_started = true;
   return {};
 }

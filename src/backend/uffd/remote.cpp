@@ -16,6 +16,7 @@
 #include "backend/uffd/uffd.hpp"
 #include "core/page.hpp"
 #include "faultline/remote_pager.hpp"
+#include "os/linux/thread_start.hpp"
 #include "os/linux/uffd.hpp"
 
 namespace faultline::backend::uffd {
@@ -99,16 +100,17 @@ Result<void> attach_remote(UffdRegion& r, int sock) {
   r.fd = fd;
   r.remote_stop = stop;
   r.inflight.fetch_add(1, std::memory_order_acq_rel);  // the watchdog's pin, dropped when it exits
-  try {
-    std::thread(watchdog, &r, fd, sock, stop).detach();
-  } catch (const std::system_error& e) {
+  UffdRegion* rp = &r;
+  auto t = os::start_thread("remote pager's watchdog thread", [rp, fd, sock, stop] { watchdog(rp, fd, sock, stop); });
+  if (!t) {
     r.inflight.fetch_sub(1, std::memory_order_acq_rel);
     close(stop);
     close(fd);
     r.fd = -1;
     r.remote_stop = -1;
-    return Error(Errc::system_error, std::string("remote pager: cannot start the watchdog thread: ") + e.what());
+    return Error(t.error().code(), "remote pager: " + t.error().message());
   }
+  t.value().detach();
   return {};
 }
 

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "core/page.hpp"
+#include "os/linux/fork_hooks.hpp"
 #include "os/linux/uffd.hpp"
 #include "pager/pager.hpp"
 #include "region/table.hpp"
@@ -55,7 +56,11 @@ void unlock_after_fork() {
   g_mutex.unlock();
 }
 void forget_after_fork() {
-  for (FdState& s : g_fds) s = FdState{};
+  for (FdState& s : g_fds) {
+    if (s.fd >= 0) os::raw_close(s.fd);  // the parent's: the parent keeps its own reference
+    s = FdState{};
+  }
+  if (g_pagemap >= 0) os::raw_close(g_pagemap);  // /proc/self/pagemap of the parent
   g_owner = 0;
   g_pagemap = -1;
   evictor_forget_after_fork();
@@ -91,8 +96,7 @@ int open_with(std::uint64_t features, std::string* why) {
 
 int fd_locked(Kind kind, std::string* why) {
   if (g_owner != getpid()) {
-    static std::once_flag atfork;
-    std::call_once(atfork, [] { pthread_atfork(lock_for_fork, unlock_after_fork, forget_after_fork); });
+    os::fork_hooks::add({os::fork_hooks::kUffd, lock_for_fork, unlock_after_fork, forget_after_fork});
     g_owner = getpid();
   }
   FdState& s = g_fds[static_cast<int>(kind)];
@@ -178,19 +182,22 @@ bool usable(const RegionOptions& o, std::string* reason) {
 
 Result<std::unique_ptr<detail::RegionImpl>> create(std::size_t size, const RegionOptions& o) {
   // Private anonymous memory with the region's own protection; missing pages reach userfaultfd.
-  void* p = mmap(nullptr, size, region::prot_of(o.perms), MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-  if (p == MAP_FAILED) return Error::from_errno("mmap (reserve_region)", errno);
-  return std::unique_ptr<detail::RegionImpl>(std::make_unique<UffdRegion>(o, reinterpret_cast<std::uintptr_t>(p), size));
+  const long p = os::raw_mmap(nullptr, size, region::prot_of(o.perms), MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  if (os::is_err(p)) return Error::from_errno("mmap (reserve_region)", static_cast<int>(-p));
+  return std::unique_ptr<detail::RegionImpl>(std::make_unique<UffdRegion>(o, static_cast<std::uintptr_t>(p), size));
 }
 
 Result<void> UffdRegion::attach() {
   if (remote_sock >= 0) return attach_remote(*this, remote_sock);
+  if (evict != nullptr) {
+    if (auto e = start_evictor(); !e) return e;
+  }
   const bool sync_wp = policy == Policy::track_dirty && tracking == DirtyTracking::sync_wp;
   const Kind k = kind();
   if (sync_wp) {
     // Without WP_UNPOPULATED on this fd, only present pages can be write-protected: populate first.
-    if (madvise(reinterpret_cast<void*>(base), end - base, MADV_POPULATE_WRITE) != 0) {
-      return Error::from_errno("madvise MADV_POPULATE_WRITE (synchronous write tracking)", errno);
+    if (const long rc = os::raw_madvise(reinterpret_cast<void*>(base), end - base, MADV_POPULATE_WRITE); os::is_err(rc)) {
+      return Error::from_errno("madvise MADV_POPULATE_WRITE (synchronous write tracking)", static_cast<int>(-rc));
     }
   }
   std::string why;
@@ -225,13 +232,23 @@ Result<void> UffdRegion::attach() {
   return {};
 }
 
-void UffdRegion::release_helpers() noexcept { stop_remote(*this); }
+void UffdRegion::release_helpers() noexcept {
+  if (!inherited.load(std::memory_order_acquire)) stop_remote(*this);  // a child must not stop the parent's
+}
 
 void UffdRegion::detach() noexcept {
+  if (inherited.load(std::memory_order_acquire)) {  // the child's own fd, if it got one
+    if (fd >= 0) os::raw_close(fd);
+    fd = -1;
+    return;
+  }
+  // Accesses that race the teardown must fault, not read zeros: a thread the unregistration wakes
+  // retries its access, and an unregistered missing page would be a fresh zero page.
+  os::raw_mprotect(reinterpret_cast<void*>(base), end - base, PROT_NONE);
   if (fd >= 0 && remote_sock < 0) os::uffd_unregister(fd, base, end - base);  // wakes any thread still waiting
 }
 
-void UffdRegion::unmap() noexcept { munmap(reinterpret_cast<void*>(base), end - base); }
+void UffdRegion::unmap() noexcept { os::raw_munmap(reinterpret_cast<void*>(base), end - base); }
 
 Result<void> UffdRegion::collect_dirty(std::vector<std::size_t>& out, ProtectBatch*) {
   const std::size_t page = core::page_size();
@@ -285,11 +302,13 @@ Result<void> UffdRegion::discard(std::size_t first, std::size_t count) {
   // Dropped pages are missing again: the next access faults to userfaultfd (and a poisoned page is
   // cleared). Dirty tracking is re-armed on the fresh pages.
   if (!filled.empty()) filled.clear_range(first, count);
-  if (madvise(view, len, MADV_DONTNEED) != 0) return Error::from_errno("madvise (Region::discard)", errno);
+  if (const long rc = os::raw_madvise(view, len, MADV_DONTNEED); os::is_err(rc)) {
+    return Error::from_errno("madvise (Region::discard)", static_cast<int>(-rc));
+  }
   if (!dirty.empty()) dirty.clear_range(first, count);
   if (policy == Policy::track_dirty) {
     // Synchronous write-protect can only protect present pages.
-    if (tracking == DirtyTracking::sync_wp) madvise(view, len, MADV_POPULATE_WRITE);
+    if (tracking == DirtyTracking::sync_wp) os::raw_madvise(view, len, MADV_POPULATE_WRITE);
     if (const long rc = os::uffd_writeprotect(fd, reinterpret_cast<std::uintptr_t>(view), len, true); os::is_err(rc)) {
       return Error::from_errno("UFFDIO_WRITEPROTECT (Region::discard)", static_cast<int>(-rc));
     }

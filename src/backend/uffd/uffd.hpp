@@ -56,6 +56,7 @@ class UffdRegion final : public detail::RegionImpl {
   Result<void> discard(std::size_t first, std::size_t count) override;
   Result<std::size_t> write_back(std::size_t first, std::size_t count) override;
   void serve(detail::PagerImpl& pager, detail::PagerSlot& slot) override;
+  void after_fork_in_child() noexcept override;  // fill_sig.cpp
 
   // Fills the missing page at `page_addr` (and the read-ahead window after it) from the current thread:
   // the handler thread, a pager thread, or the faulting thread in self-service mode (signal path).
@@ -81,6 +82,11 @@ class UffdRegion final : public detail::RegionImpl {
   std::unique_ptr<EvictState> evict;       // max_resident_pages set
   int remote_sock = -1;                    // remote pager: the socket to the pager process
   int remote_stop = -1;                    // remote pager: eventfd that ends the watchdog
+  // In a forked child: the child's own userfaultfd serves the region in its faulting threads (SIGBUS
+  // mode), since the parent's fd and threads are not the child's; or, when that cannot be had, the
+  // region is made inaccessible and every access fails with the cause (`child_unserved`).
+  bool child_served = false;
+  bool child_unserved = false;
 };
 
 // Store::fill as called from the faulting thread's handler (signal path), and from faultline's threads,
@@ -104,6 +110,8 @@ Result<void> start_handler(int fd);
 void watch_pager(const std::shared_ptr<detail::PagerImpl>& pager);
 // evictor.cpp: counts pages filled against the region's watermark; wakes the evictor when it is exceeded.
 void note_filled(UffdRegion& r, std::uintptr_t page_addr, std::size_t pages);
+// Starts the evictor thread if it is not running (the first region with a watermark).
+Result<void> start_evictor();
 // remote.cpp: a region served by the pager process at the other end of `sock`.
 Result<void> attach_remote(UffdRegion& r, int sock);
 void stop_remote(UffdRegion& r) noexcept;

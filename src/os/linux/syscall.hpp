@@ -17,11 +17,17 @@
 #include <type_traits>
 
 #include "arch/arch.hpp"
+#include "os/linux/inject.hpp"
 
 namespace faultline::os {
 
+// Every system call faultline makes. When fault injection, the call observer or the kernel-feature
+// mask is active (os/linux/inject.hpp), the call goes through the hook; otherwise straight to the kernel.
 inline long raw_syscall(long n, long a1 = 0, long a2 = 0, long a3 = 0, long a4 = 0, long a5 = 0,
                         long a6 = 0) noexcept {
+  if (__builtin_expect(inject::g_hooked.load(std::memory_order_relaxed), false)) {
+    return inject::hooked_syscall(n, a1, a2, a3, a4, a5, a6);
+  }
   return arch::Current::syscall6(n, a1, a2, a3, a4, a5, a6);
 }
 template <class T>
@@ -57,6 +63,17 @@ inline long raw_open(const char* path, int flags, int mode = 0) noexcept {
   return raw_syscall(SYS_openat, -100 /*AT_FDCWD*/, arg(path), flags, mode);
 }
 inline long raw_close(int fd) noexcept { return raw_syscall(SYS_close, fd); }
+inline long raw_pwrite(int fd, const void* buf, std::size_t n, long off) noexcept {
+  return raw_syscall(SYS_pwrite64, fd, arg(buf), arg(n), off);
+}
+inline long raw_memfd_create(const char* name, unsigned flags) noexcept {
+  return raw_syscall(SYS_memfd_create, arg(name), flags);
+}
+inline long raw_ftruncate(int fd, long len) noexcept { return raw_syscall(SYS_ftruncate, fd, len); }
+inline long raw_mincore(void* addr, std::size_t len, unsigned char* vec) noexcept {
+  return raw_syscall(SYS_mincore, arg(addr), arg(len), arg(vec));
+}
+inline long raw_eventfd(unsigned initval, int flags) noexcept { return raw_syscall(SYS_eventfd2, initval, flags); }
 inline long raw_mprotect(void* addr, std::size_t len, int prot) noexcept {
   return raw_syscall(SYS_mprotect, arg(addr), arg(len), prot);
 }
