@@ -13,6 +13,7 @@
 #include <thread>
 
 #include "core/page.hpp"
+#include "os/linux/maps.hpp"
 #include "os/linux/syscall.hpp"
 #include "pager/pager.hpp"
 #include "region/table.hpp"
@@ -83,18 +84,64 @@ std::unique_ptr<detail::RegionImpl> adopt(void* addr, std::size_t size, const Re
   return std::make_unique<SignalRegion>(o, reinterpret_cast<std::uintptr_t>(addr), size, false, 0);
 }
 
+namespace {
+
+int prot_of_perms(const char* perms) {
+  return (perms[0] == 'r' ? PROT_READ : 0) | (perms[1] == 'w' ? PROT_WRITE : 0) | (perms[2] == 'x' ? PROT_EXEC : 0);
+}
+
+// The protection of every mapping of [base, end), in order; false when the range is not entirely mapped.
+bool snapshot_protections(std::uintptr_t base, std::uintptr_t end, std::vector<SignalRegion::Original>* out) {
+  struct Walk {
+    std::uintptr_t base, end, next;
+    std::vector<SignalRegion::Original>* out;
+    bool hole;
+  } w{base, end, base, out, false};
+  const bool read = os::for_each_mapping(
+      [](const os::MapsEntry& e, void* ctx) {
+        auto& k = *static_cast<Walk*>(ctx);
+        if (e.end <= k.next) return true;
+        if (e.start >= k.end) return false;
+        if (e.start > k.next) {
+          k.hole = true;
+          return false;
+        }
+        const std::uintptr_t to = e.end < k.end ? e.end : k.end;
+        k.out->push_back(SignalRegion::Original{k.next, to, prot_of_perms(e.perms)});
+        k.next = to;
+        return k.next < k.end;
+      },
+      &w);
+  return read && !w.hole && w.next >= end;
+}
+
+}  // namespace
+
 Result<void> SignalRegion::attach() {
   void* p = reinterpret_cast<void*>(base);
-  // Adopted zero_fill memory: the region starts empty.
-  if (!owned && policy == Policy::zero_fill) {
-    if (const long rc = os::raw_madvise(p, end - base, MADV_DONTNEED); os::is_err(rc)) {
-      return Error::from_errno("madvise MADV_DONTNEED (adopt_region)", static_cast<int>(-rc));
+  if (!owned) {
+    // Adopted memory: validate first, act last, and undo on failure: note the protections (which also
+    // proves the range is still entirely mapped), protect, and only then drop zero_fill's contents.
+    original.clear();
+    if (!snapshot_protections(base, end, &original)) {
+      return Error(Errc::invalid_argument, std::string("adopt_region '") + name + "': the range is not entirely mapped");
     }
   }
   if (const long rc = os::raw_mprotect(p, end - base, initial_prot(*this)); os::is_err(rc)) {
+    detach();  // adopted: every mapping back to its protection
     return Error::from_errno("mprotect (region)", static_cast<int>(-rc));
   }
+  if (!owned && policy == Policy::zero_fill) {  // the region starts empty
+    if (const long rc = os::raw_madvise(p, end - base, MADV_DONTNEED); os::is_err(rc)) {
+      detach();
+      return Error::from_errno("madvise MADV_DONTNEED (adopt_region)", static_cast<int>(-rc));
+    }
+  }
   return {};
+}
+
+void SignalRegion::detach() noexcept {
+  for (const Original& o : original) os::raw_mprotect(reinterpret_cast<void*>(o.start), o.end - o.start, o.prot);
 }
 
 void SignalRegion::unmap() noexcept {

@@ -19,6 +19,7 @@
 #include <atomic>
 #include <cstdint>
 #include <memory>
+#include <vector>
 
 #include "region/impl.hpp"
 
@@ -35,7 +36,7 @@ class SignalRegion final : public detail::RegionImpl {
 
   Backend backend() const noexcept override { return Backend::signals; }
   Result<void> attach() override;
-  void detach() noexcept override {}
+  void detach() noexcept override;
   void unmap() noexcept override;
   Disposition on_fault(FaultContext& ctx) noexcept override;  // signals_sig.cpp
   Result<void> collect_dirty(std::vector<std::size_t>& pages, ProtectBatch* defer) override;
@@ -52,6 +53,14 @@ class SignalRegion final : public detail::RegionImpl {
   detail::PageBits dirty;  // track_dirty: set by the fault handler after it unprotects the page
   std::uintptr_t alias = 0;  // provider, pager: the private read-write view the store fills
   std::unique_ptr<std::atomic<std::uint32_t>[]> pstate;  // provider, pager: a fill state per page
+
+  // Adopted memory: the protection of each mapping of the range before the region took it, given back
+  // when the region ends (or when adopting fails half-way).
+  struct Original {
+    std::uintptr_t start, end;
+    int prot;
+  };
+  std::vector<Original> original;
 
  private:
   Disposition resolve_filled(FaultContext& ctx, std::uintptr_t page_addr) noexcept;
