@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <system_error>
 
+#include "core/guard.hpp"
 #include "core/page.hpp"
 #include "os/linux/syscall.hpp"
 #include "os/linux/thread_start.hpp"
@@ -106,30 +107,32 @@ const std::shared_ptr<PagerImpl>& impl_of(const Pager& p) noexcept { return p.im
 }  // namespace detail
 
 Result<Pager> Pager::start(const PagerOptions& opts) {
-  if (opts.threads == 0 || opts.threads > 64) {
-    return Error(Errc::invalid_argument, "Pager '" + opts.name + "': threads must be 1..64, not " +
-                                             std::to_string(opts.threads));
-  }
-  if (os::inject::point(fault_injection::Op::alloc) != 0) {
-    return Error(Errc::no_space, "Pager '" + opts.name + "': out of memory");
-  }
-  auto impl = std::make_shared<PagerImpl>();
-  impl->name = opts.name;
-  impl->threads.reserve(opts.threads);
-  for (unsigned i = 0; i < opts.threads; ++i) {
-    PagerImpl* p = impl.get();
-    auto t = os::start_thread("pager thread", [p, i] { serve_loop(p, i); });
-    if (!t) {  // the threads started so far stop with impl (its destructor joins them)
-      return Error(t.error().code(), "Pager '" + opts.name + "': " + t.error().message());
+  return core::guarded([&]() -> Result<Pager> {
+    if (opts.threads == 0 || opts.threads > 64) {
+      return Error(Errc::invalid_argument, "Pager '" + opts.name + "': threads must be 1..64, not " +
+                                               std::to_string(opts.threads));
     }
-    impl->threads.push_back(std::move(t.value()));
-    char tname[16];
-    std::snprintf(tname, sizeof tname, "%s", opts.name.c_str());
-    pthread_setname_np(impl->threads.back().native_handle(), tname);
-  }
-  Pager p;
-  p.impl_ = std::move(impl);
-  return p;
+    if (os::inject::point(fault_injection::Op::alloc) != 0) {
+      return Error(Errc::no_space, "Pager '" + opts.name + "': out of memory");
+    }
+    auto impl = std::make_shared<PagerImpl>();
+    impl->name = opts.name;
+    impl->threads.reserve(opts.threads);
+    for (unsigned i = 0; i < opts.threads; ++i) {
+      PagerImpl* p = impl.get();
+      auto t = os::start_thread("pager thread", [p, i] { serve_loop(p, i); });
+      if (!t) {  // the threads started so far stop with impl (its destructor joins them)
+        return Error(t.error().code(), "Pager '" + opts.name + "': " + t.error().message());
+      }
+      impl->threads.push_back(std::move(t.value()));
+      char tname[16];
+      std::snprintf(tname, sizeof tname, "%s", opts.name.c_str());
+      pthread_setname_np(impl->threads.back().native_handle(), tname);
+    }
+    Pager p;
+    p.impl_ = std::move(impl);
+    return p;
+  });
 }
 
 PagerStats Pager::stats() const noexcept {

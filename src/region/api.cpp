@@ -8,6 +8,7 @@
 
 #include <cerrno>
 #include <chrono>
+#include <algorithm>
 #include <cstdio>
 #include <memory>
 #include <mutex>
@@ -15,6 +16,7 @@
 #include <thread>
 #include <vector>
 
+#include "core/guard.hpp"
 #include "backend/backend.hpp"
 #include "core/page.hpp"
 #include "faultline/region.hpp"
@@ -39,6 +41,21 @@ std::string range_text(std::uintptr_t base, std::size_t size) { return "[" + hex
 Result<void> validate(std::size_t size, const RegionOptions& o) {
   const std::size_t page = core::page_size();
   const std::string who = "region '" + o.name + "'";
+  // Values outside their enums first: everything below reads them.
+  if (static_cast<unsigned>(o.policy) > static_cast<unsigned>(Policy::barrier)) {
+    return Error(Errc::invalid_argument, who + ": unknown policy " + std::to_string(static_cast<unsigned>(o.policy)));
+  }
+  if (static_cast<unsigned>(o.backend) > static_cast<unsigned>(Backend::userfaultfd)) {
+    return Error(Errc::invalid_argument, who + ": unknown backend " + std::to_string(static_cast<unsigned>(o.backend)));
+  }
+  if (static_cast<unsigned>(o.userfaultfd_mode) > static_cast<unsigned>(UserfaultfdMode::self_service)) {
+    return Error(Errc::invalid_argument, who + ": unknown userfaultfd mode " +
+                                             std::to_string(static_cast<unsigned>(o.userfaultfd_mode)));
+  }
+  if (static_cast<unsigned>(o.dirty_tracking) > static_cast<unsigned>(DirtyTracking::sync_wp)) {
+    return Error(Errc::invalid_argument, who + ": unknown dirty tracking " +
+                                             std::to_string(static_cast<unsigned>(o.dirty_tracking)));
+  }
   if (size == 0) return Error(Errc::invalid_argument, who + ": size is zero");
   if (!core::is_aligned(size, page)) {
     return Error(Errc::invalid_argument, who + ": size " + std::to_string(size) +
@@ -135,41 +152,45 @@ Result<RegionImpl*> register_region(std::unique_ptr<RegionImpl>& r) {
 }  // namespace
 
 Result<Region> reserve_region(std::size_t size, const RegionOptions& opts) {
-  if (auto v = validate(size, opts); !v) return std::move(v).error();
-  auto choice = backend::select(opts, false);
-  if (!choice) return std::move(choice).error();
-  auto impl = backend::create(choice.value(), size, opts);
-  if (!impl) return std::move(impl).error();
-  auto r = register_region(impl.value());
-  if (!r) {
-    impl.value()->unmap();
-    return std::move(r).error();
-  }
-  return Region(r.value());
+  return core::guarded([&]() -> Result<Region> {
+    if (auto v = validate(size, opts); !v) return std::move(v).error();
+    auto choice = backend::select(opts, false);
+    if (!choice) return std::move(choice).error();
+    auto impl = backend::create(choice.value(), size, opts);
+    if (!impl) return std::move(impl).error();
+    auto r = register_region(impl.value());
+    if (!r) {
+      impl.value()->unmap();
+      return std::move(r).error();
+    }
+    return Region(r.value());
+  });
 }
 
 Result<Region> adopt_region(void* addr, std::size_t size, const RegionOptions& opts) {
-  if (addr == nullptr) return Error(Errc::invalid_argument, "adopt_region '" + opts.name + "': address is null");
-  if (auto v = validate(size, opts); !v) return std::move(v).error();
-  if (opts.policy == Policy::provider || opts.policy == Policy::pager) {
-    return Error(Errc::unsupported, "adopt_region '" + opts.name + "': the " + policy_name(opts.policy) +
-                                        " policy fills pages through a second view of memory faultline maps itself; "
-                                        "use reserve_region");
-  }
-  const auto base = reinterpret_cast<std::uintptr_t>(addr);
-  if (!core::is_aligned(base, core::page_size())) {
-    return Error(Errc::invalid_argument, "adopt_region '" + opts.name + "': address " + hex(base) + " is not page-aligned");
-  }
-  if (base + size < base) {
-    return Error(Errc::invalid_argument, "adopt_region '" + opts.name + "': " + range_text(base, size) +
-                                             " wraps around the address space");
-  }
-  auto choice = backend::select(opts, true);
-  if (!choice) return std::move(choice).error();
-  auto impl = backend::adopt(choice.value(), addr, size, opts);
-  auto r = register_region(impl);
-  if (!r) return std::move(r).error();
-  return Region(r.value());
+  return core::guarded([&]() -> Result<Region> {
+    if (addr == nullptr) return Error(Errc::invalid_argument, "adopt_region '" + opts.name + "': address is null");
+    if (auto v = validate(size, opts); !v) return std::move(v).error();
+    if (opts.policy == Policy::provider || opts.policy == Policy::pager) {
+      return Error(Errc::unsupported, "adopt_region '" + opts.name + "': the " + policy_name(opts.policy) +
+                                          " policy fills pages through a second view of memory faultline maps itself; "
+                                          "use reserve_region");
+    }
+    const auto base = reinterpret_cast<std::uintptr_t>(addr);
+    if (!core::is_aligned(base, core::page_size())) {
+      return Error(Errc::invalid_argument, "adopt_region '" + opts.name + "': address " + hex(base) + " is not page-aligned");
+    }
+    if (base + size < base) {
+      return Error(Errc::invalid_argument, "adopt_region '" + opts.name + "': " + range_text(base, size) +
+                                               " wraps around the address space");
+    }
+    auto choice = backend::select(opts, true);
+    if (!choice) return std::move(choice).error();
+    auto impl = backend::adopt(choice.value(), addr, size, opts);
+    auto r = register_region(impl);
+    if (!r) return std::move(r).error();
+    return Region(r.value());
+  });
 }
 
 Region& Region::operator=(Region&& o) noexcept {
@@ -192,57 +213,65 @@ RegionInfo Region::info() const noexcept {
 }
 
 Result<void> Region::reset() {
-  if (impl_ == nullptr) return {};
-  if (in_handler()) return Error(Errc::busy, "Region::reset: called from inside a fault handler");
-  {
-    std::lock_guard lock(region::table_mutex());
-    if (auto e = region::erase(impl_); !e) return e;
-  }
-  // Out of the table: no new fault can reach the region. Threads still working on it hold pins (a fill
-  // in progress, a pager request abandoned by its faulting thread, a helper thread): ask the helpers to
-  // let go and wait for every pin, outside the table's lock (a handler that pins it may register a
-  // region). In a forked child the pins of the parent's threads are not waited for.
-  impl_->release_helpers();
-  const std::uint32_t floor = impl_->inherited.load(std::memory_order_acquire) ? impl_->inherited_pins : 0;
-  for (int i = 0; impl_->inflight.load(std::memory_order_acquire) > floor; ++i) {
-    if (i == 10000) {
-      impl_ = nullptr;  // leak the region rather than free what another thread still uses
-      return Error(Errc::timed_out, "Region::reset: a fill or pager request for this region did not finish in 10 s; "
-                                    "the region is unregistered and its memory left mapped");
+  return core::guarded([&]() -> Result<void> {
+    if (impl_ == nullptr) return {};
+    if (in_handler()) return Error(Errc::busy, "Region::reset: called from inside a fault handler");
+    {
+      std::lock_guard lock(region::table_mutex());
+      if (auto e = region::erase(impl_); !e) return e;
     }
-    std::this_thread::sleep_for(std::chrono::milliseconds(1));
-  }
-  impl_->detach();
-  impl_->unmap();
-  delete impl_;
-  impl_ = nullptr;
-  return {};
+    // Out of the table: no new fault can reach the region. Threads still working on it hold pins (a fill
+    // in progress, a pager request abandoned by its faulting thread, a helper thread): ask the helpers to
+    // let go and wait for every pin, outside the table's lock (a handler that pins it may register a
+    // region). In a forked child the pins of the parent's threads are not waited for.
+    impl_->release_helpers();
+    const std::uint32_t floor = impl_->inherited.load(std::memory_order_acquire) ? impl_->inherited_pins : 0;
+    for (int i = 0; impl_->inflight.load(std::memory_order_acquire) > floor; ++i) {
+      if (i == 10000) {
+        impl_ = nullptr;  // leak the region rather than free what another thread still uses
+        return Error(Errc::timed_out, "Region::reset: a fill or pager request for this region did not finish in 10 s; "
+                                      "the region is unregistered and its memory left mapped");
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+    impl_->detach();
+    impl_->unmap();
+    delete impl_;
+    impl_ = nullptr;
+    return {};
+  });
 }
 
 Result<std::vector<std::size_t>> Region::collect_dirty(ProtectBatch* defer) {
-  if (impl_ == nullptr) return Error(Errc::invalid_argument, "collect_dirty: empty region handle");
-  if (impl_->policy != Policy::track_dirty) {
-    return Error(Errc::invalid_argument, std::string("collect_dirty: region '") + impl_->name + "' has policy " +
-                                             policy_name(impl_->policy) + ", not track_dirty");
-  }
-  if (auto c = impl_->refuse_if_inherited("collect_dirty"); !c) return c.error();
-  std::vector<std::size_t> pages;
-  if (auto c = impl_->collect_dirty(pages, defer); !c) return c.error();
-  return pages;
+  return core::guarded([&]() -> Result<std::vector<std::size_t>> {
+    if (impl_ == nullptr) return Error(Errc::invalid_argument, "collect_dirty: empty region handle");
+    if (impl_->policy != Policy::track_dirty) {
+      return Error(Errc::invalid_argument, std::string("collect_dirty: region '") + impl_->name + "' has policy " +
+                                               policy_name(impl_->policy) + ", not track_dirty");
+    }
+    if (auto c = impl_->refuse_if_inherited("collect_dirty"); !c) return c.error();
+    std::vector<std::size_t> pages;
+    if (auto c = impl_->collect_dirty(pages, defer); !c) return c.error();
+    return pages;
+  });
 }
 
 Result<void> Region::protect(std::size_t first_page, std::size_t count, unsigned perms) {
-  if (impl_ == nullptr) return Error(Errc::invalid_argument, "protect: empty region handle");
-  if (auto c = impl_->refuse_if_inherited("protect"); !c) return c;
-  if (auto c = impl_->check_range(first_page, count, perms, "protect"); !c) return c;
-  return impl_->protect(first_page, count, perms);
+  return core::guarded([&]() -> Result<void> {
+    if (impl_ == nullptr) return Error(Errc::invalid_argument, "protect: empty region handle");
+    if (auto c = impl_->refuse_if_inherited("protect"); !c) return c;
+    if (auto c = impl_->check_range(first_page, count, perms, "protect"); !c) return c;
+    return impl_->protect(first_page, count, perms);
+  });
 }
 
 Result<void> Region::discard(std::size_t first_page, std::size_t count) {
-  if (impl_ == nullptr) return Error(Errc::invalid_argument, "discard: empty region handle");
-  if (auto c = impl_->refuse_if_inherited("discard"); !c) return c;
-  if (auto c = impl_->check_range(first_page, count, perm_none, "discard"); !c) return c;
-  return impl_->discard(first_page, count);
+  return core::guarded([&]() -> Result<void> {
+    if (impl_ == nullptr) return Error(Errc::invalid_argument, "discard: empty region handle");
+    if (auto c = impl_->refuse_if_inherited("discard"); !c) return c;
+    if (auto c = impl_->check_range(first_page, count, perm_none, "discard"); !c) return c;
+    return impl_->discard(first_page, count);
+  });
 }
 
 namespace {
@@ -259,56 +288,81 @@ Result<void> check_write_back(const RegionImpl* r, const char* what) {
 }  // namespace
 
 Result<std::size_t> Region::flush() {
-  if (auto c = check_write_back(impl_, "flush"); !c) return c.error();
-  return impl_->write_back(0, impl_->pages());
+  return core::guarded([&]() -> Result<std::size_t> {
+    if (auto c = check_write_back(impl_, "flush"); !c) return c.error();
+    return impl_->write_back(0, impl_->pages());
+  });
 }
 
 Result<std::size_t> Region::evict(std::size_t first_page, std::size_t count) {
-  if (impl_ == nullptr) return Error(Errc::invalid_argument, "evict: empty region handle");
-  if (impl_->policy != Policy::provider && impl_->policy != Policy::pager) {
-    return Error(Errc::invalid_argument, std::string("evict: region '") + impl_->name + "' has policy " +
-                                             policy_name(impl_->policy) + ", not provider or pager");
-  }
-  if (auto c = impl_->refuse_if_inherited("evict"); !c) return c.error();
-  if (auto c = impl_->check_range(first_page, count, perm_none, "evict"); !c) return c.error();
-  std::size_t written = 0;
-  if (impl_->write_back_enabled) {
-    auto w = impl_->write_back(first_page, count);
-    if (!w) return w;
-    written = *w;
-  }
-  if (auto d = impl_->discard(first_page, count); !d) return d.error();
-  return written;
+  return core::guarded([&]() -> Result<std::size_t> {
+    if (impl_ == nullptr) return Error(Errc::invalid_argument, "evict: empty region handle");
+    if (impl_->policy != Policy::provider && impl_->policy != Policy::pager) {
+      return Error(Errc::invalid_argument, std::string("evict: region '") + impl_->name + "' has policy " +
+                                               policy_name(impl_->policy) + ", not provider or pager");
+    }
+    if (auto c = impl_->refuse_if_inherited("evict"); !c) return c.error();
+    if (auto c = impl_->check_range(first_page, count, perm_none, "evict"); !c) return c.error();
+    std::size_t written = 0;
+    if (impl_->write_back_enabled) {
+      auto w = impl_->write_back(first_page, count);
+      if (!w) return w;
+      written = *w;
+    }
+    if (auto d = impl_->discard(first_page, count); !d) return d.error();
+    return written;
+  });
 }
 
 Result<void> prefault(const void* addr, std::size_t len, Access access) {
-  if (addr == nullptr || len == 0) return Error(Errc::invalid_argument, "prefault: empty range");
-  const std::size_t page = core::page_size();
-  std::uintptr_t p = core::align_down(reinterpret_cast<std::uintptr_t>(addr), page);
-  const std::uintptr_t end = reinterpret_cast<std::uintptr_t>(addr) + len;
-  // Touch each page the way the system call will; faults are resolved by the regions' policies. A
-  // region's own rules apply: a forbidden access is refused here rather than crashing.
-  for (; p < end; p += page) {
-    const RegionImpl* r = nullptr;
+  return core::guarded([&]() -> Result<void> {
+    if (addr == nullptr || len == 0) return Error(Errc::invalid_argument, "prefault: empty range");
+    if (access != Access::read && access != Access::write) {
+      return Error(Errc::invalid_argument, "prefault: the access must be Access::read or Access::write");
+    }
+    const auto start = reinterpret_cast<std::uintptr_t>(addr);
+    if (start + len < start) return Error(Errc::invalid_argument, "prefault: " + range_text(start, len) + " wraps around");
+    const std::uintptr_t end = start + len;
+    const std::size_t page = core::page_size();
+    // The regions that meet the range, pinned so that they outlive the table lock; gaps between them
+    // cost nothing, whatever the range's size. A region's own rules apply: a forbidden access is refused
+    // here, before any page is touched, rather than crashing.
+    struct Part {
+      RegionImpl* r;
+      std::uintptr_t from, to;
+    };
+    std::vector<Part> parts;
     {
       std::lock_guard lock(region::table_mutex());
-      r = region::lookup(p);
-      if (r != nullptr) {
-        const bool ok = access == Access::write ? (r->perms & perm_write) : (r->perms & perm_read);
-        if (!ok || r->policy == Policy::guard) {
-          return Error(Errc::invalid_argument, std::string("prefault: region '") + r->name + "' does not allow " +
-                                                   access_name(access) + " at " + hex(p));
+      const region::Top* top = region::g_top.load(std::memory_order_acquire);
+      for (const region::Leaf* leaf : top != nullptr ? top->leaf : std::vector<const region::Leaf*>{}) {
+        for (std::size_t i = 0; i < leaf->n; ++i) {
+          if (leaf->end[i] <= start || leaf->base[i] >= end) continue;
+          RegionImpl* r = leaf->r[i];
+          const bool ok = access == Access::write ? (r->perms & perm_write) : (r->perms & perm_read);
+          if (!ok || r->policy == Policy::guard) {
+            for (const Part& q : parts) region::unpin(q.r);
+            return Error(Errc::invalid_argument, std::string("prefault: region '") + r->name + "' does not allow " +
+                                                     access_name(access) + " at " + hex(std::max(start, r->base)));
+          }
+          r->inflight.fetch_add(1, std::memory_order_acq_rel);
+          parts.push_back(Part{r, std::max(start, leaf->base[i]), std::min(end, leaf->end[i])});
         }
       }
     }
-    if (r == nullptr) continue;
-    if (access == Access::write) {
-      __atomic_fetch_add(reinterpret_cast<volatile char*>(p), 0, __ATOMIC_RELAXED);  // write without changing
-    } else {
-      (void)*reinterpret_cast<const volatile char*>(p);
+    // Touch each page the way the system call will; faults are resolved by the regions' policies.
+    for (const Part& q : parts) {
+      for (std::uintptr_t p = core::align_down(q.from, page); p < q.to; p += page) {
+        if (access == Access::write) {
+          __atomic_fetch_add(reinterpret_cast<volatile char*>(p), 0, __ATOMIC_RELAXED);  // write without changing
+        } else {
+          (void)*reinterpret_cast<const volatile char*>(p);
+        }
+      }
+      region::unpin(q.r);
     }
-  }
-  return {};
+    return {};
+  });
 }
 
 std::size_t region_count() {

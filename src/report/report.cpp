@@ -6,6 +6,7 @@
 #include <cstring>
 #include <string>
 
+#include "core/guard.hpp"
 #include "faultline/report.hpp"
 #include "report/report_state.hpp"
 #include "trap/dispatcher.hpp"
@@ -13,48 +14,52 @@
 namespace faultline::report {
 
 Result<void> enable(const Options& opts) {
-  if (opts.fd < 0 || fcntl(opts.fd, F_GETFD) == -1) {
-    return Error(Errc::invalid_argument, "report::enable: fd " + std::to_string(opts.fd) + " is not open");
-  }
-  if (opts.max_frames == 0 || opts.max_frames > 256) {
-    return Error(Errc::invalid_argument, "report::enable: max_frames must be 1..256");
-  }
-  bool color = false;
-  switch (opts.color) {
-    case Color::always: color = true; break;
-    case Color::never: color = false; break;
-    case Color::automatic: {
-      const char* no_color = std::getenv("NO_COLOR");
-      color = isatty(opts.fd) == 1 && (no_color == nullptr || *no_color == '\0');
-      break;
+  return core::guarded([&]() -> Result<void> {
+    if (opts.fd < 0 || fcntl(opts.fd, F_GETFD) == -1) {
+      return Error(Errc::invalid_argument, "report::enable: fd " + std::to_string(opts.fd) + " is not open");
     }
-  }
-  g_config.fd.store(opts.fd, std::memory_order_relaxed);
-  g_config.color.store(color, std::memory_order_relaxed);
-  g_config.backtrace.store(opts.backtrace, std::memory_order_relaxed);
-  g_config.max_frames.store(opts.max_frames, std::memory_order_relaxed);
-  trap::g_state.log_fd.store(opts.fd, std::memory_order_relaxed);
-  trap::g_state.fatal_hook.store(fatal_hook, std::memory_order_release);
-  return {};
+    if (opts.max_frames == 0 || opts.max_frames > 256) {
+      return Error(Errc::invalid_argument, "report::enable: max_frames must be 1..256");
+    }
+    bool color = false;
+    switch (opts.color) {
+      case Color::always: color = true; break;
+      case Color::never: color = false; break;
+      case Color::automatic: {
+        const char* no_color = std::getenv("NO_COLOR");
+        color = isatty(opts.fd) == 1 && (no_color == nullptr || *no_color == '\0');
+        break;
+      }
+    }
+    g_config.fd.store(opts.fd, std::memory_order_relaxed);
+    g_config.color.store(color, std::memory_order_relaxed);
+    g_config.backtrace.store(opts.backtrace, std::memory_order_relaxed);
+    g_config.max_frames.store(opts.max_frames, std::memory_order_relaxed);
+    trap::g_state.log_fd.store(opts.fd, std::memory_order_relaxed);
+    trap::g_state.fatal_hook.store(fatal_hook, std::memory_order_release);
+    return {};
+  });
 }
 
 Result<void> enable_from_env(const char* value) {
-  if (value == nullptr) return Error(Errc::invalid_argument, "report::enable_from_env: null value");
-  Options o;
-  if (std::strcmp(value, "1") == 0 || std::strcmp(value, "stderr") == 0 || std::strcmp(value, "yes") == 0) {
-    o.fd = 2;
-  } else if (std::strcmp(value, "0") == 0 || std::strcmp(value, "no") == 0) {
-    return {};
-  } else {
-    char* end = nullptr;
-    long fd = std::strtol(value, &end, 10);
-    if (end == value || *end != '\0' || fd < 0 || fd > 65535) {
-      return Error(Errc::invalid_argument, std::string("FAULTLINE_REPORT: '") + value +
-                                               "' is neither 1/stderr/yes/0/no nor a file descriptor number");
+  return core::guarded([&]() -> Result<void> {
+    if (value == nullptr) return Error(Errc::invalid_argument, "report::enable_from_env: null value");
+    Options o;
+    if (std::strcmp(value, "1") == 0 || std::strcmp(value, "stderr") == 0 || std::strcmp(value, "yes") == 0) {
+      o.fd = 2;
+    } else if (std::strcmp(value, "0") == 0 || std::strcmp(value, "no") == 0) {
+      return {};
+    } else {
+      char* end = nullptr;
+      long fd = std::strtol(value, &end, 10);
+      if (end == value || *end != '\0' || fd < 0 || fd > 65535) {
+        return Error(Errc::invalid_argument, std::string("FAULTLINE_REPORT: '") + value +
+                                                 "' is neither 1/stderr/yes/0/no nor a file descriptor number");
+      }
+      o.fd = static_cast<int>(fd);
     }
-    o.fd = static_cast<int>(fd);
-  }
-  return enable(o);
+    return enable(o);
+  });
 }
 
 void disable() noexcept { trap::g_state.fatal_hook.store(nullptr, std::memory_order_release); }

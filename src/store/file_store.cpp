@@ -7,6 +7,7 @@
 #include <cerrno>
 #include <cstring>
 
+#include "core/guard.hpp"
 #include "core/page.hpp"
 #include "faultline/store.hpp"
 #include "os/linux/syscall.hpp"
@@ -14,23 +15,25 @@
 namespace faultline {
 
 Result<FileStore> FileStore::open(const std::string& path, std::uint64_t offset, bool writable) {
-  if (offset % core::page_size() != 0) {
-    return Error(Errc::invalid_argument, "FileStore: offset " + std::to_string(offset) + " is not page-aligned");
-  }
-  const int fd = ::open(path.c_str(), (writable ? O_RDWR : O_RDONLY) | O_CLOEXEC);
-  if (fd < 0) return Error::from_errno(("FileStore: open " + path).c_str(), errno);
-  struct stat st{};
-  if (fstat(fd, &st) != 0) {
-    const int e = errno;
-    close(fd);
-    return Error::from_errno("FileStore: fstat", e);
-  }
-  FileStore s;
-  s.fd_ = fd;
-  s.offset_ = offset;
-  s.size_ = static_cast<std::uint64_t>(st.st_size);
-  s.writable_ = writable;
-  return s;
+  return core::guarded([&]() -> Result<FileStore> {
+    if (offset % core::page_size() != 0) {
+      return Error(Errc::invalid_argument, "FileStore: offset " + std::to_string(offset) + " is not page-aligned");
+    }
+    const int fd = ::open(path.c_str(), (writable ? O_RDWR : O_RDONLY) | O_CLOEXEC);
+    if (fd < 0) return Error::from_errno(("FileStore: open " + path).c_str(), errno);
+    struct stat st{};
+    if (fstat(fd, &st) != 0) {
+      const int e = errno;
+      close(fd);
+      return Error::from_errno("FileStore: fstat", e);
+    }
+    FileStore s;
+    s.fd_ = fd;
+    s.offset_ = offset;
+    s.size_ = static_cast<std::uint64_t>(st.st_size);
+    s.writable_ = writable;
+    return s;
+  });
 }
 
 FileStore::FileStore(FileStore&& o) noexcept : fd_(o.fd_), offset_(o.offset_), size_(o.size_), writable_(o.writable_) {

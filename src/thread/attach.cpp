@@ -9,6 +9,7 @@
 #include <mutex>
 #include <new>
 
+#include "core/guard.hpp"
 #include "core/page.hpp"
 #include "faultline/thread.hpp"
 #include "faultline/world.hpp"
@@ -145,58 +146,60 @@ void ThreadAttachment::reset() noexcept {
 }
 
 Result<ThreadAttachment> attach_thread(const AttachOptions& opts) {
-  if (opts.altstack_size != 0 && opts.altstack_size < static_cast<std::size_t>(getauxval(AT_MINSIGSTKSZ))) {
-    return Error(Errc::invalid_argument, "attach_thread: altstack_size " + std::to_string(opts.altstack_size) +
-                                             " is below AT_MINSIGSTKSZ");
-  }
-  if (thread::ThreadState* ts = thread::current(); ts != nullptr) {
-    ++ts->attach_count;
+  return core::guarded([&]() -> Result<ThreadAttachment> {
+    if (opts.altstack_size != 0 && opts.altstack_size < static_cast<std::size_t>(getauxval(AT_MINSIGSTKSZ))) {
+      return Error(Errc::invalid_argument, "attach_thread: altstack_size " + std::to_string(opts.altstack_size) +
+                                               " is below AT_MINSIGSTKSZ");
+    }
+    if (thread::ThreadState* ts = thread::current(); ts != nullptr) {
+      ++ts->attach_count;
+      return ThreadAttachment(true);
+    }
+    std::call_once(g_exit_key_once, [] { pthread_key_create(&g_exit_key, on_thread_exit); });
+    // Everything that can fail first (allocations, stack bounds), then the alternate stack, the last step
+    // that changes the thread; on failure nothing is left behind.
+    const std::size_t xstate_cap = core::align_up(std::max<std::size_t>(4096, getauxval(AT_MINSIGSTKSZ)), 64);
+    thread::ThreadState* ts = nullptr;
+    unsigned char* xstate = nullptr;
+    if (os::inject::point(fault_injection::Op::alloc) == 0) {
+      ts = new (std::nothrow) thread::ThreadState();
+      // Room for the FP/SIMD state a stop copies out of the signal frame (XSAVE area; AT_MINSIGSTKSZ
+      // covers the whole frame, so it bounds it).
+      xstate = static_cast<unsigned char*>(::operator new(xstate_cap, std::align_val_t{64}, std::nothrow));
+    }
+    if (ts == nullptr || xstate == nullptr) {
+      delete ts;
+      ::operator delete(xstate, std::align_val_t{64});
+      return Error(Errc::no_space, "attach_thread: out of memory for the thread's state");
+    }
+    ts->xstate = xstate;
+    ts->xstate_cap = xstate_cap;
+    ts->tid = gettid();
+    ts->is_main = ts->tid == getpid();
+    auto undo = [&] {
+      ::operator delete(ts->xstate, std::align_val_t{64});
+      delete ts;
+    };
+    if (auto r = record_stack(*ts); !r) {
+      undo();
+      return std::move(r).error();
+    }
+    if (auto r = setup_altstack(*ts, opts.altstack_size); !r) {
+      undo();
+      return std::move(r).error();
+    }
+    ts->attach_count = 1;
+    {
+      std::lock_guard lock(g_registry_mutex);
+      ts->next = g_threads;
+      if (g_threads != nullptr) g_threads->prev = ts;
+      g_threads = ts;
+    }
+    thread::set_current(ts);
+    trap::set_thread_stack({ts->stack_lo, ts->stack_hi, ts->guard_size});
+    pthread_setspecific(g_exit_key, ts);
     return ThreadAttachment(true);
-  }
-  std::call_once(g_exit_key_once, [] { pthread_key_create(&g_exit_key, on_thread_exit); });
-  // Everything that can fail first (allocations, stack bounds), then the alternate stack, the last step
-  // that changes the thread; on failure nothing is left behind.
-  const std::size_t xstate_cap = core::align_up(std::max<std::size_t>(4096, getauxval(AT_MINSIGSTKSZ)), 64);
-  thread::ThreadState* ts = nullptr;
-  unsigned char* xstate = nullptr;
-  if (os::inject::point(fault_injection::Op::alloc) == 0) {
-    ts = new (std::nothrow) thread::ThreadState();
-    // Room for the FP/SIMD state a stop copies out of the signal frame (XSAVE area; AT_MINSIGSTKSZ
-    // covers the whole frame, so it bounds it).
-    xstate = static_cast<unsigned char*>(::operator new(xstate_cap, std::align_val_t{64}, std::nothrow));
-  }
-  if (ts == nullptr || xstate == nullptr) {
-    delete ts;
-    ::operator delete(xstate, std::align_val_t{64});
-    return Error(Errc::no_space, "attach_thread: out of memory for the thread's state");
-  }
-  ts->xstate = xstate;
-  ts->xstate_cap = xstate_cap;
-  ts->tid = gettid();
-  ts->is_main = ts->tid == getpid();
-  auto undo = [&] {
-    ::operator delete(ts->xstate, std::align_val_t{64});
-    delete ts;
-  };
-  if (auto r = record_stack(*ts); !r) {
-    undo();
-    return std::move(r).error();
-  }
-  if (auto r = setup_altstack(*ts, opts.altstack_size); !r) {
-    undo();
-    return std::move(r).error();
-  }
-  ts->attach_count = 1;
-  {
-    std::lock_guard lock(g_registry_mutex);
-    ts->next = g_threads;
-    if (g_threads != nullptr) g_threads->prev = ts;
-    g_threads = ts;
-  }
-  thread::set_current(ts);
-  trap::set_thread_stack({ts->stack_lo, ts->stack_hi, ts->guard_size});
-  pthread_setspecific(g_exit_key, ts);
-  return ThreadAttachment(true);
+  });
 }
 
 bool thread_attached() noexcept { return thread::current() != nullptr; }

@@ -9,6 +9,7 @@
 #include <mutex>
 #include <string>
 
+#include "core/guard.hpp"
 #include "faultline/preempt.hpp"
 #include "os/linux/syscall.hpp"
 #include "thread/preempt.hpp"
@@ -87,29 +88,31 @@ Result<void> make_timer(thread::ThreadState& ts, Clock clock) {
 }  // namespace
 
 Result<void> enable(std::chrono::nanoseconds budget, Handler handler, void* data, Clock clock) {
-  thread::ThreadState* ts = thread::current();
-  if (ts == nullptr) return Error(Errc::not_installed, "preempt::enable: the calling thread is not attached");
-  if (handler == nullptr) return Error(Errc::invalid_argument, "preempt::enable: null handler");
-  if (budget.count() <= 0) return Error(Errc::invalid_argument, "preempt::enable: the budget must be positive");
-  if (auto r = make_timer(*ts, clock); !r) return r;
-  ts->preempt_fn = handler;
-  ts->preempt_data = data;
-  ts->preempt_enabled.store(1, std::memory_order_release);
-  if (ts->preempt_pending.exchange(0, std::memory_order_acq_rel) != 0) {
-    // A budget expired while disabled: deliver it now, with a real signal context.
-    os::raw_tgkill(os::raw_getpid(), ts->tid, g_signal.load());
+  return core::guarded([&]() -> Result<void> {
+    thread::ThreadState* ts = thread::current();
+    if (ts == nullptr) return Error(Errc::not_installed, "preempt::enable: the calling thread is not attached");
+    if (handler == nullptr) return Error(Errc::invalid_argument, "preempt::enable: null handler");
+    if (budget.count() <= 0) return Error(Errc::invalid_argument, "preempt::enable: the budget must be positive");
+    if (auto r = make_timer(*ts, clock); !r) return r;
+    ts->preempt_fn = handler;
+    ts->preempt_data = data;
+    ts->preempt_enabled.store(1, std::memory_order_release);
+    if (ts->preempt_pending.exchange(0, std::memory_order_acq_rel) != 0) {
+      // A budget expired while disabled: deliver it now, with a real signal context.
+      os::raw_tgkill(os::raw_getpid(), ts->tid, g_signal.load());
+      return {};
+    }
+    struct itimerspec its {};
+    its.it_value.tv_sec = static_cast<time_t>(budget.count() / 1'000'000'000);
+    its.it_value.tv_nsec = static_cast<long>(budget.count() % 1'000'000'000);
+    if (const long e = os::inject::point(fault_injection::Op::timer_settime); e != 0) {
+      return Error::from_errno("timer_settime (preemption)", static_cast<int>(-e));
+    }
+    if (timer_settime(ts->timers[clock == Clock::wall ? 1 : 0], 0, &its, nullptr) != 0) {
+      return Error::from_errno("timer_settime (preemption)", errno);
+    }
     return {};
-  }
-  struct itimerspec its {};
-  its.it_value.tv_sec = static_cast<time_t>(budget.count() / 1'000'000'000);
-  its.it_value.tv_nsec = static_cast<long>(budget.count() % 1'000'000'000);
-  if (const long e = os::inject::point(fault_injection::Op::timer_settime); e != 0) {
-    return Error::from_errno("timer_settime (preemption)", static_cast<int>(-e));
-  }
-  if (timer_settime(ts->timers[clock == Clock::wall ? 1 : 0], 0, &its, nullptr) != 0) {
-    return Error::from_errno("timer_settime (preemption)", errno);
-  }
-  return {};
+  });
 }
 
 std::size_t timer_count() noexcept { return g_timers.load(); }
@@ -121,13 +124,15 @@ void timers_released(std::size_t n) noexcept { g_timers.fetch_sub(n); }
 int signal_number() noexcept { return chosen_signal(); }
 
 Result<void> set_signal(int sig) {
-  std::lock_guard lock(g_mutex);
-  if (g_installed) return Error(Errc::busy, "preempt::set_signal: preemption is already in use");
-  if (sig < SIGRTMIN || sig > SIGRTMAX) {
-    return Error(Errc::invalid_argument, "preempt::set_signal: " + std::to_string(sig) + " is not a real-time signal");
-  }
-  g_signal.store(sig);
-  return {};
+  return core::guarded([&]() -> Result<void> {
+    std::lock_guard lock(g_mutex);
+    if (g_installed) return Error(Errc::busy, "preempt::set_signal: preemption is already in use");
+    if (sig < SIGRTMIN || sig > SIGRTMAX) {
+      return Error(Errc::invalid_argument, "preempt::set_signal: " + std::to_string(sig) + " is not a real-time signal");
+    }
+    g_signal.store(sig);
+    return {};
+  });
 }
 
 }  // namespace faultline::preempt

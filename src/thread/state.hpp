@@ -50,6 +50,7 @@ struct ThreadState {
   ucontext_t blocking_uc{};                 // registers saved on entering a BlockingRegion
   std::uintptr_t blocking_sp = 0;
   int stopped_by = 0;                       // controller's bookkeeping: 0 no, 1 signal, 2 blocking region
+  int stop_send_error = 0;                  // controller's bookkeeping: errno of the last failed tgkill, or 0
 
   // Preemption (thread/preempt.cpp, thread/preempt_sig.cpp).
   timer_t timers[2] = {};                   // per clock (cpu_time, wall)

@@ -1,5 +1,6 @@
 // thread/world.cpp: stop-the-world, resume, and root scanning (the controller side). Not signal path,
 // but between stop() and resume() nothing here allocates or takes a lock a stopped thread may hold.
+#include "core/guard.hpp"
 #include "faultline/world.hpp"
 
 #include <signal.h>
@@ -121,81 +122,92 @@ void release_all(std::uint32_t epoch) {
 }  // namespace
 
 Result<void> stop(const StopOptions& opts) {
-  if (opts.resend_after.count() <= 0 || opts.timeout.count() <= 0) {
-    return Error(Errc::invalid_argument, "world::stop: resend_after and timeout must be positive");
-  }
-  if (in_handler()) return Error(Errc::busy, "world::stop: called from inside a fault handler");
-  ThreadState* self = thread::current();
-  if (self == nullptr) return Error(Errc::not_installed, "world::stop: the calling thread is not attached");
-  if (g_is_stopped.load() && g_stopper == self->tid) {
-    return Error(Errc::busy, "world::stop: this thread has already stopped the world");
-  }
-  auto sig = install_signal(opts.signal);
-  if (!sig) return std::move(sig).error();
-
-  g_stop_mutex.lock();
-  thread::registry_mutex().lock();
-  const std::uint32_t epoch = g_world.stop_epoch.fetch_add(1, std::memory_order_acq_rel) + 1;
-  const long pid = getpid();
-  for (ThreadState* t = thread::registry_head(); t != nullptr; t = t->next) {
-    t->stopped_by = 0;
-    if (t == self) continue;
-    std::uint32_t expected = thread::kBlocking;
-    if (t->blocking.compare_exchange_strong(expected, thread::kBlockingStopped, std::memory_order_acq_rel)) {
-      t->stopped_by = 2;
-      continue;
+  return core::guarded([&]() -> Result<void> {
+    if (opts.resend_after.count() <= 0 || opts.timeout.count() <= 0) {
+      return Error(Errc::invalid_argument, "world::stop: resend_after and timeout must be positive");
     }
-    t->stopped_by = 1;
-    os::raw_tgkill(pid, t->tid, sig.value());
-    g_world.sent.fetch_add(1, std::memory_order_relaxed);
-  }
-  // Wait for every acknowledgement; re-send to the threads still missing every `resend_after`.
-  const auto deadline = Clock::now() + opts.timeout;
-  auto last_send = Clock::now();
-  for (;;) {
-    const std::uint32_t bell = g_world.doorbell.load(std::memory_order_seq_cst);
-    ThreadState* missing = nullptr;
-    for (ThreadState* t = thread::registry_head(); t != nullptr && missing == nullptr; t = t->next) {
-      if (t->stopped_by != 1 || t->ack.load(std::memory_order_acquire) == epoch) continue;
-      // Signalled, but it entered a blocking region since (e.g. to wait for the registry lock this stop
-      // holds): count it as stopped there. The signal it has pending is ignored once it sees the resume.
+    if (in_handler()) return Error(Errc::busy, "world::stop: called from inside a fault handler");
+    ThreadState* self = thread::current();
+    if (self == nullptr) return Error(Errc::not_installed, "world::stop: the calling thread is not attached");
+    if (g_is_stopped.load() && g_stopper == self->tid) {
+      return Error(Errc::busy, "world::stop: this thread has already stopped the world");
+    }
+    auto sig = install_signal(opts.signal);
+    if (!sig) return std::move(sig).error();
+
+    g_stop_mutex.lock();
+    thread::registry_mutex().lock();
+    const std::uint32_t epoch = g_world.stop_epoch.fetch_add(1, std::memory_order_acq_rel) + 1;
+    const long pid = getpid();
+    for (ThreadState* t = thread::registry_head(); t != nullptr; t = t->next) {
+      t->stopped_by = 0;
+      if (t == self) continue;
       std::uint32_t expected = thread::kBlocking;
       if (t->blocking.compare_exchange_strong(expected, thread::kBlockingStopped, std::memory_order_acq_rel)) {
         t->stopped_by = 2;
         continue;
       }
-      missing = t;
+      t->stopped_by = 1;
+      t->stop_send_error = static_cast<int>(-std::min(0L, os::raw_tgkill(pid, t->tid, sig.value())));
+      g_world.sent.fetch_add(1, std::memory_order_relaxed);
     }
-    if (missing == nullptr) break;
-    const auto now = Clock::now();
-    if (now >= deadline) {
-      std::string who = describe_thread(missing->tid);
-      release_all(epoch);
-      thread::registry_mutex().unlock();
-      g_stop_mutex.unlock();
-      return Error(Errc::timed_out, "world::stop: " + who + " did not stop within " +
-                                        std::to_string(opts.timeout.count()) + " ms");
-    }
-    if (now - last_send >= opts.resend_after) {
-      for (ThreadState* t = missing; t != nullptr; t = t->next) {
-        if (t->stopped_by == 1 && t->ack.load(std::memory_order_acquire) != epoch) {
-          os::raw_tgkill(pid, t->tid, sig.value());
-          g_world.sent.fetch_add(1, std::memory_order_relaxed);
+    // Wait for every acknowledgement; re-send to the threads still missing every `resend_after`.
+    const auto deadline = Clock::now() + opts.timeout;
+    auto last_send = Clock::now();
+    for (;;) {
+      const std::uint32_t bell = g_world.doorbell.load(std::memory_order_seq_cst);
+      ThreadState* missing = nullptr;
+      for (ThreadState* t = thread::registry_head(); t != nullptr && missing == nullptr; t = t->next) {
+        if (t->stopped_by != 1 || t->ack.load(std::memory_order_acquire) == epoch) continue;
+        // Signalled, but it entered a blocking region since (e.g. to wait for the registry lock this stop
+        // holds): count it as stopped there. The signal it has pending is ignored once it sees the resume.
+        std::uint32_t expected = thread::kBlocking;
+        if (t->blocking.compare_exchange_strong(expected, thread::kBlockingStopped, std::memory_order_acq_rel)) {
+          t->stopped_by = 2;
+          continue;
         }
+        missing = t;
       }
-      last_send = now;
+      if (missing == nullptr) break;
+      const auto now = Clock::now();
+      if (now >= deadline) {
+        const long tid = missing->tid;
+        const int send_error = missing->stop_send_error;
+        release_all(epoch);
+        thread::registry_mutex().unlock();
+        g_stop_mutex.unlock();
+        // The message is built with no lock held (it allocates).
+        if (send_error != 0) {
+          return Error(Errc::no_space,
+                       "world::stop: could not send the stop signal to thread " + std::to_string(tid) + ": tgkill: " +
+                           strerrorname_np(send_error) + " (" + std::strerror(send_error) + ")" +
+                           (send_error == EAGAIN ? "; the process's queue of pending signals is full (RLIMIT_SIGPENDING)"
+                                                 : ""));
+        }
+        return Error(Errc::timed_out, "world::stop: " + describe_thread(tid) + " did not stop within " +
+                                          std::to_string(opts.timeout.count()) + " ms");
+      }
+      if (now - last_send >= opts.resend_after) {
+        for (ThreadState* t = missing; t != nullptr; t = t->next) {
+          if (t->stopped_by == 1 && t->ack.load(std::memory_order_acquire) != epoch) {
+            t->stop_send_error = static_cast<int>(-std::min(0L, os::raw_tgkill(pid, t->tid, sig.value())));
+            g_world.sent.fetch_add(1, std::memory_order_relaxed);
+          }
+        }
+        last_send = now;
+      }
+      const auto wait = std::min<Clock::duration>(opts.resend_after - (now - last_send), deadline - now);
+      const auto ns = std::max<std::int64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(wait).count(), 1000);
+      struct timespec ts{static_cast<time_t>(ns / 1'000'000'000), static_cast<long>(ns % 1'000'000'000)};
+      g_world.controller_waiting.store(1, std::memory_order_seq_cst);
+      // An acknowledgement since `bell` was read changes the doorbell, so this returns at once.
+      if (g_world.doorbell.load(std::memory_order_seq_cst) == bell) os::raw_futex_wait(os::futex_word(g_world.doorbell), bell, &ts);
+      g_world.controller_waiting.store(0, std::memory_order_seq_cst);
     }
-    const auto wait = std::min<Clock::duration>(opts.resend_after - (now - last_send), deadline - now);
-    const auto ns = std::max<std::int64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(wait).count(), 1000);
-    struct timespec ts{static_cast<time_t>(ns / 1'000'000'000), static_cast<long>(ns % 1'000'000'000)};
-    g_world.controller_waiting.store(1, std::memory_order_seq_cst);
-    // An acknowledgement since `bell` was read changes the doorbell, so this returns at once.
-    if (g_world.doorbell.load(std::memory_order_seq_cst) == bell) os::raw_futex_wait(os::futex_word(g_world.doorbell), bell, &ts);
-    g_world.controller_waiting.store(0, std::memory_order_seq_cst);
-  }
-  g_stopper = self->tid;
-  g_is_stopped.store(true, std::memory_order_release);
-  return {};
+    g_stopper = self->tid;
+    g_is_stopped.store(true, std::memory_order_release);
+    return {};
+  });
 }
 
 Result<void> resume() {
@@ -260,16 +272,18 @@ StoppedThread describe(const ThreadState& t) {
 }  // namespace
 
 Result<void> for_each_stopped(ThreadVisitor fn, void* data) {
-  if (fn == nullptr) return Error(Errc::invalid_argument, "world::for_each_stopped: null visitor");
-  if (auto c = check_stopper("for_each_stopped"); !c) return c;
-  for (ThreadState* t = thread::registry_head(); t != nullptr; t = t->next) {
-    if (t->stopped_by == 0) continue;
-    StoppedThread s = describe(*t);
-    FaultContext blocking_ctx(const_cast<ucontext_t*>(&t->blocking_uc));
-    if (s.in_blocking_region) s.context = &blocking_ctx;
-    fn(s, data);
-  }
-  return {};
+  return core::guarded([&]() -> Result<void> {
+    if (fn == nullptr) return Error(Errc::invalid_argument, "world::for_each_stopped: null visitor");
+    if (auto c = check_stopper("for_each_stopped"); !c) return c;
+    for (ThreadState* t = thread::registry_head(); t != nullptr; t = t->next) {
+      if (t->stopped_by == 0) continue;
+      StoppedThread s = describe(*t);
+      FaultContext blocking_ctx(const_cast<ucontext_t*>(&t->blocking_uc));
+      if (s.in_blocking_region) s.context = &blocking_ctx;
+      fn(s, data);
+    }
+    return {};
+  });
 }
 
 namespace {
@@ -293,29 +307,31 @@ void scan_range(std::uintptr_t lo, std::uintptr_t hi, RootKind kind, long tid, R
 }  // namespace
 
 Result<void> scan_roots(RootVisitor fn, void* data) {
-  if (fn == nullptr) return Error(Errc::invalid_argument, "world::scan_roots: null visitor");
-  if (auto c = check_stopper("scan_roots"); !c) return c;
-  for (ThreadState* t = thread::registry_head(); t != nullptr; t = t->next) {
-    if (t->stopped_by == 0) continue;
-    const StoppedThread s = describe(*t);
-    if (s.in_blocking_region) {
-      scan_context(t->blocking_uc, reinterpret_cast<const unsigned char*>(&t->blocking_uc.__fpregs_mem),
-                   sizeof t->blocking_uc.__fpregs_mem, t->tid, fn, data);
-    } else {
-      scan_context(t->stop_uc, t->xstate, t->xstate_len, t->tid, fn, data);
+  return core::guarded([&]() -> Result<void> {
+    if (fn == nullptr) return Error(Errc::invalid_argument, "world::scan_roots: null visitor");
+    if (auto c = check_stopper("scan_roots"); !c) return c;
+    for (ThreadState* t = thread::registry_head(); t != nullptr; t = t->next) {
+      if (t->stopped_by == 0) continue;
+      const StoppedThread s = describe(*t);
+      if (s.in_blocking_region) {
+        scan_context(t->blocking_uc, reinterpret_cast<const unsigned char*>(&t->blocking_uc.__fpregs_mem),
+                     sizeof t->blocking_uc.__fpregs_mem, t->tid, fn, data);
+      } else {
+        scan_context(t->stop_uc, t->xstate, t->xstate_len, t->tid, fn, data);
+      }
+      scan_range(s.stack_lo, s.stack_hi, RootKind::stack, t->tid, fn, data);
+      if (s.altstack_hi != 0) scan_range(s.altstack_lo, s.altstack_hi, RootKind::altstack, t->tid, fn, data);
     }
-    scan_range(s.stack_lo, s.stack_hi, RootKind::stack, t->tid, fn, data);
-    if (s.altstack_hi != 0) scan_range(s.altstack_lo, s.altstack_hi, RootKind::altstack, t->tid, fn, data);
-  }
-  // The caller: its registers as they are now, and its stack from here up.
-  ThreadState* self = thread::current();
-  ucontext_t own;
-  getcontext(&own);
-  scan_context(own, reinterpret_cast<const unsigned char*>(&own.__fpregs_mem), sizeof own.__fpregs_mem, self->tid,
-               fn, data);
-  const auto here = reinterpret_cast<std::uintptr_t>(__builtin_frame_address(0));
-  scan_range(word_down(here - arch::Current::kRedZone), self->stack_hi, RootKind::stack, self->tid, fn, data);
-  return {};
+    // The caller: its registers as they are now, and its stack from here up.
+    ThreadState* self = thread::current();
+    ucontext_t own;
+    getcontext(&own);
+    scan_context(own, reinterpret_cast<const unsigned char*>(&own.__fpregs_mem), sizeof own.__fpregs_mem, self->tid,
+                 fn, data);
+    const auto here = reinterpret_cast<std::uintptr_t>(__builtin_frame_address(0));
+    scan_range(word_down(here - arch::Current::kRedZone), self->stack_hi, RootKind::stack, self->tid, fn, data);
+    return {};
+  });
 }
 
 namespace testing {

@@ -12,6 +12,7 @@
 #include <chrono>
 #include <thread>
 
+#include "core/guard.hpp"
 #include "faultline/report.hpp"
 #include "faultline/thread.hpp"
 #include "faultline/trap.hpp"
@@ -131,68 +132,72 @@ std::string signals_text(unsigned bits) {
 }  // namespace
 
 Result<void> install(const InstallOptions& opts) {
-  if (opts.signals == 0 || (opts.signals & ~static_cast<unsigned>(trap_all)) != 0) {
-    return Error(Errc::invalid_argument, "install: signals must be a non-empty set of TrapSignal bits");
-  }
-  os::fork_hooks::add({os::fork_hooks::kTrap, [] { g_install_mutex.lock(); }, [] { g_install_mutex.unlock(); },
-                       [] {
-                         trap::reset_epoch_after_fork();
-                         g_install_mutex.unlock();
-                       }});
-  std::lock_guard lock(g_install_mutex);
-  trap::record_main_stack();
-  if (opts.altstack_for_caller && !thread_attached()) {
-    auto att = attach_thread();
-    if (!att) return std::move(att).error();
-    g_installer_attachment.emplace(std::move(att.value()));
-  }
-  const struct sigaction ours = our_action();
-  for (int sig : kSignals) {
-    if (!(opts.signals & trap::signal_bit(sig))) continue;
-    trap::SignalState& ss = g_state.sig[sig];
-    if (ss.installed.load(std::memory_order_relaxed)) continue;
-    struct sigaction old{};
-    if (sigaction(sig, nullptr, &old) != 0) return Error::from_errno("sigaction", errno);
-    if (is_ours(old)) {  // left behind by a forced uninstall elsewhere; never chain to ourselves
-      old = {};
-      old.sa_handler = SIG_DFL;
+  return core::guarded([&]() -> Result<void> {
+    if (opts.signals == 0 || (opts.signals & ~static_cast<unsigned>(trap_all)) != 0) {
+      return Error(Errc::invalid_argument, "install: signals must be a non-empty set of TrapSignal bits");
     }
-    if (auto r = set_previous(sig, old); !r) return r;
-    // Mark installed before the handler is live so that a fault in between finds consistent state.
-    ss.installed.store(true, std::memory_order_release);
-    if (sigaction(sig, &ours, nullptr) != 0) {
-      int e = errno;
-      ss.installed.store(false, std::memory_order_release);
-      return Error::from_errno("sigaction", e);
+    os::fork_hooks::add({os::fork_hooks::kTrap, [] { g_install_mutex.lock(); }, [] { g_install_mutex.unlock(); },
+                         [] {
+                           trap::reset_epoch_after_fork();
+                           g_install_mutex.unlock();
+                         }});
+    std::lock_guard lock(g_install_mutex);
+    trap::record_main_stack();
+    if (opts.altstack_for_caller && !thread_attached()) {
+      auto att = attach_thread();
+      if (!att) return std::move(att).error();
+      g_installer_attachment.emplace(std::move(att.value()));
     }
-  }
-  if (const char* env = std::getenv("FAULTLINE_REPORT"); env != nullptr && *env != '\0' && !report::enabled()) {
-    if (auto r = report::enable_from_env(env); !r) return r;
-  }
-  return {};
+    const struct sigaction ours = our_action();
+    for (int sig : kSignals) {
+      if (!(opts.signals & trap::signal_bit(sig))) continue;
+      trap::SignalState& ss = g_state.sig[sig];
+      if (ss.installed.load(std::memory_order_relaxed)) continue;
+      struct sigaction old{};
+      if (sigaction(sig, nullptr, &old) != 0) return Error::from_errno("sigaction", errno);
+      if (is_ours(old)) {  // left behind by a forced uninstall elsewhere; never chain to ourselves
+        old = {};
+        old.sa_handler = SIG_DFL;
+      }
+      if (auto r = set_previous(sig, old); !r) return r;
+      // Mark installed before the handler is live so that a fault in between finds consistent state.
+      ss.installed.store(true, std::memory_order_release);
+      if (sigaction(sig, &ours, nullptr) != 0) {
+        int e = errno;
+        ss.installed.store(false, std::memory_order_release);
+        return Error::from_errno("sigaction", e);
+      }
+    }
+    if (const char* env = std::getenv("FAULTLINE_REPORT"); env != nullptr && *env != '\0' && !report::enabled()) {
+      if (auto r = report::enable_from_env(env); !r) return r;
+    }
+    return {};
+  });
 }
 
 Result<void> uninstall(bool force) {
-  if (in_handler()) return Error(Errc::busy, "uninstall: called from inside a fault handler");
-  std::lock_guard lock(g_install_mutex);
-  const unsigned over = overridden_locked();
-  if (over != 0 && !force) {
-    return Error(Errc::overridden, "uninstall: another handler was installed over faultline's for " +
-                                       signals_text(over) +
-                                       "; restoring the previous actions would remove it (use force)");
-  }
-  for (int sig : kSignals) {
-    trap::SignalState& ss = g_state.sig[sig];
-    if (!ss.installed.load(std::memory_order_relaxed)) continue;
-    struct sigaction prev = ss.prev[ss.prev_idx.load(std::memory_order_relaxed)];
-    if (ss.prev_reset.load(std::memory_order_relaxed)) {
-      prev = {};
-      prev.sa_handler = SIG_DFL;
+  return core::guarded([&]() -> Result<void> {
+    if (in_handler()) return Error(Errc::busy, "uninstall: called from inside a fault handler");
+    std::lock_guard lock(g_install_mutex);
+    const unsigned over = overridden_locked();
+    if (over != 0 && !force) {
+      return Error(Errc::overridden, "uninstall: another handler was installed over faultline's for " +
+                                         signals_text(over) +
+                                         "; restoring the previous actions would remove it (use force)");
     }
-    if (sigaction(sig, &prev, nullptr) != 0) return Error::from_errno("sigaction", errno);
-    ss.installed.store(false, std::memory_order_release);
-  }
-  return {};
+    for (int sig : kSignals) {
+      trap::SignalState& ss = g_state.sig[sig];
+      if (!ss.installed.load(std::memory_order_relaxed)) continue;
+      struct sigaction prev = ss.prev[ss.prev_idx.load(std::memory_order_relaxed)];
+      if (ss.prev_reset.load(std::memory_order_relaxed)) {
+        prev = {};
+        prev.sa_handler = SIG_DFL;
+      }
+      if (sigaction(sig, &prev, nullptr) != 0) return Error::from_errno("sigaction", errno);
+      ss.installed.store(false, std::memory_order_release);
+    }
+    return {};
+  });
 }
 
 unsigned overridden() {
@@ -201,61 +206,69 @@ unsigned overridden() {
 }
 
 Result<void> reassert() {
-  std::lock_guard lock(g_install_mutex);
-  const struct sigaction ours = our_action();
-  for (int sig : kSignals) {
-    if (!g_state.sig[sig].installed.load(std::memory_order_relaxed)) continue;
-    struct sigaction cur{};
-    if (sigaction(sig, nullptr, &cur) != 0) return Error::from_errno("sigaction", errno);
-    if (is_ours(cur)) continue;
-    if (auto r = set_previous(sig, cur); !r) return r;
-    if (sigaction(sig, &ours, nullptr) != 0) return Error::from_errno("sigaction", errno);
-  }
-  return {};
+  return core::guarded([&]() -> Result<void> {
+    std::lock_guard lock(g_install_mutex);
+    const struct sigaction ours = our_action();
+    for (int sig : kSignals) {
+      if (!g_state.sig[sig].installed.load(std::memory_order_relaxed)) continue;
+      struct sigaction cur{};
+      if (sigaction(sig, nullptr, &cur) != 0) return Error::from_errno("sigaction", errno);
+      if (is_ours(cur)) continue;
+      if (auto r = set_previous(sig, cur); !r) return r;
+      if (sigaction(sig, &ours, nullptr) != 0) return Error::from_errno("sigaction", errno);
+    }
+    return {};
+  });
 }
 
 Result<HandlerId> add_handler(FaultHandler fn, void* data, unsigned signals, FaultDescriber describe) {
-  if (fn == nullptr) return Error(Errc::invalid_argument, "add_handler: handler function is null");
-  if (signals == 0 || (signals & ~static_cast<unsigned>(trap_all)) != 0) {
-    return Error(Errc::invalid_argument, "add_handler: signals must be a non-empty set of TrapSignal bits");
-  }
-  std::lock_guard lock(g_install_mutex);
-  for (unsigned i = 0; i < trap::kMaxHandlers; ++i) {
-    trap::HandlerSlot& slot = g_state.slots[i];
-    if (slot.fn.load(std::memory_order_relaxed) != nullptr) continue;
-    slot.data.store(data, std::memory_order_relaxed);
-    slot.signals.store(signals, std::memory_order_relaxed);
-    slot.describe.store(describe, std::memory_order_relaxed);
-    ++slot.generation;
-    if (g_state.slot_limit.load(std::memory_order_relaxed) <= i) {
-      g_state.slot_limit.store(i + 1, std::memory_order_release);
+  return core::guarded([&]() -> Result<HandlerId> {
+    if (fn == nullptr) return Error(Errc::invalid_argument, "add_handler: handler function is null");
+    if (signals == 0 || (signals & ~static_cast<unsigned>(trap_all)) != 0) {
+      return Error(Errc::invalid_argument, "add_handler: signals must be a non-empty set of TrapSignal bits");
     }
-    slot.fn.store(fn, std::memory_order_release);
-    return HandlerId{i, slot.generation};
-  }
-  return Error(Errc::no_space, "add_handler: all " + std::to_string(trap::kMaxHandlers) + " handler slots are in use");
+    std::lock_guard lock(g_install_mutex);
+    for (unsigned i = 0; i < trap::kMaxHandlers; ++i) {
+      trap::HandlerSlot& slot = g_state.slots[i];
+      if (slot.fn.load(std::memory_order_relaxed) != nullptr) continue;
+      slot.data.store(data, std::memory_order_relaxed);
+      slot.signals.store(signals, std::memory_order_relaxed);
+      slot.describe.store(describe, std::memory_order_relaxed);
+      ++slot.generation;
+      if (g_state.slot_limit.load(std::memory_order_relaxed) <= i) {
+        g_state.slot_limit.store(i + 1, std::memory_order_release);
+      }
+      slot.fn.store(fn, std::memory_order_release);
+      return HandlerId{i, slot.generation};
+    }
+    return Error(Errc::no_space, "add_handler: all " + std::to_string(trap::kMaxHandlers) + " handler slots are in use");
+  });
 }
 
 Result<void> remove_handler(HandlerId id) {
-  if (in_handler()) return Error(Errc::busy, "remove_handler: called from inside a fault handler");
-  std::lock_guard lock(g_install_mutex);
-  if (id.slot >= trap::kMaxHandlers || g_state.slots[id.slot].generation != id.generation ||
-      g_state.slots[id.slot].fn.load(std::memory_order_relaxed) == nullptr) {
-    return Error(Errc::not_found, "remove_handler: no handler with that id (already removed?)");
-  }
-  g_state.slots[id.slot].fn.store(nullptr, std::memory_order_release);
-  // Wait for dispatches that may still be running it, so the caller may free its data.
-  return wait_for_dispatches("remove_handler");
+  return core::guarded([&]() -> Result<void> {
+    if (in_handler()) return Error(Errc::busy, "remove_handler: called from inside a fault handler");
+    std::lock_guard lock(g_install_mutex);
+    if (id.slot >= trap::kMaxHandlers || g_state.slots[id.slot].generation != id.generation ||
+        g_state.slots[id.slot].fn.load(std::memory_order_relaxed) == nullptr) {
+      return Error(Errc::not_found, "remove_handler: no handler with that id (already removed?)");
+    }
+    g_state.slots[id.slot].fn.store(nullptr, std::memory_order_release);
+    // Wait for dispatches that may still be running it, so the caller may free its data.
+    return wait_for_dispatches("remove_handler");
+  });
 }
 
 Result<void> set_stack_overflow_handler(StackOverflowHandler fn, void* data) {
-  if (in_handler()) return Error(Errc::busy, "set_stack_overflow_handler: called from inside a fault handler");
-  std::lock_guard lock(g_install_mutex);
-  g_state.overflow_fn.store(nullptr, std::memory_order_release);
-  if (auto r = wait_for_dispatches("set_stack_overflow_handler"); !r) return r;
-  g_state.overflow_data.store(data, std::memory_order_relaxed);
-  g_state.overflow_fn.store(fn, std::memory_order_release);
-  return {};
+  return core::guarded([&]() -> Result<void> {
+    if (in_handler()) return Error(Errc::busy, "set_stack_overflow_handler: called from inside a fault handler");
+    std::lock_guard lock(g_install_mutex);
+    g_state.overflow_fn.store(nullptr, std::memory_order_release);
+    if (auto r = wait_for_dispatches("set_stack_overflow_handler"); !r) return r;
+    g_state.overflow_data.store(data, std::memory_order_relaxed);
+    g_state.overflow_fn.store(fn, std::memory_order_release);
+    return {};
+  });
 }
 
 }  // namespace faultline

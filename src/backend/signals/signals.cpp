@@ -1,6 +1,7 @@
 // backend/signals/signals.cpp: the signal backend's regions: mapping, protecting, collecting dirty pages,
 // discarding, serving pager requests, and protection batches. Not signal path (the fault handling is in
 // signals_sig.cpp).
+#include "core/guard.hpp"
 #include "backend/signals/signals.hpp"
 
 #include <sys/mman.h>
@@ -241,50 +242,54 @@ void SignalRegion::serve(detail::PagerImpl& p, detail::PagerSlot& slot) {
 namespace faultline {
 
 Result<void> ProtectBatch::add(const Region& region, std::size_t first_page, std::size_t count, unsigned perms) {
-  const detail::RegionImpl* r = region.impl_;
-  if (r == nullptr) return Error(Errc::invalid_argument, "ProtectBatch: empty region handle");
-  if (r->backend() != Backend::signals) {
-    return Error(Errc::unsupported, std::string("ProtectBatch: region '") + r->name + "' is served by " +
-                                        backend_name(r->backend()) + "; protection changes need the signal backend");
-  }
-  if (auto c = r->refuse_if_inherited("ProtectBatch"); !c) return c;
-  if (auto c = r->check_range(first_page, count, perms, "ProtectBatch"); !c) return c;
-  const std::size_t page = core::page_size();
-  ops_.push_back(Op{r->base + first_page * page, count * page, region::prot_of(perms)});
-  return {};
+  return core::guarded([&]() -> Result<void> {
+    const detail::RegionImpl* r = region.impl_;
+    if (r == nullptr) return Error(Errc::invalid_argument, "ProtectBatch: empty region handle");
+    if (r->backend() != Backend::signals) {
+      return Error(Errc::unsupported, std::string("ProtectBatch: region '") + r->name + "' is served by " +
+                                          backend_name(r->backend()) + "; protection changes need the signal backend");
+    }
+    if (auto c = r->refuse_if_inherited("ProtectBatch"); !c) return c;
+    if (auto c = r->check_range(first_page, count, perms, "ProtectBatch"); !c) return c;
+    const std::size_t page = core::page_size();
+    ops_.push_back(Op{r->base + first_page * page, count * page, region::prot_of(perms)});
+    return {};
+  });
 }
 
 Result<std::size_t> ProtectBatch::commit() {
-  if (ops_.empty()) return std::size_t{0};
-  std::vector<Op> ops;
-  ops.swap(ops_);
-  std::vector<Op> sorted = ops;
-  std::sort(sorted.begin(), sorted.end(), [](const Op& a, const Op& b) { return a.addr < b.addr; });
-  bool overlap = false;
-  for (std::size_t i = 1; i < sorted.size() && !overlap; ++i) {
-    overlap = sorted[i - 1].addr + sorted[i - 1].len > sorted[i].addr;
-  }
-  std::vector<Op> merged;
-  if (overlap) {
-    merged = std::move(ops);  // the later change to a page must win: keep the order
-  } else {
-    merged.reserve(sorted.size());
-    for (const Op& op : sorted) {
-      if (!merged.empty() && merged.back().prot == op.prot && merged.back().addr + merged.back().len == op.addr) {
-        merged.back().len += op.len;
-      } else {
-        merged.push_back(op);
+  return core::guarded([&]() -> Result<std::size_t> {
+    if (ops_.empty()) return std::size_t{0};
+    std::vector<Op> ops;
+    ops.swap(ops_);
+    std::vector<Op> sorted = ops;
+    std::sort(sorted.begin(), sorted.end(), [](const Op& a, const Op& b) { return a.addr < b.addr; });
+    bool overlap = false;
+    for (std::size_t i = 1; i < sorted.size() && !overlap; ++i) {
+      overlap = sorted[i - 1].addr + sorted[i - 1].len > sorted[i].addr;
+    }
+    std::vector<Op> merged;
+    if (overlap) {
+      merged = std::move(ops);  // the later change to a page must win: keep the order
+    } else {
+      merged.reserve(sorted.size());
+      for (const Op& op : sorted) {
+        if (!merged.empty() && merged.back().prot == op.prot && merged.back().addr + merged.back().len == op.addr) {
+          merged.back().len += op.len;
+        } else {
+          merged.push_back(op);
+        }
       }
     }
-  }
-  std::size_t calls = 0;
-  for (const Op& op : merged) {
-    ++calls;
-    if (const long rc = os::raw_mprotect(reinterpret_cast<void*>(op.addr), op.len, op.prot); os::is_err(rc)) {
-      return Error::from_errno("mprotect (ProtectBatch::commit)", static_cast<int>(-rc));
+    std::size_t calls = 0;
+    for (const Op& op : merged) {
+      ++calls;
+      if (const long rc = os::raw_mprotect(reinterpret_cast<void*>(op.addr), op.len, op.prot); os::is_err(rc)) {
+        return Error::from_errno("mprotect (ProtectBatch::commit)", static_cast<int>(-rc));
+      }
     }
-  }
-  return calls;
+    return calls;
+  });
 }
 
 }  // namespace faultline

@@ -9,6 +9,7 @@
 #include "core/format.hpp"
 #include "core/page.hpp"
 #include "os/linux/errnames.hpp"
+#include "os/linux/maps.hpp"
 #include "os/linux/syscall.hpp"
 #include "pager/pager.hpp"
 #include "region/table.hpp"
@@ -19,13 +20,58 @@ namespace faultline::backend::signals {
 
 namespace {
 
-Disposition zero_fill(const detail::RegionImpl& r, std::uintptr_t page_addr) noexcept {
+// Ends a fault the region could not resolve because the kernel refused to change a protection: SIGBUS
+// with the cause (for ENOMEM, the mapping count against vm.max_map_count and what to do about it).
+Disposition fail_mprotect(FaultContext& ctx, const detail::RegionImpl& r, long rc) noexcept {
+  char cause[384];
+  core::Formatter f(cause, sizeof cause);
+  f.put("region '").put(r.name).put("': mprotect failed: ");
+  if (rc == -ENOMEM) {
+    char limit[256];
+    os::map_limit_text(limit, sizeof limit);
+    f.put(limit);
+  } else {
+    f.put(os::errno_name(static_cast<int>(-rc)));
+  }
+  f.c_str();
+  trap::fail_with_sigbus(ctx, cause);
+  return Disposition::resolved;
+}
+
+// Opens [page_addr, page_addr + len) with `prot`. When the kernel refuses (ENOMEM: the split would take
+// the process past vm.max_map_count), opens a larger aligned window around it instead, 2 MiB and then 16
+// times larger each try: one change over a wider range merges with the neighbouring mappings rather than
+// splitting them, so sparse first touches stop costing a mapping each. *wide gets the window used (the
+// run itself when no widening was needed). Returns 0 or the last -errno.
+long open_pages(const detail::RegionImpl& r, std::uintptr_t page_addr, std::size_t len, int prot, std::uintptr_t wide[2]) noexcept {
+  wide[0] = page_addr;
+  wide[1] = page_addr + len;
+  long rc = os::raw_mprotect(reinterpret_cast<void*>(page_addr), len, prot);
+  for (std::uintptr_t window = std::uintptr_t{2} << 20; rc == -ENOMEM; window *= 16) {
+    std::uintptr_t a = core::align_down(page_addr, window);
+    std::uintptr_t b = a + window;
+    if (a < r.base) a = r.base;
+    if (b > r.end || b < a) b = r.end;
+    rc = os::raw_mprotect(reinterpret_cast<void*>(a), b - a, prot);
+    if (rc == 0) {
+      wide[0] = a;
+      wide[1] = b;
+    }
+    if (a == r.base && b == r.end) break;
+  }
+  return rc;
+}
+
+Disposition zero_fill(FaultContext& ctx, const detail::RegionImpl& r, std::uintptr_t page_addr) noexcept {
   const std::size_t page = core::page_size();
   std::uintptr_t end = page_addr + r.fault_around * page;
   if (end > r.end || end < page_addr) end = r.end;
   void* p = reinterpret_cast<void*>(page_addr);
   const std::size_t len = end - page_addr;
-  if (os::is_err(os::raw_mprotect(p, len, r.prot))) return Disposition::declined;
+  // A wider window than the run is harmless for zero_fill: its pages become accessible zeros, which is
+  // what their first touch would give.
+  std::uintptr_t wide[2];
+  if (const long rc = open_pages(r, page_addr, len, r.prot, wide); rc != 0) return fail_mprotect(ctx, r, rc);
   // Populate the run now: one system call instead of a demand-zero fault per page. Failure is harmless
   // (the kernel then faults pages in on access).
   os::raw_madvise(p, len, (r.perms & perm_write) ? MADV_POPULATE_WRITE : MADV_POPULATE_READ);
@@ -51,7 +97,13 @@ FillStatus SignalRegion::finish_fill(std::size_t first, std::size_t count, FillS
   const std::size_t page = core::page_size();
   if (status.error == 0) {
     const long rc = os::raw_mprotect(reinterpret_cast<void*>(base + first * page), count * page, prot);
-    if (os::is_err(rc)) status = FillStatus{static_cast<int>(-rc), "mprotect of the filled pages failed"};
+    if (rc == -ENOMEM) {
+      status = FillStatus{ENOMEM, "mprotect of the filled pages failed: the process is at vm.max_map_count (each "
+                                  "filled run splits a mapping); use the userfaultfd backend, a larger fault_around, "
+                                  "or raise vm.max_map_count"};
+    } else if (os::is_err(rc)) {
+      status = FillStatus{static_cast<int>(-rc), "mprotect of the filled pages failed"};
+    }
   } else if (status.error < 0) {
     status.error = EIO;  // a store that returned a negative value
   }
@@ -104,7 +156,9 @@ Disposition SignalRegion::resolve_filled(FaultContext& ctx, std::uintptr_t page_
       case kPageReady:
         // Filled, yet it faulted: we raced with the filler's mprotect, or protect() lowered the page's
         // protection since. Either way the contents are there: restore the region's protection.
-        if (os::is_err(os::raw_mprotect(reinterpret_cast<void*>(page_addr), page, prot))) return Disposition::declined;
+        if (const long rc = os::raw_mprotect(reinterpret_cast<void*>(page_addr), page, prot); os::is_err(rc)) {
+          return fail_mprotect(ctx, *this, rc);
+        }
         return Disposition::resolved;
       case kPageEmpty:
         if (inherited.load(std::memory_order_relaxed)) {
@@ -144,24 +198,28 @@ Disposition SignalRegion::on_fault(FaultContext& ctx) noexcept {
   if (policy == Policy::guard || !permits(ctx.access())) return Disposition::declined;
   const std::uintptr_t page_addr = core::align_down(ctx.address(), core::page_size());
   switch (policy) {
-    case Policy::zero_fill: return zero_fill(*this, page_addr);
+    case Policy::zero_fill: return zero_fill(ctx, *this, page_addr);
     case Policy::provider:
     case Policy::pager: return resolve_filled(ctx, page_addr);
-    case Policy::track_dirty:
+    case Policy::track_dirty: {
+      std::uintptr_t wide[2];
       if (ctx.access() != Access::write) {
         // A read of a page protect() lowered below read: make it readable again, still write-protected.
-        if (os::is_err(os::raw_mprotect(reinterpret_cast<void*>(page_addr), core::page_size(), prot & ~PROT_WRITE))) {
-          return Disposition::declined;
+        if (const long rc = open_pages(*this, page_addr, core::page_size(), prot & ~PROT_WRITE, wide); rc != 0) {
+          return fail_mprotect(ctx, *this, rc);
         }
         return Disposition::resolved;
       }
       // Unprotect first, then mark: collect_dirty() takes the marks and only then re-protects, so a page
-      // is never left writable without its mark (at worst it is reported dirty once too often).
-      if (os::is_err(os::raw_mprotect(reinterpret_cast<void*>(page_addr), core::page_size(), prot))) {
-        return Disposition::declined;
+      // is never left writable without its mark (at worst it is reported dirty once too often). When the
+      // window had to be widened (ENOMEM), every page of it is marked: a page left writable unmarked would
+      // be a write never reported.
+      if (const long rc = open_pages(*this, page_addr, core::page_size(), prot, wide); rc != 0) {
+        return fail_mprotect(ctx, *this, rc);
       }
-      dirty.set((page_addr - base) / core::page_size());
+      for (std::uintptr_t a = wide[0]; a < wide[1]; a += core::page_size()) dirty.set((a - base) / core::page_size());
       return Disposition::resolved;
+    }
     default: break;
   }
   return Disposition::declined;

@@ -1,5 +1,6 @@
 // backend/uffd/uffd.cpp: the userfaultfd backend's regions: the fds, choosing, registering, collecting
 // dirty pages, discarding, write-back and serving pager requests. Not signal path. See uffd.hpp.
+#include "core/guard.hpp"
 #include "backend/uffd/uffd.hpp"
 
 #include <fcntl.h>
@@ -26,7 +27,8 @@ namespace {
 
 struct FdState {
   int fd = -1;
-  bool tried = false;
+  bool tried = false;         // a permanent answer is cached; a transient failure is tried again next time
+  bool user_mode_only = false;  // opened with UFFD_USER_MODE_ONLY (vm.unprivileged_userfaultfd = 0)
   std::string why;
 };
 
@@ -77,20 +79,39 @@ std::uint64_t features_of(Kind k) {
   return 0;
 }
 
-// Opens a userfaultfd and asks for `features`; -1 and why when that cannot be had.
-int open_with(std::uint64_t features, std::string* why) {
+// A failure that may go away (descriptors or memory freed): not cached, tried again next time.
+bool transient(long neg_errno) {
+  const long e = -neg_errno;
+  return e == EMFILE || e == ENFILE || e == ENOMEM || e == EAGAIN || e == EINTR || e == ENOBUFS;
+}
+
+// Opens a userfaultfd and asks for `features`; -1 and why when that cannot be had (*is_transient says
+// whether trying again later may work). Without the privilege for kernel-mode faults
+// (vm.unprivileged_userfaultfd = 0 and no CAP_SYS_PTRACE), user-mode faults only (*user_mode_only).
+int open_with(std::uint64_t features, std::string* why, bool* is_transient = nullptr, bool* user_mode_only = nullptr) {
   long dev_err = 0;
-  const long fd = os::uffd_open(0, &dev_err);
+  long fd = os::uffd_open(0, &dev_err);
+  bool umo = false;
+  if (fd == -EPERM && dev_err != 0) {
+    const long umo_fd = os::uffd_open(UFFD_USER_MODE_ONLY, nullptr);
+    if (!os::is_err(umo_fd)) {
+      fd = umo_fd;
+      umo = true;
+    }
+  }
   if (os::is_err(fd)) {
     *why = errno_text("userfaultfd(2)", fd) + "; " +
            (dev_err != 0 ? errno_text("/dev/userfaultfd", dev_err) : std::string("/dev/userfaultfd: no"));
+    if (is_transient != nullptr) *is_transient = transient(fd) || transient(dev_err);
     return -1;
   }
   if (const long rc = os::uffd_api(static_cast<int>(fd), features); os::is_err(rc)) {
     *why = errno_text("UFFDIO_API (features this kernel lacks)", rc);
+    if (is_transient != nullptr) *is_transient = transient(rc);
     os::raw_close(static_cast<int>(fd));
     return -1;
   }
+  if (user_mode_only != nullptr) *user_mode_only = umo;
   return static_cast<int>(fd);
 }
 
@@ -101,8 +122,9 @@ int fd_locked(Kind kind, std::string* why) {
   }
   FdState& s = g_fds[static_cast<int>(kind)];
   if (!s.tried) {
-    s.tried = true;
-    s.fd = open_with(features_of(kind), &s.why);
+    bool again = false;
+    s.fd = open_with(features_of(kind), &s.why, &again, &s.user_mode_only);
+    s.tried = !again;
   }
   if (s.fd < 0 && why != nullptr) *why = s.why;
   return s.fd;
@@ -177,6 +199,10 @@ bool usable(const RegionOptions& o, std::string* reason) {
             : o.policy == Policy::track_dirty     ? "userfaultfd (synchronous write-protect)"
             : kind == Kind::sigbus                ? "userfaultfd (self-service SIGBUS)"
                                                   : "userfaultfd (handler thread)";
+  if (g_fds[static_cast<int>(kind)].user_mode_only) {
+    reason->insert(reason->size() - 1, "; user-mode faults only (vm.unprivileged_userfaultfd is 0): a system "
+                                       "call that meets a missing page fails with EFAULT");
+  }
   return true;
 }
 
@@ -386,12 +412,14 @@ void UffdRegion::serve(detail::PagerImpl& p, detail::PagerSlot& slot) {
 namespace faultline {
 
 Result<void> userfaultfd_available() {
-  // A probe of its own (opened and closed here): no cached fd, no handler thread.
-  std::string why;
-  const int fd = backend::uffd::probe(&why);
-  if (fd < 0) return Error(Errc::unsupported, "userfaultfd: " + why);
-  close(fd);
-  return {};
+  return core::guarded([&]() -> Result<void> {
+    // A probe of its own (opened and closed here): no cached fd, no handler thread.
+    std::string why;
+    const int fd = backend::uffd::probe(&why);
+    if (fd < 0) return Error(Errc::unsupported, "userfaultfd: " + why);
+    close(fd);
+    return {};
+  });
 }
 
 }  // namespace faultline

@@ -4,6 +4,7 @@
 // time. Async-signal-safe; each call reads the file afresh (a fault path, not a hot one).
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 
 namespace faultline::os {
@@ -19,5 +20,14 @@ struct MapsEntry {
 bool for_each_mapping(bool (*fn)(const MapsEntry& e, void* ctx), void* ctx) noexcept;
 // The mapping that contains addr. Returns false when none does (or the file cannot be read).
 bool find_mapping(std::uintptr_t addr, MapsEntry* out) noexcept;
+
+// How many mappings the process has (lines of /proc/self/maps), and the kernel's limit
+// (/proc/sys/vm/max_map_count); -1 when unknown. For the cause of an mprotect that fails with ENOMEM.
+long map_count() noexcept;
+long max_map_count() noexcept;
+
+// Writes "ENOMEM: the process has N mappings and vm.max_map_count is M; ..." (the advice for a region
+// whose protection changes split its mapping too often) into buf. Async-signal-safe.
+void map_limit_text(char* buf, std::size_t cap) noexcept;
 
 }  // namespace faultline::os

@@ -92,4 +92,30 @@ bool find_mapping(std::uintptr_t addr, MapsEntry* out) noexcept {
   return f.found;
 }
 
+long map_count() noexcept {
+  long n = 0;
+  if (!for_each_mapping([](const MapsEntry&, void* ctx) { return ++*static_cast<long*>(ctx), true; }, &n)) return -1;
+  return n;
+}
+
+long max_map_count() noexcept {
+  const long fd = raw_open("/proc/sys/vm/max_map_count", O_RDONLY | O_CLOEXEC);
+  if (is_err(fd)) return -1;
+  char buf[32] = {};
+  const long n = raw_read(static_cast<int>(fd), buf, sizeof buf - 1);
+  raw_close(static_cast<int>(fd));
+  if (n <= 0) return -1;
+  long v = 0;
+  for (long i = 0; i < n && buf[i] >= '0' && buf[i] <= '9'; ++i) v = v * 10 + (buf[i] - '0');
+  return v;
+}
+
+void map_limit_text(char* buf, std::size_t cap) noexcept {
+  core::Formatter f(buf, cap);
+  f.put("ENOMEM: the process has ").dec(map_count()).put(" mappings and vm.max_map_count is ").dec(max_map_count())
+      .put(" (each page a region protects apart from its neighbours splits a mapping); use the userfaultfd backend, "
+           "a larger fault_around, or raise vm.max_map_count");
+  f.c_str();
+}
+
 }  // namespace faultline::os
