@@ -159,7 +159,10 @@ class [[nodiscard]] Region {
 // Protection changes (signal backend) queued and applied together: commit() sorts them, merges
 // adjacent ranges that end with the same protection, and issues one mprotect per merged range (one
 // mprotect costs microseconds whatever its length). Changes that overlap are applied in the order they
-// were added, unmerged. The destructor commits what is left. Not thread-safe: one batch per thread.
+// were added, unmerged. A batch refers to its regions, not to addresses: when one of them has ended
+// (reset, destroyed) or its memory is no longer the mapping faultline made, commit() applies nothing and
+// says which (validate first, act last); no region can end while a commit is applying its changes. The
+// destructor commits what is left. Not thread-safe: one batch per thread.
 class ProtectBatch {
  public:
   ProtectBatch() = default;
@@ -177,6 +180,7 @@ class ProtectBatch {
   friend struct detail::RegionImpl;
   friend class Region;
   struct Op {
+    std::uint64_t region;  // the region's id: a change for a region that has ended is dropped
     std::uintptr_t addr;
     std::size_t len;
     int prot;

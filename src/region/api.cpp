@@ -234,11 +234,19 @@ Result<void> Region::reset() {
       }
       std::this_thread::sleep_for(std::chrono::milliseconds(1));
     }
-    impl_->detach();
-    impl_->unmap();
+    // Never act on memory that is no longer the mapping faultline made: a program that unmapped the
+    // region behind faultline's back may have mapped something else there since.
+    const bool ours = impl_->memory_is_ours();
+    Result<void> out;
+    if (ours) {
+      impl_->detach();
+      impl_->unmap();
+    } else {
+      out = impl_->refuse_if_not_ours("Region::reset");
+    }
     delete impl_;
     impl_ = nullptr;
-    return {};
+    return out;
   });
 }
 
@@ -250,6 +258,7 @@ Result<std::vector<std::size_t>> Region::collect_dirty(ProtectBatch* defer) {
                                                policy_name(impl_->policy) + ", not track_dirty");
     }
     if (auto c = impl_->refuse_if_inherited("collect_dirty"); !c) return c.error();
+    if (auto c = impl_->refuse_if_not_ours("collect_dirty"); !c) return c.error();
     std::vector<std::size_t> pages;
     if (auto c = impl_->collect_dirty(pages, defer); !c) return c.error();
     return pages;
@@ -270,6 +279,7 @@ Result<void> Region::discard(std::size_t first_page, std::size_t count) {
     if (impl_ == nullptr) return Error(Errc::invalid_argument, "discard: empty region handle");
     if (auto c = impl_->refuse_if_inherited("discard"); !c) return c;
     if (auto c = impl_->check_range(first_page, count, perm_none, "discard"); !c) return c;
+    if (auto c = impl_->refuse_if_not_ours("discard"); !c) return c;
     return impl_->discard(first_page, count);
   });
 }
@@ -303,6 +313,7 @@ Result<std::size_t> Region::evict(std::size_t first_page, std::size_t count) {
     }
     if (auto c = impl_->refuse_if_inherited("evict"); !c) return c.error();
     if (auto c = impl_->check_range(first_page, count, perm_none, "evict"); !c) return c.error();
+    if (auto c = impl_->refuse_if_not_ours("evict"); !c) return c.error();
     std::size_t written = 0;
     if (impl_->write_back_enabled) {
       auto w = impl_->write_back(first_page, count);

@@ -9,8 +9,13 @@
 
 namespace faultline::detail {
 
+namespace {
+std::atomic<std::uint64_t> g_next_id{1};
+}  // namespace
+
 RegionImpl::RegionImpl(const RegionOptions& o, std::uintptr_t region_base, std::size_t size, bool is_owned)
-    : base(region_base),
+    : id(g_next_id.fetch_add(1, std::memory_order_relaxed)),
+      base(region_base),
       end(region_base + size),
       policy(o.policy),
       perms(o.perms),
@@ -29,8 +34,15 @@ RegionImpl::RegionImpl(const RegionOptions& o, std::uintptr_t region_base, std::
 
 RegionImpl::~RegionImpl() = default;
 
-void RegionImpl::queue_protect(ProtectBatch& batch, std::uintptr_t addr, std::size_t len, int prot) {
-  batch.ops_.push_back(ProtectBatch::Op{addr, len, prot});
+void RegionImpl::queue_protect(ProtectBatch& batch, std::uintptr_t addr, std::size_t len, int new_prot) const {
+  batch.ops_.push_back(ProtectBatch::Op{id, addr, len, new_prot});
+}
+
+Result<void> RegionImpl::refuse_if_not_ours(const char* what) const {
+  if (memory_is_ours()) return {};
+  return Error(Errc::not_found, std::string(what) + ": region '" + name +
+                                    "': its memory is no longer the mapping faultline made (was it unmapped behind "
+                                    "faultline's back?); faultline leaves the address range alone");
 }
 
 Result<void> RegionImpl::refuse_if_inherited(const char* what) const {

@@ -49,6 +49,11 @@ struct RegionImpl {
   // Signal path: a SIGSEGV or SIGBUS inside [base, end) that the kernel raised. Resolves it, turns it
   // into SIGBUS with the cause, or declines.
   virtual Disposition on_fault(FaultContext& ctx) noexcept = 0;
+  // Whether the region's memory is still the mapping faultline made or adopted, checked before faultline
+  // acts on it again (reset, discard, evict, a protection batch): a program that unmapped a region
+  // behind faultline's back may have something else mapped there since, which faultline must never
+  // touch. Backends check what the kernel shows (see os::range_matches) or what its events said.
+  virtual bool memory_is_ours() const noexcept = 0;
   // Signal path: what a report should add about this region's backend (" backend userfaultfd").
   virtual void describe_backend(core::Formatter& f) const noexcept;
   // track_dirty: appends the dirty pages (ascending) and re-arms them; `defer` queues the re-arming.
@@ -67,6 +72,7 @@ struct RegionImpl {
   virtual void after_fork_in_child() noexcept {}
 
   // ---- What every backend shares (fixed after creation, except where said) --------------------------
+  std::uint64_t id = 0;  // unique in the process (protection batches refer to regions by it)
   std::uintptr_t base = 0, end = 0;
   Policy policy = Policy::guard;
   unsigned perms = 0;
@@ -104,6 +110,8 @@ struct RegionImpl {
     return true;
   }
   std::size_t pages() const noexcept;
+  // Errc::not_found for `what` when memory_is_ours() says no: faultline leaves the range alone.
+  Result<void> refuse_if_not_ours(const char* what) const;
   // Errc::unsupported for `what` on a region inherited across fork, with why.
   Result<void> refuse_if_inherited(const char* what) const;
   // Checks a page range and permissions for protect()/discard()/evict() and protection batches
@@ -124,7 +132,7 @@ struct RegionImpl {
 
  protected:
   // Queues a protection change in a batch (ProtectBatch is a friend of the base class only).
-  static void queue_protect(ProtectBatch& batch, std::uintptr_t addr, std::size_t len, int prot);
+  void queue_protect(ProtectBatch& batch, std::uintptr_t addr, std::size_t len, int new_prot) const;
 
  private:
   char last_failure_[160] = {};

@@ -5,6 +5,8 @@
 #include "backend/signals/signals.hpp"
 
 #include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -42,7 +44,7 @@ int initial_prot(const detail::RegionImpl& r) {
 
 // Provider and pager regions: one memfd mapped twice, the region's view (PROT_NONE until filled) and a
 // private read-write alias that fills write through. Returns {view, alias}.
-Result<std::pair<void*, void*>> map_filled(std::size_t size, const RegionOptions& opts) {
+Result<std::pair<void*, void*>> map_filled(std::size_t size, const RegionOptions& opts, std::uint64_t* inode) {
   std::string label = "faultline:" + opts.name;
   const long fd = os::raw_memfd_create(label.c_str(), MFD_CLOEXEC);
   if (os::is_err(fd)) return Error::from_errno("memfd_create (filled region)", static_cast<int>(-fd));
@@ -54,7 +56,15 @@ Result<std::pair<void*, void*>> map_filled(std::size_t size, const RegionOptions
   const long alias = os::is_err(view) ? view
                                       : os::raw_mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE,
                                                      static_cast<int>(fd), 0);
+  struct stat st {};
+  const long fst = os::raw_syscall(SYS_fstat, fd, reinterpret_cast<long>(&st));
   os::raw_close(static_cast<int>(fd));  // the mappings keep the memory
+  if (!os::is_err(alias) && os::is_err(fst)) {
+    os::raw_munmap(reinterpret_cast<void*>(alias), size);
+    os::raw_munmap(reinterpret_cast<void*>(view), size);
+    return Error::from_errno("fstat (memfd of a filled region)", static_cast<int>(-fst));
+  }
+  *inode = st.st_ino;
   if (os::is_err(alias)) {
     if (!os::is_err(view)) os::raw_munmap(reinterpret_cast<void*>(view), size);
     return Error::from_errno("mmap (memfd of a filled region)", static_cast<int>(-alias));
@@ -67,8 +77,9 @@ Result<std::pair<void*, void*>> map_filled(std::size_t size, const RegionOptions
 Result<std::unique_ptr<detail::RegionImpl>> create(std::size_t size, const RegionOptions& o) {
   void* view = nullptr;
   void* alias = nullptr;
+  std::uint64_t inode = 0;
   if (o.policy == Policy::provider || o.policy == Policy::pager) {
-    auto m = map_filled(size, o);
+    auto m = map_filled(size, o, &inode);
     if (!m) return std::move(m).error();
     view = m.value().first;
     alias = m.value().second;
@@ -77,8 +88,10 @@ Result<std::unique_ptr<detail::RegionImpl>> create(std::size_t size, const Regio
     if (os::is_err(m)) return Error::from_errno("mmap (reserve_region)", static_cast<int>(-m));
     view = reinterpret_cast<void*>(m);
   }
-  return std::unique_ptr<detail::RegionImpl>(std::make_unique<SignalRegion>(
-      o, reinterpret_cast<std::uintptr_t>(view), size, true, reinterpret_cast<std::uintptr_t>(alias)));
+  auto r = std::make_unique<SignalRegion>(o, reinterpret_cast<std::uintptr_t>(view), size, true,
+                                          reinterpret_cast<std::uintptr_t>(alias));
+  r->memfd_inode = inode;
+  return std::unique_ptr<detail::RegionImpl>(std::move(r));
 }
 
 std::unique_ptr<detail::RegionImpl> adopt(void* addr, std::size_t size, const RegionOptions& o) {
@@ -108,7 +121,7 @@ bool snapshot_protections(std::uintptr_t base, std::uintptr_t end, std::vector<S
           return false;
         }
         const std::uintptr_t to = e.end < k.end ? e.end : k.end;
-        k.out->push_back(SignalRegion::Original{k.next, to, prot_of_perms(e.perms)});
+        k.out->push_back(SignalRegion::Original{k.next, to, prot_of_perms(e.perms), e.inode});
         k.next = to;
         return k.next < k.end;
       },
@@ -139,6 +152,17 @@ Result<void> SignalRegion::attach() {
     }
   }
   return {};
+}
+
+bool SignalRegion::memory_is_ours() const noexcept {
+  if (!owned) {
+    for (const Original& o : original) {
+      if (!os::range_matches(o.start, o.end, o.inode)) return false;
+    }
+    return true;
+  }
+  if (alias == 0) return os::range_matches(base, end, 0);
+  return os::range_matches(base, end, memfd_inode) && os::range_matches(alias, alias + (end - base), memfd_inode);
 }
 
 void SignalRegion::detach() noexcept {
@@ -252,7 +276,7 @@ Result<void> ProtectBatch::add(const Region& region, std::size_t first_page, std
     if (auto c = r->refuse_if_inherited("ProtectBatch"); !c) return c;
     if (auto c = r->check_range(first_page, count, perms, "ProtectBatch"); !c) return c;
     const std::size_t page = core::page_size();
-    ops_.push_back(Op{r->base + first_page * page, count * page, region::prot_of(perms)});
+    ops_.push_back(Op{r->id, r->base + first_page * page, count * page, region::prot_of(perms)});
     return {};
   });
 }
@@ -262,6 +286,19 @@ Result<std::size_t> ProtectBatch::commit() {
     if (ops_.empty()) return std::size_t{0};
     std::vector<Op> ops;
     ops.swap(ops_);
+    // The table's lock for the whole commit: no region of the batch can end meanwhile. First check every
+    // change (its region still registered, and its memory still the mapping faultline made), then apply.
+    std::lock_guard lock(region::table_mutex());
+    std::vector<std::uint64_t> checked;
+    for (const Op& op : ops) {
+      const detail::RegionImpl* r = region::lookup(op.addr);
+      if (r == nullptr || r->id != op.region) {
+        return Error(Errc::not_found, "ProtectBatch::commit: a change for a region that has ended (nothing was applied)");
+      }
+      if (std::find(checked.begin(), checked.end(), op.region) != checked.end()) continue;
+      if (auto c = r->refuse_if_not_ours("ProtectBatch::commit"); !c) return c.error();
+      checked.push_back(op.region);
+    }
     std::vector<Op> sorted = ops;
     std::sort(sorted.begin(), sorted.end(), [](const Op& a, const Op& b) { return a.addr < b.addr; });
     bool overlap = false;

@@ -38,6 +38,7 @@ class SignalRegion final : public detail::RegionImpl {
   Result<void> attach() override;
   void detach() noexcept override;
   void unmap() noexcept override;
+  bool memory_is_ours() const noexcept override;
   Disposition on_fault(FaultContext& ctx) noexcept override;  // signals_sig.cpp
   Result<void> collect_dirty(std::vector<std::size_t>& pages, ProtectBatch* defer) override;
   Result<void> protect(std::size_t first, std::size_t count, unsigned perms) override;
@@ -59,8 +60,10 @@ class SignalRegion final : public detail::RegionImpl {
   struct Original {
     std::uintptr_t start, end;
     int prot;
+    std::uint64_t inode;  // what the mapping was (0: anonymous), for memory_is_ours()
   };
   std::vector<Original> original;
+  std::uint64_t memfd_inode = 0;  // provider, pager: the memfd both views map
 
  private:
   Disposition resolve_filled(FaultContext& ctx, std::uintptr_t page_addr) noexcept;

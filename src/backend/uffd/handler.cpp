@@ -42,8 +42,9 @@ UffdRegion* uffd_region_at(std::uintptr_t addr, int fd) noexcept {
   return nullptr;
 }
 
-// The program dropped pages itself (madvise, munmap): they are missing again.
-void forget_filled(int fd, std::uintptr_t start, std::uintptr_t end) {
+// The program dropped pages itself (madvise, munmap): they are missing again. An unmapping also means
+// the range may hold someone else's mapping later: faultline must not act on it again.
+void forget_filled(int fd, std::uintptr_t start, std::uintptr_t end, bool unmapped) {
   const std::size_t page = core::page_size();
   for (std::uintptr_t a = start & ~(page - 1); a < end;) {
     UffdRegion* r = uffd_region_at(a, fd);
@@ -52,6 +53,7 @@ void forget_filled(int fd, std::uintptr_t start, std::uintptr_t end) {
       continue;
     }
     const std::uintptr_t stop = end < r->end ? end : r->end;
+    if (unmapped) r->unmapped_seen.store(true, std::memory_order_release);
     if (!r->filled.empty()) {
       for (; a < stop; a += page) r->filled.clear((a - r->base) / page);
     }
@@ -96,7 +98,7 @@ void expired(detail::RegionImpl& r, const FillRequest& req) {
     const std::size_t count = static_cast<std::size_t>(n) / sizeof(struct uffd_msg);
     for (std::size_t i = 0; i < count; ++i) {
       if (msgs[i].event == UFFD_EVENT_REMOVE || msgs[i].event == UFFD_EVENT_UNMAP) {
-        forget_filled(fd, msgs[i].arg.remove.start, msgs[i].arg.remove.end);
+        forget_filled(fd, msgs[i].arg.remove.start, msgs[i].arg.remove.end, msgs[i].event == UFFD_EVENT_UNMAP);
         continue;
       }
       if (msgs[i].event != UFFD_EVENT_PAGEFAULT) continue;

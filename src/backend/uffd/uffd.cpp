@@ -17,6 +17,7 @@
 
 #include "core/page.hpp"
 #include "os/linux/fork_hooks.hpp"
+#include "os/linux/maps.hpp"
 #include "os/linux/uffd.hpp"
 #include "pager/pager.hpp"
 #include "region/table.hpp"
@@ -272,6 +273,14 @@ void UffdRegion::detach() noexcept {
   // retries its access, and an unregistered missing page would be a fresh zero page.
   os::raw_mprotect(reinterpret_cast<void*>(base), end - base, PROT_NONE);
   if (fd >= 0 && remote_sock < 0) os::uffd_unregister(fd, base, end - base);  // wakes any thread still waiting
+}
+
+bool UffdRegion::memory_is_ours() const noexcept {
+  if (unmapped_seen.load(std::memory_order_acquire)) return false;
+  // The handler thread's fd reports every unmapping of the range (UFFD_EVENT_UNMAP); the other fds do
+  // not (nobody reads them), so what the kernel shows decides.
+  if (kind() == Kind::handler && remote_sock < 0 && !inherited.load(std::memory_order_acquire)) return true;
+  return os::range_matches(base, end, 0);
 }
 
 void UffdRegion::unmap() noexcept { os::raw_munmap(reinterpret_cast<void*>(base), end - base); }

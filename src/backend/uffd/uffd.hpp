@@ -49,6 +49,7 @@ class UffdRegion final : public detail::RegionImpl {
   void release_helpers() noexcept override;
   void detach() noexcept override;
   void unmap() noexcept override;
+  bool memory_is_ours() const noexcept override;
   Disposition on_fault(FaultContext& ctx) noexcept override;         // fill_sig.cpp
   void describe_backend(core::Formatter& f) const noexcept override;  // fill_sig.cpp
   Result<void> collect_dirty(std::vector<std::size_t>& pages, ProtectBatch* defer) override;
@@ -86,6 +87,8 @@ class UffdRegion final : public detail::RegionImpl {
   // mode), since the parent's fd and threads are not the child's; or, when that cannot be had, the
   // region is made inaccessible and every access fails with the cause (`child_unserved`).
   bool child_served = false;
+  // The handler thread read an UNMAP event for part of the region: the program unmapped it.
+  std::atomic<bool> unmapped_seen{false};
   bool child_unserved = false;
 };
 

@@ -13,6 +13,7 @@ struct MapsEntry {
   std::uintptr_t start = 0, end = 0;
   char perms[5] = {};  // "rw-p"
   std::uint64_t offset = 0;
+  std::uint64_t inode = 0;  // 0 for anonymous memory
   char path[256] = {};  // "" for anonymous memory, "[heap]", "[stack]", a file's path (truncated)
 };
 
@@ -20,6 +21,12 @@ struct MapsEntry {
 bool for_each_mapping(bool (*fn)(const MapsEntry& e, void* ctx), void* ctx) noexcept;
 // The mapping that contains addr. Returns false when none does (or the file cannot be read).
 bool find_mapping(std::uintptr_t addr, MapsEntry* out) noexcept;
+
+// True when [start, end) is entirely covered by mappings that are all anonymous and private
+// (inode 0) or all of the file with that inode. The cheap identity check faultline makes before it acts
+// on a region's memory again (reset, discard, evict, a protection batch): after a program unmapped a
+// region behind faultline's back, the address range is empty or holds someone else's mapping.
+bool range_matches(std::uintptr_t start, std::uintptr_t end, std::uint64_t inode) noexcept;
 
 // How many mappings the process has (lines of /proc/self/maps), and the kernel's limit
 // (/proc/sys/vm/max_map_count); -1 when unknown. For the cause of an mprotect that fails with ENOMEM.

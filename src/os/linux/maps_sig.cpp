@@ -32,7 +32,9 @@ bool parse_line(const char* line, MapsEntry* e) noexcept {
   e->offset = core::parse_hex(p, &p);
   p = skip_spaces(p);
   p = skip_field(p);  // dev
-  p = skip_field(p);  // inode
+  e->inode = 0;
+  while (*p >= '0' && *p <= '9') e->inode = e->inode * 10 + static_cast<std::uint64_t>(*p++ - '0');
+  p = skip_spaces(p);
   std::size_t n = 0;
   while (p[n] != '\0' && n + 1 < sizeof e->path) {
     e->path[n] = p[n];
@@ -116,6 +118,32 @@ void map_limit_text(char* buf, std::size_t cap) noexcept {
       .put(" (each page a region protects apart from its neighbours splits a mapping); use the userfaultfd backend, "
            "a larger fault_around, or raise vm.max_map_count");
   f.c_str();
+}
+
+bool range_matches(std::uintptr_t start, std::uintptr_t end, std::uint64_t inode) noexcept {
+  struct Walk {
+    std::uintptr_t next, end;
+    std::uint64_t inode;
+    bool ok;
+  } w{start, end, inode, true};
+  const bool read = for_each_mapping(
+      [](const MapsEntry& e, void* ctx) {
+        auto& k = *static_cast<Walk*>(ctx);
+        if (e.end <= k.next) return true;
+        if (e.start > k.next || e.start >= k.end) {  // a hole, or past the range
+          k.ok = k.next >= k.end;
+          return false;
+        }
+        const bool anonymous = e.inode == 0 && (e.path[0] == '\0' || core::str_starts_with(e.path, "[anon:"));
+        if (k.inode == 0 ? !anonymous || e.perms[3] != 'p' : e.inode != k.inode) {
+          k.ok = false;
+          return false;
+        }
+        k.next = e.end;
+        return k.next < k.end;
+      },
+      &w);
+  return read && w.ok && w.next >= end;
 }
 
 }  // namespace faultline::os
