@@ -84,6 +84,10 @@ struct RegionOptions {
   DirtyTracking dirty_tracking = DirtyTracking::async_wp;  // userfaultfd track_dirty only
   // Policy::pager served by another process (faultline/remote_pager.hpp): a connected Unix socket, or -1.
   int remote_pager_socket = -1;
+  // The credentials the pager process must have (SO_PEERCRED, checked before the region is sent): a uid
+  // (-1: any) and a pid (0: any).
+  long remote_pager_uid = -1;
+  long remote_pager_pid = 0;
   // provider/pager on userfaultfd (handler thread) with a writable store: track which filled pages are
   // written (they are installed write-protected; the first write to each is recorded), so that flush()
   // and evict() store them with Store::write_back.

@@ -7,12 +7,16 @@
 //   auto r = faultline::reserve_region(size, o);
 //
 // The program reserves the region with RegionOptions::remote_pager_socket set to its end of a connected
-// Unix stream socket: faultline gives the region a userfaultfd of its own, sends it (SCM_RIGHTS) with
-// the region's description, and watches the socket. The pager process receives it with receive() and
-// serves the faults with RemoteRegion::serve(), filling pages with UFFDIO_COPY from its own memory.
-// If the pager process dies (the socket hangs up), faultline poisons every page still missing: the
-// faulting threads, and any later access to such a page, get SIGBUS with a report naming the region
-// ("the remote pager ... went away"), never a zero page and never a hang.
+// Unix stream socket (and, optionally, the credentials the pager must have: remote_pager_uid/_pid,
+// checked with SO_PEERCRED before anything is sent): faultline gives the region a userfaultfd of its own
+// and sends it (SCM_RIGHTS) with the region's description. The pager process receives it with receive()
+// and serves with RemoteRegion::serve(). A thread of the program reads the region's faults and sends the
+// pager one request per faulting page; the pager fills the page from its own memory, copies it in with
+// UFFDIO_COPY and answers. A request not answered within the region's fill_timeout fails its page; if
+// the pager process dies or sends anything but a valid answer, every pending and every later fault fails
+// at once. A failed page gives the faulting thread, and any later access, SIGBUS with a report naming the
+// region and the cause ("the remote pager ... went away", "did not answer within fill_timeout"): never a
+// zero page and never a hang, whatever the region's size. Both ends validate every message.
 //
 // Thread-safety: receive() and serve() may run on any thread; one thread serves a RemoteRegion.
 // Nothing here is async-signal-safe.
@@ -34,19 +38,21 @@ struct RegionDescription {
 class RemoteRegion {
  public:
   RemoteRegion() = default;
-  RemoteRegion(RemoteRegion&& o) noexcept : uffd_(o.uffd_), desc_(o.desc_) { o.uffd_ = -1; }
+  RemoteRegion(RemoteRegion&& o) noexcept : uffd_(o.uffd_), sock_(o.sock_), desc_(o.desc_) { o.uffd_ = -1; }
   RemoteRegion& operator=(RemoteRegion&&) = delete;
   RemoteRegion(const RemoteRegion&) = delete;
   ~RemoteRegion();
   const RegionDescription& description() const noexcept { return desc_; }
-  // Serves faults until the program closes the region or `stop` returns true (checked between
-  // batches, at least every 100 ms). `fn` fills FillRequest::dest (a buffer of this process) for
-  // req.offset/req.length; a failure poisons the page.
+  // Serves the program's requests until it closes the socket (or the region) or `stop` returns true
+  // (checked at least every 100 ms). `fn` fills FillRequest::dest (a buffer of this process) for
+  // req.offset/req.length; a failure is sent back and the page fails in the program with that error.
+  // Errc::invalid_argument when the program sends something that is not a valid request.
   Result<void> serve(FillFn fn, void* data, bool (*stop)(void*) = nullptr, void* stop_data = nullptr);
 
  private:
   friend Result<RemoteRegion> receive(int socket);
   int uffd_ = -1;
+  int sock_ = -1;  // not owned
   RegionDescription desc_{};
 };
 

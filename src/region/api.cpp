@@ -92,6 +92,9 @@ Result<void> validate(std::size_t size, const RegionOptions& o) {
   if (o.store != nullptr && o.fill != nullptr) {
     return Error(Errc::invalid_argument, who + ": give a store or a fill function, not both");
   }
+  if (o.remote_pager_uid < -1 || o.remote_pager_pid < 0) {
+    return Error(Errc::invalid_argument, who + ": remote_pager_uid must be -1 or a uid, remote_pager_pid 0 or a pid");
+  }
   if (o.remote_pager_socket >= 0) {
     if (o.policy != Policy::pager || o.fill != nullptr || o.store != nullptr || o.pager.valid() ||
         o.backend == Backend::signals) {

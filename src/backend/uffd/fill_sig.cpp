@@ -45,16 +45,41 @@ const void* zero_source(std::size_t len) noexcept {
 
 FillStatus store_fill(Store& store, const FillRequest& req) noexcept { return store.fill(req); }
 
-void UffdRegion::fail_page(std::uintptr_t page_addr, int err, const char* reason) noexcept {
+void UffdRegion::fail_page(std::uintptr_t page_addr, int err, const char* reason, long tid) noexcept {
+  record_fill_failure((page_addr - base) / core::page_size(), err, reason);
+  deliver_failure(page_addr, tid);
+}
+
+void UffdRegion::deliver_failure(std::uintptr_t page_addr, long tid) noexcept {
   const std::size_t page = core::page_size();
-  record_fill_failure((page_addr - base) / page, err, reason);
-  if (os::is_err(os::uffd_poison(fd, page_addr, page))) os::uffd_wake(fd, page_addr, page);
+  const long rc = os::uffd_poison(fd, page_addr, page);
+  if (rc != -EINVAL && rc != -ENOTTY) {  // poisoned (or the page exists already: its waiters are woken)
+    if (os::is_err(rc)) os::uffd_wake(fd, page_addr, page);
+    return;
+  }
+  // No UFFDIO_POISON: remember the page, and end the faulting thread's access with SIGBUS at the page (it
+  // is blocked in the kernel: the signal interrupts the wait). With the default action it dies by
+  // SIGBUS; faultline's handler reports the region and the cause first.
+  if (!failed.empty()) failed.set((page_addr - base) / page);
+  if (tid > 0) {
+    siginfo_t si;
+    __builtin_memset(&si, 0, sizeof si);
+    si.si_signo = SIGBUS;
+    si.si_code = BUS_ADRERR;
+    si.si_addr = reinterpret_cast<void*>(page_addr);
+    os::raw_rt_tgsigqueueinfo(os::raw_getpid(), tid, SIGBUS, &si);
+  }
+  os::uffd_wake(fd, page_addr, page);
 }
 
 int UffdRegion::fill(std::uintptr_t page_addr, Access access, std::uintptr_t pc, long tid, void* bounce,
                      std::size_t bounce_size, std::size_t* filled_pages, StoreCall call) noexcept {
   if (filled_pages != nullptr) *filled_pages = 0;
   const std::size_t page = core::page_size();
+  if (!failed.empty() && failed.test((page_addr - base) / page)) {  // failed before, without UFFDIO_POISON
+    deliver_failure(page_addr, tid);
+    return EIO;
+  }
   // Another message for a page already filled (two threads faulted on it): wake, do not fill twice.
   if (!child_served && !filled.empty() && filled.test((page_addr - base) / page)) {
     os::uffd_wake(fd, page_addr, page);
@@ -96,7 +121,7 @@ int UffdRegion::fill(std::uintptr_t page_addr, Access access, std::uintptr_t pc,
     const FillStatus st = call(*store, req);
     if (st.error != 0) {
       const int err = st.error > 0 ? st.error : EIO;
-      fail_page(page_addr, err, st.reason);
+      fail_page(page_addr, err, st.reason, tid);
       return err;
     }
     rc = os::uffd_copy(fd, page_addr, bounce, len, &done, true, write_back_enabled);

@@ -63,7 +63,8 @@ void forget_filled(int fd, std::uintptr_t start, std::uintptr_t end, bool unmapp
 }
 
 void expired(detail::RegionImpl& r, const FillRequest& req) {
-  static_cast<UffdRegion&>(r).fail_page(r.base + req.offset, ETIMEDOUT, "the pager did not answer within fill_timeout");
+  static_cast<UffdRegion&>(r).fail_page(r.base + req.offset, ETIMEDOUT, "the pager did not answer within fill_timeout",
+                                        req.tid);
 }
 
 // The handler thread's loop. It never returns: a thread that stopped serving would leave every fault on
@@ -124,7 +125,7 @@ void expired(detail::RegionImpl& r, const FillRequest& req) {
         if (!r->dirty.empty()) r->dirty.set((addr - r->base) / page);
         os::uffd_writeprotect(fd, addr, page, false);
       } else if (r->policy == Policy::pager && pager::is_pager_thread(*r->pager, tid)) {
-        r->fail_page(addr, EDEADLK, "a thread of this region's pager touched an unfilled page of it");
+        r->fail_page(addr, EDEADLK, "a thread of this region's pager touched an unfilled page of it", tid);
       } else if (r->policy == Policy::pager) {
         pager::post_detached(*r, FillRequest{r->info(), addr - r->base, r->readahead_max * page, access, 0, tid, nullptr});
         rewake = false;  // the pager wakes the thread when it is done

@@ -153,7 +153,9 @@ UffdRegion::UffdRegion(const RegionOptions& o, std::uintptr_t region_base, std::
       mode(o.userfaultfd_mode),
       tracking(o.dirty_tracking),
       readahead_max(o.readahead_max),
-      remote_sock(o.remote_pager_socket) {
+      remote_sock(o.remote_pager_socket),
+      remote_uid(o.remote_pager_uid),
+      remote_pid(o.remote_pager_pid) {
   ra_window.store(static_cast<std::uint32_t>(o.fault_around));
   if (o.max_resident_pages != 0) {
     evict = std::make_unique<EvictState>();
@@ -215,7 +217,10 @@ Result<std::unique_ptr<detail::RegionImpl>> create(std::size_t size, const Regio
 }
 
 Result<void> UffdRegion::attach() {
-  if (remote_sock >= 0) return attach_remote(*this, remote_sock);
+  if (remote_sock >= 0) {
+    failed = detail::PageBits(pages());
+    return attach_remote(*this, remote_sock);
+  }
   if (evict != nullptr) {
     if (auto e = start_evictor(); !e) return e;
   }
@@ -235,6 +240,7 @@ Result<void> UffdRegion::attach() {
   if (write_back_enabled) mode_bits |= UFFDIO_REGISTER_MODE_WP;
   if (sync_wp || write_back_enabled) dirty = detail::PageBits(pages());
   if (k == Kind::handler && !sync_wp) filled = detail::PageBits(pages());  // self-service never sees duplicates
+  failed = detail::PageBits(pages());
   if (const long rc = os::uffd_register(ufd, base, end - base, mode_bits); os::is_err(rc)) {
     return Error::from_errno("UFFDIO_REGISTER", static_cast<int>(-rc));
   }
@@ -337,6 +343,7 @@ Result<void> UffdRegion::discard(std::size_t first, std::size_t count) {
   // Dropped pages are missing again: the next access faults to userfaultfd (and a poisoned page is
   // cleared). Dirty tracking is re-armed on the fresh pages.
   if (!filled.empty()) filled.clear_range(first, count);
+  if (!failed.empty()) failed.clear_range(first, count);
   if (const long rc = os::raw_madvise(view, len, MADV_DONTNEED); os::is_err(rc)) {
     return Error::from_errno("madvise (Region::discard)", static_cast<int>(-rc));
   }
@@ -410,7 +417,7 @@ void UffdRegion::serve(detail::PagerImpl& p, detail::PagerSlot& slot) {
                store_fill_catching);
     if (n != 0) note_filled(*this, base + slot.req.offset, n);
   } catch (...) {
-    fail_page(base + slot.req.offset, EIO, "the pager's fill threw an exception");
+    fail_page(base + slot.req.offset, EIO, "the pager's fill threw an exception", slot.req.tid);
     err = EIO;
   }
   pager::complete(p, slot, FillStatus{err, nullptr});

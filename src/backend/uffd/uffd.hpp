@@ -67,8 +67,13 @@ class UffdRegion final : public detail::RegionImpl {
   using StoreCall = FillStatus (*)(Store& store, const FillRequest& req) noexcept;
   int fill(std::uintptr_t page_addr, Access access, std::uintptr_t pc, long tid, void* bounce,
            std::size_t bounce_size, std::size_t* filled, StoreCall call) noexcept;
-  // Fails the missing page at `page_addr` (UFFDIO_POISON) and records why. Signal path.
-  void fail_page(std::uintptr_t page_addr, int err, const char* reason) noexcept;
+  // Fails the missing page at `page_addr` and records why: UFFDIO_POISON, so that the faulting thread, and
+  // any later access, gets SIGBUS; on kernels without it (before 6.6), a SIGBUS queued to the faulting
+  // thread `tid` (UFFD_FEATURE_THREAD_ID; 0 when unknown), and the page is remembered as failed so that
+  // each later fault on it is failed the same way. Signal path.
+  void fail_page(std::uintptr_t page_addr, int err, const char* reason, long tid = 0) noexcept;
+  // The second half of fail_page(): poison the page, or queue the SIGBUS. Signal path.
+  void deliver_failure(std::uintptr_t page_addr, long tid) noexcept;
 
   Kind kind() const noexcept;
 
@@ -83,6 +88,8 @@ class UffdRegion final : public detail::RegionImpl {
   std::unique_ptr<EvictState> evict;       // max_resident_pages set
   int remote_sock = -1;                    // remote pager: the socket to the pager process
   int remote_stop = -1;                    // remote pager: eventfd that ends the watchdog
+  long remote_uid = -1, remote_pid = 0;    // remote pager: the credentials required of it
+  detail::PageBits failed;                 // pages failed without UFFDIO_POISON (see fail_page)
   // In a forked child: the child's own userfaultfd serves the region in its faulting threads (SIGBUS
   // mode), since the parent's fd and threads are not the child's; or, when that cannot be had, the
   // region is made inaccessible and every access fails with the cause (`child_unserved`).
