@@ -13,6 +13,7 @@
 #include <thread>
 
 #include "core/guard.hpp"
+#include "faultline/fault_injection.hpp"
 #include "faultline/report.hpp"
 #include "faultline/thread.hpp"
 #include "faultline/trap.hpp"
@@ -168,8 +169,20 @@ Result<void> install(const InstallOptions& opts) {
         return Error::from_errno("sigaction", e);
       }
     }
-    if (const char* env = std::getenv("FAULTLINE_REPORT"); env != nullptr && *env != '\0' && !report::enabled()) {
-      if (auto r = report::enable_from_env(env); !r) return r;
+    // faultline's environment variables are read as glibc's secure_getenv reads them: not at all in a
+    // program running with privileges its invoker lacks (setuid, setgid, file capabilities), so that no
+    // unprivileged user can make a privileged program fail on purpose or write where it should not.
+    // Read once per process, by the first install() (later calls must not undo what the program did since,
+    // such as disabling the report).
+    static bool env_read = false;
+    if (!env_read) {
+      env_read = true;
+      if (const char* spec = secure_getenv("FAULTLINE_INJECT"); spec != nullptr && *spec != '\0') {
+        if (auto r = fault_injection::arm_from_spec(spec); !r) return r;
+      }
+      if (const char* env = secure_getenv("FAULTLINE_REPORT"); env != nullptr && *env != '\0' && !report::enabled()) {
+        if (auto r = report::enable_from_env(env); !r) return r;
+      }
     }
     return {};
   });

@@ -37,8 +37,8 @@ int real_sigaction(int sig, const struct sigaction* act, struct sigaction* old) 
 __attribute__((constructor)) void catch_init() {
   g_real = reinterpret_cast<SigactionFn>(dlsym(RTLD_NEXT, "sigaction"));
   for (int sig : {SIGSEGV, SIGBUS, SIGILL, SIGFPE}) real_sigaction(sig, nullptr, &g_program_view[sig]);
-  const char* fd_env = std::getenv("FAULTLINE_CATCH_FD");
-  const char* color_env = std::getenv("FAULTLINE_CATCH_COLOR");
+  const char* fd_env = secure_getenv("FAULTLINE_CATCH_FD");
+  const char* color_env = secure_getenv("FAULTLINE_CATCH_COLOR");
   faultline::report::Options opts;
   if (fd_env != nullptr) opts.fd = std::atoi(fd_env);
   g_fd = opts.fd;
