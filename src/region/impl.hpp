@@ -96,6 +96,8 @@ struct RegionImpl {
   // Fork: set in a child for every region it inherited, with the pins the parent's threads held then
   // (those threads do not exist in the child: reset() does not wait for them).
   std::atomic<bool> inherited{false};
+  // The kernel said the program unmapped (part of) the region: faultline must not act on it again.
+  std::atomic<bool> unmapped_seen{false};
   std::uint32_t inherited_pins = 0;
 
   RegionInfo info() const noexcept { return RegionInfo{name, base, end - base, policy, perms}; }

@@ -141,6 +141,9 @@ Result<void> SignalRegion::attach() {
       return Error(Errc::invalid_argument, std::string("adopt_region '") + name + "': the range is not entirely mapped");
     }
   }
+  // Owned anonymous memory: watched for an unmapping behind faultline's back (best effort: without
+  // userfaultfd, memory_is_ours() reads /proc/self/maps instead).
+  if (owned && alias == 0) monitored = monitor(base, end);
   if (const long rc = os::raw_mprotect(p, end - base, initial_prot(*this)); os::is_err(rc)) {
     detach();  // adopted: every mapping back to its protection
     return Error::from_errno("mprotect (region)", static_cast<int>(-rc));
@@ -155,6 +158,8 @@ Result<void> SignalRegion::attach() {
 }
 
 bool SignalRegion::memory_is_ours() const noexcept {
+  if (unmapped_seen.load(std::memory_order_acquire)) return false;
+  if (monitored && !inherited.load(std::memory_order_acquire)) return true;  // the monitor would have said
   if (!owned) {
     for (const Original& o : original) {
       if (!os::range_matches(o.start, o.end, o.inode)) return false;
@@ -166,6 +171,7 @@ bool SignalRegion::memory_is_ours() const noexcept {
 }
 
 void SignalRegion::detach() noexcept {
+  if (monitored && !inherited.load(std::memory_order_acquire)) unmonitor(base, end);
   for (const Original& o : original) os::raw_mprotect(reinterpret_cast<void*>(o.start), o.end - o.start, o.prot);
 }
 

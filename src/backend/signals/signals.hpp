@@ -64,12 +64,17 @@ class SignalRegion final : public detail::RegionImpl {
   };
   std::vector<Original> original;
   std::uint64_t memfd_inode = 0;  // provider, pager: the memfd both views map
+  bool monitored = false;         // owned anonymous memory registered with the unmap monitor (monitor.cpp)
 
  private:
   Disposition resolve_filled(FaultContext& ctx, std::uintptr_t page_addr) noexcept;
   Disposition fill_run(FaultContext& ctx, std::size_t first, std::int64_t deadline) noexcept;
   void set_page(std::size_t i, std::uint32_t state) noexcept;
 };
+
+// The unmap monitor (monitor.cpp): registers [base, end) (true) or says it cannot; unregisters.
+bool monitor(std::uintptr_t base, std::uintptr_t end);
+void unmonitor(std::uintptr_t base, std::uintptr_t end) noexcept;
 
 // Maps `size` bytes for a new region (reserve_region): provider and pager regions as a memfd mapped
 // twice, the others as private anonymous memory, PROT_NONE. Nothing stays mapped on failure.

@@ -94,8 +94,6 @@ class UffdRegion final : public detail::RegionImpl {
   // mode), since the parent's fd and threads are not the child's; or, when that cannot be had, the
   // region is made inaccessible and every access fails with the cause (`child_unserved`).
   bool child_served = false;
-  // The handler thread read an UNMAP event for part of the region: the program unmapped it.
-  std::atomic<bool> unmapped_seen{false};
   bool child_unserved = false;
 };
 
