@@ -15,6 +15,7 @@
 #include <string>
 #include <thread>
 
+#include "backend/monitor.hpp"
 #include "core/page.hpp"
 #include "os/linux/maps.hpp"
 #include "os/linux/syscall.hpp"
@@ -27,6 +28,9 @@ SignalRegion::SignalRegion(const RegionOptions& o, std::uintptr_t region_base, s
                            std::uintptr_t alias_view)
     : RegionImpl(o, region_base, size, is_owned), alias(alias_view) {
   if (policy == Policy::track_dirty) dirty = detail::PageBits(pages());
+  // The coarse window: a power of two, at least 2 MiB and at least 1/4096 of the region.
+  coarse_window = std::uintptr_t{2} << 20;
+  while (coarse_window < size / 4096) coarse_window <<= 1;
   if (alias != 0) {
     pstate = std::make_unique<std::atomic<std::uint32_t>[]>(pages());
     for (std::size_t i = 0; i < pages(); ++i) pstate[i].store(kPageEmpty, std::memory_order_relaxed);
@@ -143,7 +147,7 @@ Result<void> SignalRegion::attach() {
   }
   // Owned anonymous memory: watched for an unmapping behind faultline's back (best effort: without
   // userfaultfd, memory_is_ours() reads /proc/self/maps instead).
-  if (owned && alias == 0) monitored = monitor(base, end);
+  if (owned && alias == 0) monitored = monitor::watch_range(base, end);
   if (const long rc = os::raw_mprotect(p, end - base, initial_prot(*this)); os::is_err(rc)) {
     detach();  // adopted: every mapping back to its protection
     return Error::from_errno("mprotect (region)", static_cast<int>(-rc));
@@ -158,6 +162,7 @@ Result<void> SignalRegion::attach() {
 }
 
 bool SignalRegion::memory_is_ours() const noexcept {
+  monitor::settle();
   if (unmapped_seen.load(std::memory_order_acquire)) return false;
   if (monitored && !inherited.load(std::memory_order_acquire)) return true;  // the monitor would have said
   if (!owned) {
@@ -171,7 +176,7 @@ bool SignalRegion::memory_is_ours() const noexcept {
 }
 
 void SignalRegion::detach() noexcept {
-  if (monitored && !inherited.load(std::memory_order_acquire)) unmonitor(base, end);
+  if (monitored && !inherited.load(std::memory_order_acquire)) monitor::unwatch_range(base, end);
   for (const Original& o : original) os::raw_mprotect(reinterpret_cast<void*>(o.start), o.end - o.start, o.prot);
 }
 
@@ -192,7 +197,15 @@ Result<void> SignalRegion::collect_dirty(std::vector<std::size_t>& out, ProtectB
     const std::uintptr_t addr = base + out[i] * page;
     if (defer != nullptr) {
       queue_protect(*defer, addr, (j - i) * page, ro);
-    } else if (const long rc = os::raw_mprotect(reinterpret_cast<void*>(addr), (j - i) * page, ro); os::is_err(rc)) {
+    } else if (const long rc = os::raw_mprotect(reinterpret_cast<void*>(addr), (j - i) * page, ro); rc == -ENOMEM) {
+      // Re-arming run by run would split the mapping past vm.max_map_count: re-arm the whole region in one
+      // change instead (its clean pages are read-only already; pages protect() lowered to perm_none only
+      // lose a notification this policy never gives).
+      if (const long all = os::raw_mprotect(reinterpret_cast<void*>(base), end - base, ro); os::is_err(all)) {
+        return Error::from_errno("mprotect (collect_dirty)", static_cast<int>(-all));
+      }
+      break;
+    } else if (os::is_err(rc)) {
       return Error::from_errno("mprotect (collect_dirty)", static_cast<int>(-rc));
     }
     i = j;

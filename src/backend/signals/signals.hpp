@@ -25,6 +25,15 @@
 
 namespace faultline::backend::signals {
 
+// zero_fill and track_dirty: after this many faults resolved page run by page run, a region resolves each
+// fault over an aligned coarse window instead (SignalRegion::coarse_window: a power of two, at least 2 MiB
+// and at least 1/4096 of the region), so that one region never splits into more than about
+// 2 * (kCoarseAfter + 4096) mappings, and sparse first touches of a huge region cannot take the
+// process to vm.max_map_count (past which even malloc fails). For zero_fill a wider window only makes
+// zero pages accessible early; for track_dirty every page of it is marked dirty (reported once too often,
+// never missed).
+constexpr std::uint32_t kCoarseAfter = 4096;
+
 // Page fill states (provider, pager).
 constexpr std::uint32_t kPageEmpty = 0, kPageFilling = 1, kPageReady = 2, kPageStateMask = 3;
 constexpr std::uint32_t kPageWaiters = 4;
@@ -46,12 +55,17 @@ class SignalRegion final : public detail::RegionImpl {
   Result<std::size_t> write_back(std::size_t first, std::size_t count) override;
   void serve(detail::PagerImpl& pager, detail::PagerSlot& slot) override;
 
+  // The pages a fault at page_addr opens (zero_fill, track_dirty): [*from, *to). Signal path.
+  void window_for(std::uintptr_t page_addr, std::size_t run, std::uintptr_t* from, std::uintptr_t* to) noexcept;
+
   // Ends a fill of pages [first, first + count): on success makes them visible (mprotect) and ready, on
   // failure empty again; wakes waiters. Returns the status, turned into a failure if mprotect fails.
   // Async-signal-safe (signals_sig.cpp).
   FillStatus finish_fill(std::size_t first, std::size_t count, FillStatus status) noexcept;
 
   detail::PageBits dirty;  // track_dirty: set by the fault handler after it unprotects the page
+  std::atomic<std::uint32_t> resolutions{0};  // zero_fill, track_dirty: faults resolved so far
+  std::uintptr_t coarse_window = 0;           // the coarse window (see kCoarseAfter)
   std::uintptr_t alias = 0;  // provider, pager: the private read-write view the store fills
   std::unique_ptr<std::atomic<std::uint32_t>[]> pstate;  // provider, pager: a fill state per page
 
@@ -64,17 +78,13 @@ class SignalRegion final : public detail::RegionImpl {
   };
   std::vector<Original> original;
   std::uint64_t memfd_inode = 0;  // provider, pager: the memfd both views map
-  bool monitored = false;         // owned anonymous memory registered with the unmap monitor (monitor.cpp)
+  bool monitored = false;         // owned anonymous memory watched by the unmap monitor (backend/monitor.hpp)
 
  private:
   Disposition resolve_filled(FaultContext& ctx, std::uintptr_t page_addr) noexcept;
   Disposition fill_run(FaultContext& ctx, std::size_t first, std::int64_t deadline) noexcept;
   void set_page(std::size_t i, std::uint32_t state) noexcept;
 };
-
-// The unmap monitor (monitor.cpp): registers [base, end) (true) or says it cannot; unregisters.
-bool monitor(std::uintptr_t base, std::uintptr_t end);
-void unmonitor(std::uintptr_t base, std::uintptr_t end) noexcept;
 
 // Maps `size` bytes for a new region (reserve_region): provider and pager regions as a memfd mapped
 // twice, the others as private anonymous memory, PROT_NONE. Nothing stays mapped on failure.

@@ -62,7 +62,25 @@ long open_pages(const detail::RegionImpl& r, std::uintptr_t page_addr, std::size
   return rc;
 }
 
-Disposition zero_fill(FaultContext& ctx, const detail::RegionImpl& r, std::uintptr_t page_addr) noexcept {
+}  // namespace
+
+// The pages a fault opens: the run at page_addr, or, once the region has been resolved piecemeal
+// kCoarseAfter times, the aligned coarse window around it (see signals.hpp: a region's mappings stay
+// bounded, so sparse touches cannot take the process to vm.max_map_count).
+void SignalRegion::window_for(std::uintptr_t page_addr, std::size_t run, std::uintptr_t* from, std::uintptr_t* to) noexcept {
+  *from = page_addr;
+  *to = page_addr + run;
+  if (*to > end || *to < page_addr) *to = end;
+  if (resolutions.fetch_add(1, std::memory_order_relaxed) < kCoarseAfter) return;
+  std::uintptr_t a = core::align_down(page_addr, coarse_window);
+  std::uintptr_t b = a + coarse_window;
+  *from = a < base ? base : a;
+  *to = b > end || b < a ? end : b;
+}
+
+namespace {
+
+Disposition zero_fill(FaultContext& ctx, SignalRegion& r, std::uintptr_t page_addr) noexcept {
   const std::size_t page = core::page_size();
   std::uintptr_t end = page_addr + r.fault_around * page;
   if (end > r.end || end < page_addr) end = r.end;
@@ -70,8 +88,9 @@ Disposition zero_fill(FaultContext& ctx, const detail::RegionImpl& r, std::uintp
   const std::size_t len = end - page_addr;
   // A wider window than the run is harmless for zero_fill: its pages become accessible zeros, which is
   // what their first touch would give.
-  std::uintptr_t wide[2];
-  if (const long rc = open_pages(r, page_addr, len, r.prot, wide); rc != 0) return fail_mprotect(ctx, r, rc);
+  std::uintptr_t from, to, wide[2];
+  r.window_for(page_addr, len, &from, &to);
+  if (const long rc = open_pages(r, from, to - from, r.prot, wide); rc != 0) return fail_mprotect(ctx, r, rc);
   // Populate the run now: one system call instead of a demand-zero fault per page. Failure is harmless
   // (the kernel then faults pages in on access).
   os::raw_madvise(p, len, (r.perms & perm_write) ? MADV_POPULATE_WRITE : MADV_POPULATE_READ);
@@ -214,9 +233,9 @@ Disposition SignalRegion::on_fault(FaultContext& ctx) noexcept {
       // is never left writable without its mark (at worst it is reported dirty once too often). When the
       // window had to be widened (ENOMEM), every page of it is marked: a page left writable unmarked would
       // be a write never reported.
-      if (const long rc = open_pages(*this, page_addr, core::page_size(), prot, wide); rc != 0) {
-        return fail_mprotect(ctx, *this, rc);
-      }
+      std::uintptr_t from, to;
+      window_for(page_addr, core::page_size(), &from, &to);
+      if (const long rc = open_pages(*this, from, to - from, prot, wide); rc != 0) return fail_mprotect(ctx, *this, rc);
       for (std::uintptr_t a = wide[0]; a < wide[1]; a += core::page_size()) dirty.set((a - base) / core::page_size());
       return Disposition::resolved;
     }

@@ -13,6 +13,7 @@
 #include <thread>
 #include <vector>
 
+#include "backend/monitor.hpp"
 #include "backend/uffd/uffd.hpp"
 #include "core/page.hpp"
 #include "os/linux/syscall.hpp"
@@ -42,9 +43,8 @@ UffdRegion* uffd_region_at(std::uintptr_t addr, int fd) noexcept {
   return nullptr;
 }
 
-// The program dropped pages itself (madvise, munmap): they are missing again. An unmapping also means
-// the range may hold someone else's mapping later: faultline must not act on it again.
-void forget_filled(int fd, std::uintptr_t start, std::uintptr_t end, bool unmapped) {
+// The program dropped pages itself (madvise, munmap): they are missing again.
+void forget_filled(int fd, std::uintptr_t start, std::uintptr_t end) {
   const std::size_t page = core::page_size();
   for (std::uintptr_t a = start & ~(page - 1); a < end;) {
     UffdRegion* r = uffd_region_at(a, fd);
@@ -53,7 +53,6 @@ void forget_filled(int fd, std::uintptr_t start, std::uintptr_t end, bool unmapp
       continue;
     }
     const std::uintptr_t stop = end < r->end ? end : r->end;
-    if (unmapped) r->unmapped_seen.store(true, std::memory_order_release);
     if (!r->filled.empty()) {
       for (; a < stop; a += page) r->filled.clear((a - r->base) / page);
     }
@@ -94,12 +93,20 @@ void expired(detail::RegionImpl& r, const FillRequest& req) {
         }
       }
     }
-    const long n = os::raw_read(fd, msgs, sizeof msgs);
+    long n;
+    {
+      // UNMAP events are applied before anyone can act on their range (see backend/monitor.hpp).
+      std::lock_guard events(monitor::event_mutex());
+      n = os::raw_read(fd, msgs, sizeof msgs);
+      for (long i = 0; i < n / static_cast<long>(sizeof(uffd_msg)); ++i) {
+        if (msgs[i].event == UFFD_EVENT_UNMAP) monitor::mark_unmapped(msgs[i].arg.remove.start, msgs[i].arg.remove.end);
+      }
+    }
     if (n <= 0) continue;  // EAGAIN: nothing (a watchdog tick), or another wake-up took them
     const std::size_t count = static_cast<std::size_t>(n) / sizeof(struct uffd_msg);
     for (std::size_t i = 0; i < count; ++i) {
       if (msgs[i].event == UFFD_EVENT_REMOVE || msgs[i].event == UFFD_EVENT_UNMAP) {
-        forget_filled(fd, msgs[i].arg.remove.start, msgs[i].arg.remove.end, msgs[i].event == UFFD_EVENT_UNMAP);
+        forget_filled(fd, msgs[i].arg.remove.start, msgs[i].arg.remove.end);
         continue;
       }
       if (msgs[i].event != UFFD_EVENT_PAGEFAULT) continue;

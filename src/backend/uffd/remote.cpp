@@ -93,7 +93,8 @@ class Watchdog {
     struct uffd_msg msgs[16];
     const long n = os::raw_read(r_->fd, msgs, sizeof msgs);
     for (long i = 0; i < n / static_cast<long>(sizeof(uffd_msg)); ++i) {
-      if (msgs[i].event == UFFD_EVENT_UNMAP) r_->unmapped_seen.store(true, std::memory_order_release);
+      if (msgs[i].event == UFFD_EVENT_UNMAP) r_->unmapped_seen.store(true, std::memory_order_release);  // (read under
+      // no mutex: the remote region's own fd; memory_is_ours() reads /proc/self/maps for it)
       if (msgs[i].event != UFFD_EVENT_PAGEFAULT) continue;
       const std::uintptr_t page = msgs[i].arg.pagefault.address & ~(page_ - 1);
       const long tid = static_cast<long>(msgs[i].arg.pagefault.feat.ptid);

@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "core/page.hpp"
+#include "backend/monitor.hpp"
 #include "os/linux/fork_hooks.hpp"
 #include "os/linux/maps.hpp"
 #include "os/linux/uffd.hpp"
@@ -30,6 +31,7 @@ struct FdState {
   int fd = -1;
   bool tried = false;         // a permanent answer is cached; a transient failure is tried again next time
   bool user_mode_only = false;  // opened with UFFD_USER_MODE_ONLY (vm.unprivileged_userfaultfd = 0)
+  bool unmap_events = false;    // its UNMAP events are read (by the handler thread or the unmap monitor)
   std::string why;
 };
 
@@ -124,8 +126,13 @@ int fd_locked(Kind kind, std::string* why) {
   FdState& s = g_fds[static_cast<int>(kind)];
   if (!s.tried) {
     bool again = false;
-    s.fd = open_with(features_of(kind), &s.why, &again, &s.user_mode_only);
+    // The self-service and asynchronous write-protect fds have no reader of their own: they ask for UNMAP
+    // events only when the unmap monitor runs to read them (an unread event would hold the munmap).
+    const bool watched = kind != Kind::handler && monitor::start();
+    s.fd = open_with(features_of(kind) | (watched ? UFFD_FEATURE_EVENT_UNMAP : 0), &s.why, &again, &s.user_mode_only);
     s.tried = !again;
+    s.unmap_events = s.fd >= 0 && (kind == Kind::handler || watched);
+    if (s.fd >= 0 && watched) monitor::watch_fd(s.fd);
   }
   if (s.fd < 0 && why != nullptr) *why = s.why;
   return s.fd;
@@ -234,6 +241,10 @@ Result<void> UffdRegion::attach() {
   }
   std::string why;
   const int ufd = fd_for(k, &why);
+  {
+    std::lock_guard lock(g_mutex);
+    unmap_events = ufd >= 0 && g_fds[static_cast<int>(k)].unmap_events;
+  }
   if (ufd < 0) return Error(Errc::unsupported, "region '" + std::string(name) + "': userfaultfd: " + why);
   std::uint64_t mode_bits = policy == Policy::track_dirty ? UFFDIO_REGISTER_MODE_WP : UFFDIO_REGISTER_MODE_MISSING;
   // Write-back: filled pages are installed write-protected; their first write is a fault that marks them.
@@ -282,10 +293,11 @@ void UffdRegion::detach() noexcept {
 }
 
 bool UffdRegion::memory_is_ours() const noexcept {
+  monitor::settle();
   if (unmapped_seen.load(std::memory_order_acquire)) return false;
-  // The handler thread's fd reports every unmapping of the range (UFFD_EVENT_UNMAP); the other fds do
-  // not (nobody reads them), so what the kernel shows decides.
-  if (kind() == Kind::handler && remote_sock < 0 && !inherited.load(std::memory_order_acquire)) return true;
+  // An fd whose UNMAP events are read (the handler thread's, the remote watchdog's, and the others while
+  // the unmap monitor runs) reports every unmapping of the range; otherwise what the kernel shows decides.
+  if (unmap_events && !inherited.load(std::memory_order_acquire)) return true;
   return os::range_matches(base, end, 0);
 }
 

@@ -94,6 +94,7 @@ class UffdRegion final : public detail::RegionImpl {
   // mode), since the parent's fd and threads are not the child's; or, when that cannot be had, the
   // region is made inaccessible and every access fails with the cause (`child_unserved`).
   bool child_served = false;
+  bool unmap_events = false;  // the fd's UNMAP events are read (see memory_is_ours)
   bool child_unserved = false;
 };
 

@@ -8,7 +8,7 @@
 namespace faultline::os::fork_hooks {
 
 // Orders: lower prepares first.
-constexpr int kTrap = 10, kRegionTable = 20, kUffd = 30, kUffdHandler = 40, kUffdEvictor = 50, kSignalsMonitor = 60;
+constexpr int kTrap = 10, kRegionTable = 20, kUffd = 30, kUffdHandler = 40, kUffdEvictor = 50, kMonitor = 60;
 
 struct Hook {
   int order = 0;
