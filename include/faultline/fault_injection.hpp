@@ -20,9 +20,10 @@
 // Injected failures look exactly like the kernel's (-errno from the call), so faultline's handling of
 // them is the real one. Stalls sleep in the calling thread (nanosleep), in signal context too.
 //
-// The observer sees every call of a named operation while armed (before it is made): the operation,
-// its first three arguments and the calling thread. The test sweep uses it to check that every
-// munmap/mprotect/madvise faultline issues lies inside memory it owns at that moment.
+// The observer sees every call of a named operation while the facility is hooked (armed, counting, or an
+// observer set), after it is made: the operation, its first three arguments and the result (-errno for
+// a failure, injected or not; for mmap, the address). The test sweep uses it to check that every
+// munmap/mprotect/madvise faultline issues lies inside memory it mapped or adopted and still owns.
 //
 // Async-signal-safety: the checks run in signal context (they are async-signal-safe); arm(), disarm()
 // and set_observer() are not, and must not race with faults that they change.
@@ -78,9 +79,9 @@ std::uint64_t calls(Op op) noexcept;
 // Failures injected since the last arm(). Async-signal-safe.
 std::uint64_t injected() noexcept;
 
-// Sees every call of a named operation while armed, before it is made. Runs in whatever context the
+// Sees every call of a named operation, after it is made, with its result. Runs in whatever context the
 // call runs in, signal handlers included: it must be async-signal-safe. Null removes it.
-using Observer = void (*)(Op op, std::uintptr_t a1, std::uintptr_t a2, std::uintptr_t a3, void* data);
+using Observer = void (*)(Op op, std::uintptr_t a1, std::uintptr_t a2, std::uintptr_t a3, long result, void* data);
 void set_observer(Observer fn, void* data) noexcept;
 
 }  // namespace faultline::fault_injection

@@ -32,6 +32,22 @@
 // child shares their pages); the others are private anonymous memory. Adopted memory cannot be given a
 // second view: the provider and pager policies need reserve_region().
 //
+// Fork. Nothing a forked child does with its copies of the parent's regions changes the parent's regions.
+// In the child every inherited region is marked inherited: reset() (and the destructor) only drops the
+// child's copy (its table entry and its own mappings); collect_dirty(), protect(), discard(), flush(),
+// evict() and protection batches return Errc::unsupported. Faults in the child:
+//   - signal backend: guard, barrier, zero_fill and track_dirty regions work on the child's own memory.
+//     Provider and pager regions share their pages with the parent (one memfd): pages filled before the
+//     fork are there; an access to any other page ends in SIGBUS with the cause (only the process that
+//     created the region fills it, or the two would write the same page unbeknown to each other).
+//   - userfaultfd: the child's memory is a private copy; pages filled before the fork are there. A page
+//     missing in a zero_fill or track_dirty region reads as zeros, its content. Provider regions are
+//     served in the child's faulting threads through a userfaultfd of the child's own (the store's fill
+//     must be async-signal-safe; otherwise, and for pager regions, whose threads do not exist in the
+//     child, the access ends in SIGBUS with the cause). Dirty tracking does not follow into the child.
+// The parent's pager, handler and evictor threads, its userfaultfds and its in-flight fills stay the
+// parent's; the child may create and use regions of its own as any process.
+//
 // Creating a region installs faultline's dispatcher (install()) if needed. Lookup from the fault handler
 // is lock-free and O(log n); registering and unregistering take a lock and wait until no fault handler
 // can still see what they replace.

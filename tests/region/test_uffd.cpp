@@ -106,23 +106,6 @@ TEST(Uffd, FileStoreWriteBackFlushAndEvict) {
 
 // The watermark: with more pages resident than max_resident_pages, the oldest are written back (if
 // dirty) and dropped by faultline's evictor; reading them again brings back what was written.
-class VectorStore final : public Store {
- public:
-  explicit VectorStore(std::vector<char>& v) : v_(v) {}
-  FillStatus fill(const FillRequest& req) override {
-    std::memcpy(req.dest, v_.data() + req.offset, req.length);
-    return {};
-  }
-  FillStatus write_back(const WriteBackRequest* runs, std::size_t n, std::size_t* stored) override {
-    for (std::size_t i = 0; i < n; ++i) std::memcpy(v_.data() + runs[i].offset, runs[i].src, runs[i].length);
-    *stored = n;
-    return {};
-  }
-  bool writable() const noexcept override { return true; }
-
- private:
-  std::vector<char>& v_;
-};
 
 TEST(Uffd, WatermarkEvictsTheOldestAndWritesThemBack) {
 #if defined(__SANITIZE_THREAD__)

@@ -7,6 +7,8 @@
 
 #include <atomic>
 #include <cstdio>
+#include <cstring>
+#include <vector>
 #include <cerrno>
 #include <cstddef>
 #include <cstdint>
@@ -46,6 +48,26 @@ inline bool check_pattern(const void* base, std::uint64_t tag, std::size_t off, 
   }
   return true;
 }
+
+// A writable store over a buffer of the test's (memcpy both ways: async-signal-safe).
+class VectorStore final : public Store {
+ public:
+  explicit VectorStore(std::vector<char>& v) : v_(v) {}
+  FillStatus fill(const FillRequest& req) override {
+    std::memcpy(req.dest, v_.data() + req.offset, req.length);
+    return {};
+  }
+  FillStatus write_back(const WriteBackRequest* runs, std::size_t n, std::size_t* stored) override {
+    for (std::size_t i = 0; i < n; ++i) std::memcpy(v_.data() + runs[i].offset, runs[i].src, runs[i].length);
+    *stored = n;
+    return {};
+  }
+  bool writable() const noexcept override { return true; }
+  bool async_signal_safe() const noexcept override { return true; }
+
+ private:
+  std::vector<char>& v_;
+};
 
 // reserve_region(), or, when it fails, the message on stderr and _exit(90): for run_child() bodies.
 inline Region must_reserve(std::size_t size, const RegionOptions& o) {

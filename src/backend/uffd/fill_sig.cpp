@@ -61,15 +61,23 @@ void UffdRegion::deliver_failure(std::uintptr_t page_addr, long tid) noexcept {
   // is blocked in the kernel: the signal interrupts the wait). With the default action it dies by
   // SIGBUS; faultline's handler reports the region and the cause first.
   if (!failed.empty()) failed.set((page_addr - base) / page);
+  signal_thread(page_addr, tid);
+}
+
+void UffdRegion::signal_thread(std::uintptr_t page_addr, long tid) noexcept {
   if (tid > 0) {
+    // The kernel accepts a kernel-looking si_code (BUS_ADRERR) only from the target's own process leader
+    // thread, so it is queued as SI_QUEUE, with the page in si_addr: faultline's handler passes it straight
+    // to the previous action (the report names the region and its last failure), as a signal a process
+    // sent; with the default action the process dies by SIGBUS.
     siginfo_t si;
     __builtin_memset(&si, 0, sizeof si);
     si.si_signo = SIGBUS;
-    si.si_code = BUS_ADRERR;
+    si.si_code = SI_QUEUE;
     si.si_addr = reinterpret_cast<void*>(page_addr);
     os::raw_rt_tgsigqueueinfo(os::raw_getpid(), tid, SIGBUS, &si);
   }
-  os::uffd_wake(fd, page_addr, page);
+  os::uffd_wake(fd, page_addr, core::page_size());
 }
 
 int UffdRegion::fill(std::uintptr_t page_addr, Access access, std::uintptr_t pc, long tid, void* bounce,
@@ -124,13 +132,25 @@ int UffdRegion::fill(std::uintptr_t page_addr, Access access, std::uintptr_t pc,
       fail_page(page_addr, err, st.reason, tid);
       return err;
     }
-    rc = os::uffd_copy(fd, page_addr, bounce, len, &done, true, write_back_enabled);
+    // Installed write-protected when written pages are tracked for write-back (not in a forked child,
+    // whose own fd tracks nothing).
+    rc = os::uffd_copy(fd, page_addr, bounce, len, &done, true, write_back_enabled && !child_served);
   }
   if (!os::is_err(rc)) done = len;
   if (!child_served && !filled.empty()) {
     for (std::uintptr_t a = page_addr; a < page_addr + done; a += page) filled.set((a - base) / page);
   }
   if (filled_pages != nullptr) *filled_pages = done / page;
+  // The kernel could not install the faulting page itself for a reason other than "it exists already" or
+  // "the address space is changing, try again" (-EAGAIN): fail it with the cause. Retrying would fault
+  // again for ever.
+  if (os::is_err(rc) && done == 0 && rc != -EEXIST && rc != -EAGAIN) {
+    const int err = static_cast<int>(-rc);
+    fail_page(page_addr, err, policy == Policy::zero_fill ? "the kernel could not install a zero page"
+                                                          : "the kernel could not install the filled page (UFFDIO_COPY)",
+              tid);
+    return err;
+  }
   // Nothing filled (the page exists already, or the mm is changing: -EAGAIN): wake the waiters, who
   // fault again if they still need to.
   if (os::is_err(rc) && done == 0) os::uffd_wake(fd, page_addr, page);

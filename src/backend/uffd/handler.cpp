@@ -7,6 +7,8 @@
 #include <sys/mman.h>
 
 #include <cerrno>
+#include <cstdio>
+#include <cstring>
 #include <memory>
 #include <mutex>
 #include <system_error>
@@ -130,7 +132,15 @@ void expired(detail::RegionImpl& r, const FillRequest& req) {
       } else if (wp) {
         // Synchronous write tracking: record the page, then lift the protection (which wakes the writer).
         if (!r->dirty.empty()) r->dirty.set((addr - r->base) / page);
-        os::uffd_writeprotect(fd, addr, page, false);
+        if (const long rc = os::uffd_writeprotect(fd, addr, page, false); os::is_err(rc) && rc != -EAGAIN) {
+          // The write cannot be let through: retrying would fault for ever. End it with the cause.
+          char text[160];
+          std::snprintf(text, sizeof text, "a write to page %zu could not be let through: UFFDIO_WRITEPROTECT failed: %s",
+                        static_cast<std::size_t>((addr - r->base) / page), strerrorname_np(static_cast<int>(-rc)));
+          r->set_failure(text);
+          r->signal_thread(addr, tid);
+          rewake = false;
+        }
       } else if (r->policy == Policy::pager && pager::is_pager_thread(*r->pager, tid)) {
         r->fail_page(addr, EDEADLK, "a thread of this region's pager touched an unfilled page of it", tid);
       } else if (r->policy == Policy::pager) {

@@ -74,6 +74,9 @@ class UffdRegion final : public detail::RegionImpl {
   void fail_page(std::uintptr_t page_addr, int err, const char* reason, long tid = 0) noexcept;
   // The second half of fail_page(): poison the page, or queue the SIGBUS. Signal path.
   void deliver_failure(std::uintptr_t page_addr, long tid) noexcept;
+  // Ends thread `tid`'s access to page_addr with SIGBUS (queued; the thread waits in the kernel) and wakes
+  // it: for a present page, which cannot be poisoned. Signal path.
+  void signal_thread(std::uintptr_t page_addr, long tid) noexcept;
 
   Kind kind() const noexcept;
 

@@ -66,11 +66,15 @@ void stall(std::int64_t ns) noexcept {
   }
 }
 
-// Counts a call of `op` and applies its rule: 0 to go on, or -errno.
-long apply(unsigned op, std::uintptr_t a1, std::uintptr_t a2, std::uintptr_t a3) noexcept {
+void observe(unsigned op, long a1, long a2, long a3, long result) noexcept {
   if (fault_injection::Observer obs = g_state.observer.load(std::memory_order_acquire); obs != nullptr) {
-    obs(static_cast<Op>(op), a1, a2, a3, g_state.observer_data.load(std::memory_order_relaxed));
+    obs(static_cast<Op>(op), static_cast<std::uintptr_t>(a1), static_cast<std::uintptr_t>(a2),
+        static_cast<std::uintptr_t>(a3), result, g_state.observer_data.load(std::memory_order_relaxed));
   }
+}
+
+// Counts a call of `op` and applies its rule: 0 to go on, or -errno.
+long apply(unsigned op) noexcept {
   if (!g_state.counting.load(std::memory_order_relaxed)) return 0;
   const std::uint64_t k = g_state.calls[op].fetch_add(1, std::memory_order_relaxed) + 1;
   const RuleState& r = g_state.rules[op];
@@ -89,17 +93,18 @@ long apply(unsigned op, std::uintptr_t a1, std::uintptr_t a2, std::uintptr_t a3)
 
 long hooked_syscall(long n, long a1, long a2, long a3, long a4, long a5, long a6) noexcept {
   const long op = op_of(n, a2);
-  if (op != kNone) {
-    const long rc = apply(static_cast<unsigned>(op), static_cast<std::uintptr_t>(a1), static_cast<std::uintptr_t>(a2),
-                          static_cast<std::uintptr_t>(a3));
-    if (rc != 0) return rc;
-  }
-  return arch::Current::syscall6(n, a1, a2, a3, a4, a5, a6);
+  if (op == kNone) return arch::Current::syscall6(n, a1, a2, a3, a4, a5, a6);
+  long rc = apply(static_cast<unsigned>(op));
+  if (rc == 0) rc = arch::Current::syscall6(n, a1, a2, a3, a4, a5, a6);
+  observe(static_cast<unsigned>(op), a1, a2, a3, rc);
+  return rc;
 }
 
 long point_slow(Op op) noexcept {
   if (static_cast<unsigned>(op) >= static_cast<unsigned>(Op::count)) return 0;
-  return apply(static_cast<unsigned>(op), 0, 0, 0);
+  const long rc = apply(static_cast<unsigned>(op));
+  observe(static_cast<unsigned>(op), 0, 0, 0, rc);
+  return rc;
 }
 
 }  // namespace faultline::os::inject
