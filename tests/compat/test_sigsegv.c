@@ -249,7 +249,7 @@ static void case_overflow_on_other_thread(void) {
    stack and 1 for a fault further below it (README). A thread on a stack the program mapped itself,
    with a wide inaccessible area below it: first it recurses into the area (0), then, from near the end
    of its stack, it touches memory 128 KiB below the stack (1). */
-#define EMERGENCY_STACK_SIZE (256 << 10)
+#define EMERGENCY_STACK_SIZE (2 << 20) /* ThreadSanitizer wants about 1 MiB for itself */
 #define EMERGENCY_BELOW (512 << 10)
 static char* volatile emergency_stack_lo;
 

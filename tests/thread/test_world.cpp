@@ -340,6 +340,11 @@ struct Overlap {
 };
 
 TEST(World, TwoThreadsStoppingAtOnceAreSerialised) {
+#if defined(__SANITIZE_THREAD__)
+  // The controller waiting for the other's stop sits in pthread_mutex_lock, where TSan does not deliver
+  // asynchronous signals: it never answers the other's stop signal.
+  GTEST_SKIP() << "TSan defers asynchronous signals in a thread waiting for a mutex";
+#endif
   ChildResult r = run_child(
       [] {
         static Overlap o;
