@@ -328,7 +328,9 @@ TEST(World, StopRefusesASignalAnotherHandlerOwns) {
 }
 
 // Two threads that call stop() at once are serialised: each of their stops succeeds, never while the
-// other holds the world stopped, and each stops the other (and a spinning thread) completely.
+// other holds the world stopped, and each stops the other (and a spinning thread) completely. Each
+// round the two controllers meet at a barrier and call stop() together; unserialised, they would
+// signal each other and both sleep in the stop handler forever (a watchdog reports that in 10 s).
 struct Overlap {
   std::atomic<int> inside{0};       // controllers between stop() and resume()
   std::atomic<int> overlaps{0};
@@ -337,7 +339,10 @@ struct Overlap {
   std::atomic<int> spinner_moved{0};
   std::atomic<long> tid[3] = {0, 0, 0};  // two controllers, one spinner
   std::atomic<std::uint64_t> spin{0};
+  std::atomic<int> arrived{0};      // the per-round barrier of the two controllers
+  std::atomic<int> rounds_done{0};
 };
+constexpr int kRounds = 1000;
 
 TEST(World, TwoThreadsStoppingAtOnceAreSerialised) {
 #if defined(__SANITIZE_THREAD__)
@@ -362,7 +367,10 @@ TEST(World, TwoThreadsStoppingAtOnceAreSerialised) {
           o.tid[me] = gettid_();
           ready++;
           while (ready.load() < 3) std::this_thread::yield();
-          for (int round = 0; round < 300; ++round) {
+          for (int round = 0; round < kRounds; ++round) {
+            // Both call stop() at the same moment: a barrier per round.
+            o.arrived++;
+            while (o.arrived.load() < 2 * (round + 1)) std::this_thread::yield();
             if (!world::stop()) {
               o.failures++;
               continue;
@@ -386,12 +394,26 @@ TEST(World, TwoThreadsStoppingAtOnceAreSerialised) {
             if (o.spin.load() != before) o.spinner_moved++;
             o.inside.fetch_sub(1);
             if (!world::resume()) o.failures++;
+            o.rounds_done++;
           }
           // Stay attached until both are done: the other's remaining stops must still find this one.
           done++;
           while (done.load() < 2) std::this_thread::yield();
         };
         std::thread a(controller, 0), b(controller, 1);
+        // Two stops that signal each other at once would leave both controllers stopped forever: turn
+        // that hang into a failure (no round completed in 10 s).
+        auto last = std::chrono::steady_clock::now();
+        for (int seen = 0; o.rounds_done.load() < 2 * kRounds;) {
+          if (const int now = o.rounds_done.load(); now != seen) {
+            seen = now;
+            last = std::chrono::steady_clock::now();
+          } else if (std::chrono::steady_clock::now() - last > std::chrono::seconds(10)) {
+            std::fprintf(stderr, "no stop completed for 10 s after %d rounds: the controllers deadlocked\n", now);
+            _exit(2);
+          }
+          std::this_thread::sleep_for(std::chrono::milliseconds(1));
+        }
         a.join();
         b.join();
         quit = true;
