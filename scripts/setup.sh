@@ -13,6 +13,7 @@ packages=(
   liburing-dev                                 # the file store's reads
   clang binutils                               # fuzzing target; nm for the signal-path symbol check
   python3 python3-jsonschema                   # the bench JSON schema test
+  rsync                                        # scripts/mutate.py copies the tree to a scratch folder
 )
 
 missing=()

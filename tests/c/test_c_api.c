@@ -1,10 +1,13 @@
 /* tests/c/test_c_api.c: every part of faultline's C interface, from a C11 program.
  *
  * Each check prints what failed and the program exits non-zero; the crash report is checked in a
- * forked child that must die by SIGSEGV with the report on its stderr. */
+ * forked child that must die by SIGSEGV with the report on its stderr. Every function declared in
+ * faultline.h is called here, each in a way that checks its effect (tests/c/check_c_api_coverage.sh
+ * fails when one is not called at all). */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <pthread.h>
+#include <setjmp.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdint.h>
@@ -13,6 +16,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/wait.h>
+#include <ucontext.h>
 #include <unistd.h>
 
 #include "faultline/faultline.h"
@@ -31,7 +35,7 @@ static size_t page;
 /* ---- trap and context ---- */
 
 static char* volatile g_page;
-static volatile int g_seen_signal, g_seen_access;
+static volatile int g_seen_signal, g_seen_access, g_seen_code, g_seen_ucontext_pc_ok;
 static volatile uintptr_t g_seen_addr, g_seen_pc;
 
 static fl_disposition on_fault(fl_context* ctx, void* data) {
@@ -39,9 +43,12 @@ static fl_disposition on_fault(fl_context* ctx, void* data) {
   uintptr_t a = fl_context_address(ctx);
   if (a < (uintptr_t)g_page || a >= (uintptr_t)g_page + page) return FL_DECLINED;
   g_seen_signal = fl_context_signal(ctx);
+  g_seen_code = fl_context_code(ctx);
   g_seen_access = (int)fl_context_access(ctx);
   g_seen_addr = a;
   g_seen_pc = fl_context_pc(ctx);
+  const ucontext_t* uc = fl_context_ucontext(ctx);
+  g_seen_ucontext_pc_ok = uc != NULL && (uintptr_t)uc->uc_mcontext.gregs[REG_RIP] == fl_context_pc(ctx);
   uint8_t v[16];
   if (fl_context_vector_reg(ctx, 0, v) != 0) return FL_DECLINED;
   if (fl_context_sp(ctx) == 0 || fl_context_reg(ctx, 7) != fl_context_sp(ctx)) return FL_DECLINED; /* 7 = rsp */
@@ -59,6 +66,8 @@ static void test_trap(void) {
   fl_counters before = fl_trap_counters(SIGSEGV);
   g_page[100] = 7;
   CHECK(g_seen_signal == SIGSEGV);
+  CHECK(g_seen_code == SEGV_ACCERR);
+  CHECK(g_seen_ucontext_pc_ok == 1);
   CHECK(g_seen_access == FL_ACCESS_WRITE);
   CHECK(g_seen_addr == (uintptr_t)g_page + 100);
   CHECK(g_seen_pc != 0);
@@ -70,6 +79,140 @@ static void test_trap(void) {
   CHECK(fl_reg_count() > 16 && strcmp(fl_reg_name(0), "rax") == 0);
   CHECK(fl_in_handler() == 0);
   munmap(g_page, page);
+}
+
+/* ---- changing the context: registers, vector registers, the PC ---- */
+
+/* fl_test_load(p) loads 8 bytes from p into rax and returns; fl_test_load_xmm(p) loads 16 bytes from p
+   into xmm0 and returns its low 8 bytes. A handler that sets the destination register and moves the PC
+   to the label after the load makes them return what it set, without touching the page. */
+uint64_t fl_test_load(const void* p);
+uint64_t fl_test_load_xmm(const void* p);
+extern char fl_test_load_resume[], fl_test_load_xmm_resume[];
+__asm__(
+    "  .text\n"
+    "  .globl fl_test_load, fl_test_load_resume, fl_test_load_xmm, fl_test_load_xmm_resume\n"
+    "  .type fl_test_load, @function\n"
+    "fl_test_load:\n"
+    "  movq (%rdi), %rax\n"
+    "fl_test_load_resume:\n"
+    "  ret\n"
+    "  .size fl_test_load, .-fl_test_load\n"
+    "  .type fl_test_load_xmm, @function\n"
+    "fl_test_load_xmm:\n"
+    "  movdqu (%rdi), %xmm0\n"
+    "fl_test_load_xmm_resume:\n"
+    "  movq %xmm0, %rax\n"
+    "  ret\n"
+    "  .size fl_test_load_xmm, .-fl_test_load_xmm\n");
+
+static volatile int g_set_failures;
+
+static fl_disposition on_load(fl_context* ctx, void* data) {
+  (void)data;
+  uintptr_t a = fl_context_address(ctx);
+  if (a < (uintptr_t)g_page || a >= (uintptr_t)g_page + page) return FL_DECLINED;
+  uintptr_t pc = fl_context_pc(ctx);
+  if (pc == (uintptr_t)&fl_test_load) {
+    if (fl_context_set_reg(ctx, 0, 0x1234567890abcdefULL) != 0) g_set_failures++; /* 0 = rax */
+    if (fl_context_set_reg(ctx, 1000, 1) != FL_EINVAL) g_set_failures++;
+    fl_context_set_pc(ctx, (uintptr_t)fl_test_load_resume);
+    return FL_RESOLVED;
+  }
+  if (pc == (uintptr_t)&fl_test_load_xmm) {
+    uint8_t v[16];
+    for (int i = 0; i < 16; ++i) v[i] = (uint8_t)(0xA0 + i);
+    if (fl_context_set_vector_reg(ctx, 0, v) != 0) g_set_failures++;
+    if (fl_context_set_vector_reg(ctx, 99, v) != FL_EINVAL) g_set_failures++;
+    fl_context_set_pc(ctx, (uintptr_t)fl_test_load_xmm_resume);
+    return FL_RESOLVED;
+  }
+  return FL_DECLINED;
+}
+
+static void test_context_setters(void) {
+  fl_error err;
+  g_page = mmap(NULL, page, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  fl_handler_id id;
+  CHECK(fl_add_handler(on_load, NULL, FL_TRAP_SEGV, &id, &err) == 0);
+  CHECK(fl_test_load(g_page + 8) == 0x1234567890abcdefULL);
+  uint64_t low = 0;
+  for (int i = 7; i >= 0; --i) low = (low << 8) | (uint64_t)(0xA0 + i);
+  CHECK(fl_test_load_xmm(g_page + 16) == low);
+  CHECK(g_set_failures == 0);
+  CHECK(fl_remove_handler(id, &err) == 0);
+  munmap(g_page, page);
+}
+
+/* fl_leave_handler: a handler that leaves by longjmp says so first; from then on the thread is no
+   longer inside faultline's handler (checked inside the handler itself, before jumping). */
+static sigjmp_buf g_jump;
+static volatile int g_in_before, g_in_after;
+
+static fl_disposition leaving(fl_context* ctx, void* data) {
+  (void)data;
+  uintptr_t a = fl_context_address(ctx);
+  if (a < (uintptr_t)g_page || a >= (uintptr_t)g_page + page) return FL_DECLINED;
+  g_in_before = fl_in_handler();
+  fl_leave_handler();
+  g_in_after = fl_in_handler();
+  siglongjmp(g_jump, 1);
+}
+
+static void test_leave_handler(void) {
+  fl_error err;
+  g_page = mmap(NULL, page, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  fl_handler_id id;
+  CHECK(fl_add_handler(leaving, NULL, FL_TRAP_SEGV, &id, &err) == 0);
+  if (sigsetjmp(g_jump, 1) == 0) {
+    g_page[0] = 1;
+    CHECK(!"the handler jumps out");
+  }
+  CHECK(g_in_before == 1 && g_in_after == 0);
+  CHECK(fl_in_handler() == 0);
+  CHECK(fl_remove_handler(id, &err) == 0);
+  munmap(g_page, page);
+}
+
+/* fl_uninstall / fl_reassert, in a child: a newcomer installed over faultline makes uninstall refuse;
+   reassert puts faultline back in front (chaining to the newcomer); uninstall then restores the
+   newcomer, and a fault nobody resolves reaches it. */
+static void newcomer(int sig) { _exit(sig == SIGSEGV ? 44 : 45); }
+
+static void uninstall_child(void) {
+  fl_error err;
+  if (fl_install(0, &err) != 0) _exit(90);
+  struct sigaction sa, cur;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_handler = newcomer;
+  sigaction(SIGSEGV, &sa, NULL);
+  if (fl_uninstall(0, &err) != FL_EOVERRIDDEN || err.code != FL_EOVERRIDDEN) _exit(91);
+  if (fl_reassert(&err) != 0) _exit(92);
+  sigaction(SIGSEGV, NULL, &cur);
+  if (cur.sa_handler == newcomer || !(cur.sa_flags & SA_SIGINFO)) _exit(93); /* faultline's again */
+  if (fl_uninstall(0, &err) != 0 || fl_installed() != 0) _exit(94);
+  sigaction(SIGSEGV, NULL, &cur);
+  if (cur.sa_handler != newcomer) _exit(95); /* what was there before faultline took it back */
+  if (fl_install(0, &err) != 0) _exit(96);
+  sigaction(SIGSEGV, &sa, NULL); /* over faultline again: uninstall(force) restores anyway */
+  if (fl_uninstall(1, &err) != 0 || fl_installed() != 0) _exit(97);
+  char* p = mmap(NULL, page, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  p[0] = 1; /* reaches the newcomer: exit 44 */
+  _exit(98);
+}
+
+static int run_child_expect_exit(void (*body)(void), int code) {
+  pid_t pid = fork();
+  if (pid == 0) {
+    alarm(30);
+    body();
+    _exit(0);
+  }
+  int status = 0;
+  waitpid(pid, &status, 0);
+  int ok = WIFEXITED(status) && WEXITSTATUS(status) == code;
+  if (!ok) fprintf(stderr, "child: status 0x%x, expected exit %d\n", status, code);
+  return ok;
 }
 
 /* ---- regions ---- */
@@ -312,6 +455,9 @@ int main(void) {
   page = (size_t)sysconf(_SC_PAGESIZE);
   CHECK(strcmp(fl_version(), "0.1.0") == 0);
   test_trap();
+  test_context_setters();
+  test_leave_handler();
+  CHECK(run_child_expect_exit(uninstall_child, 44));
   test_regions();
   test_threads();
   CHECK(run_child_expect_signal(guard_child, SIGSEGV, "region    'c-guard'"));

@@ -1,7 +1,10 @@
 /* tests/compat/test_sigsegv.c: faultline's libsigsegv against libsigsegv 2.14's documentation.
  *
  * Written from the documented interface in sigsegv.h (not from libsigsegv's sources or tests). Each
- * case runs in a forked child; the parent checks how the child ended. */
+ * case runs in a forked child; the parent checks how the child ended and, for cases that end by a
+ * signal (where the child cannot report anything itself), how often each handler ran: the handlers
+ * count their calls in memory shared with the parent (MAP_SHARED), so a case that dies "for the right
+ * reason" is told apart from one that dies because a handler was (or was not) called. */
 #define _GNU_SOURCE
 #include <pthread.h>
 #include <setjmp.h>
@@ -24,8 +27,16 @@
 
 static size_t page;
 static char* volatile area;
-static volatile int calls, last_serious;
+static volatile int last_serious;
 static void* volatile last_address;
+
+/* What the handlers saw, in memory the parent reads after the child ended (reset before each case). */
+struct seen {
+  volatile int calls;          /* global SIGSEGV handler calls */
+  volatile int overflows;      /* stack overflow handler calls */
+  volatile int emergency[4];   /* the emergency argument of the first four overflow handler calls */
+};
+static struct seen* seen;
 
 #define REQUIRE(cond)                                                       \
   do {                                                                      \
@@ -43,7 +54,7 @@ static char* new_page(int prot) {
 
 /* The global handler: makes `area` accessible. */
 static int unprotect_handler(void* addr, int serious) {
-  calls++;
+  seen->calls++;
   last_address = addr;
   last_serious = serious;
   if ((char*)addr < area || (char*)addr >= area + page) return 0;
@@ -53,7 +64,7 @@ static int unprotect_handler(void* addr, int serious) {
 static int declining_handler(void* addr, int serious) {
   (void)addr;
   (void)serious;
-  calls++;
+  seen->calls++;
   return 0;
 }
 
@@ -68,10 +79,10 @@ static void case_handler_resolves(void) {
   REQUIRE(sigsegv_install_handler(unprotect_handler) == 0);
   area[123] = 5; /* the handler unprotects; the write is restarted */
   REQUIRE(area[123] == 5);
-  REQUIRE(calls == 1 && last_address == area + 123 && last_serious == 1);
+  REQUIRE(seen->calls == 1 && last_address == area + 123 && last_serious == 1);
   mprotect(area, page, PROT_READ); /* a second fault, same handler */
   area[7] = 1;
-  REQUIRE(calls == 2);
+  REQUIRE(seen->calls == 2);
 }
 
 static void case_decline_dies(void) {
@@ -111,7 +122,7 @@ static void case_chains_previous(void) {
     area[0] = 1;
     _exit(1);
   }
-  REQUIRE(calls == 1 && previous_called == 1);
+  REQUIRE(seen->calls == 1 && previous_called == 1);
 }
 
 /* sigsegv_leave_handler: leave the handler through a continuation that longjmps. */
@@ -121,7 +132,7 @@ static void continuation(void* a, void* b, void* c) {
 }
 static int leaving_handler(void* addr, int serious) {
   (void)serious;
-  calls++;
+  seen->calls++;
   if ((char*)addr != area) return 0;
   return sigsegv_leave_handler(continuation, (void*)1, (void*)2, (void*)3);
 }
@@ -137,15 +148,16 @@ static void case_leave_handler(void) {
     }
     REQUIRE(r == 7);
   }
-  REQUIRE(calls == 3);
+  REQUIRE(seen->calls == 3);
 }
 
 /* Stack overflow: the handler gets emergency 0 and a context, and leaves by longjmp; twice. */
 static char extra_stack[1 << 16];
-static volatile int overflows, last_emergency = -1;
+static volatile int last_emergency = -1;
 static volatile int scp_ok;
 static void overflow_handler(int emergency, stackoverflow_context_t scp) {
-  overflows++;
+  if (seen->overflows < 4) seen->emergency[seen->overflows] = emergency;
+  seen->overflows++;
   last_emergency = emergency;
   scp_ok = scp != NULL;
   sigsegv_leave_handler(continuation, (void*)1, (void*)2, (void*)3);
@@ -168,7 +180,7 @@ static void case_stack_overflow(void) {
       _exit(1);
     }
   }
-  REQUIRE(overflows == 2 && last_emergency == 0 && scp_ok);
+  REQUIRE(seen->overflows == 2 && last_emergency == 0 && scp_ok);
   REQUIRE(stackoverflow_install_handler(overflow_handler, extra_stack, 16) == -1); /* too small */
 }
 
@@ -187,7 +199,7 @@ static void case_overflow_asks_global_handler_first(void) {
     depth_sink = recurse(0);
     _exit(1);
   }
-  REQUIRE(asked_not_serious == 1 && overflows == 1);
+  REQUIRE(asked_not_serious == 1 && seen->overflows == 1);
 }
 
 static void case_overflow_deinstalled_dies(void) {
@@ -206,9 +218,9 @@ static void thread_continuation(void* a, void* b, void* c) {
   siglongjmp(thread_jump, 1);
 }
 static void thread_overflow_handler(int emergency, stackoverflow_context_t scp) {
-  (void)emergency;
   (void)scp;
-  overflows++;
+  if (seen->overflows < 4) seen->emergency[seen->overflows] = emergency;
+  seen->overflows++;
   sigsegv_leave_handler(thread_continuation, NULL, NULL, NULL);
 }
 static void* overflowing_thread(void* arg) {
@@ -229,7 +241,53 @@ static void case_overflow_on_other_thread(void) {
   void* ret = NULL;
   pthread_create(&t, &attr, overflowing_thread, (void*)5);
   pthread_join(t, &ret);
-  REQUIRE(ret == (void*)5 && overflows == 1);
+  REQUIRE(ret == (void*)5 && seen->overflows == 1);
+}
+
+/* The emergency argument ("0 when the stack could be repaired, 1 if the application should better save
+   its state and exit now"): faultline passes 0 for an overflow into the guard area just below the
+   stack and 1 for a fault further below it (README). A thread on a stack the program mapped itself,
+   with a wide inaccessible area below it: first it recurses into the area (0), then, from near the end
+   of its stack, it touches memory 128 KiB below the stack (1). */
+#define EMERGENCY_STACK_SIZE (2 << 20) /* ThreadSanitizer wants about 1 MiB for itself */
+#define EMERGENCY_BELOW (512 << 10)
+static char* volatile emergency_stack_lo;
+
+static int descend_then_jump_far(int depth) {
+  volatile char frame[1024];
+  frame[0] = (char)depth;
+  if ((char*)frame > emergency_stack_lo + (16 << 10)) return descend_then_jump_far(depth + 1) + frame[0];
+  emergency_stack_lo[-(128 << 10)] = 1; /* far below the stack, with the stack pointer at its end */
+  return frame[0];
+}
+
+static void* emergency_thread(void* arg) {
+  (void)arg;
+  fl_error err;
+  if (fl_thread_attach(0, &err) != 0) return NULL;
+  for (volatile int round = 0; round < 2; round = round + 1) {
+    if (sigsetjmp(thread_jump, 1) == 0) depth_sink = round == 0 ? recurse(0) : descend_then_jump_far(0);
+  }
+  fl_thread_detach();
+  return (void*)7;
+}
+
+static void case_overflow_emergency(void) {
+  REQUIRE(stackoverflow_install_handler(thread_overflow_handler, extra_stack, sizeof extra_stack) == 0);
+  char* map = mmap(NULL, EMERGENCY_BELOW + EMERGENCY_STACK_SIZE, PROT_NONE,
+                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  REQUIRE(map != MAP_FAILED);
+  REQUIRE(mprotect(map + EMERGENCY_BELOW, EMERGENCY_STACK_SIZE, PROT_READ | PROT_WRITE) == 0);
+  emergency_stack_lo = map + EMERGENCY_BELOW;
+  pthread_attr_t attr;
+  pthread_attr_init(&attr);
+  REQUIRE(pthread_attr_setstack(&attr, map + EMERGENCY_BELOW, EMERGENCY_STACK_SIZE) == 0);
+  pthread_t t;
+  void* ret = NULL;
+  REQUIRE(pthread_create(&t, &attr, emergency_thread, NULL) == 0);
+  pthread_join(t, &ret);
+  REQUIRE(ret == (void*)7 && seen->overflows == 2);
+  REQUIRE(seen->emergency[0] == 0 && seen->emergency[1] == 1);
 }
 
 /* The dispatcher. */
@@ -295,29 +353,40 @@ static void case_dispatcher_threads(void) {
 struct test_case {
   const char* name;
   void (*body)(void);
-  int signal; /* how the child must end: 0 = exit 0, else killed by that signal */
+  int signal;    /* how the child must end: 0 = exit 0, else killed by that signal */
+  int calls;     /* global handler calls the parent requires (-1: not checked) */
+  int overflows; /* stack overflow handler calls the parent requires (-1: not checked) */
 };
 
 static const struct test_case cases[] = {
-    {"version", case_version, 0},
-    {"handler_resolves", case_handler_resolves, 0},
-    {"decline_dies", case_decline_dies, SIGSEGV},
-    {"deinstall", case_deinstall, SIGSEGV},
-    {"chains_previous", case_chains_previous, 0},
-    {"leave_handler", case_leave_handler, 0},
-    {"stack_overflow", case_stack_overflow, 0},
-    {"overflow_asks_global_handler_first", case_overflow_asks_global_handler_first, 0},
-    {"overflow_deinstalled_dies", case_overflow_deinstalled_dies, SIGSEGV},
-    {"overflow_on_other_thread", case_overflow_on_other_thread, 0},
-    {"dispatcher", case_dispatcher, 0},
-    {"dispatcher_threads", case_dispatcher_threads, 0},
+    {"version", case_version, 0, -1, -1},
+    {"handler_resolves", case_handler_resolves, 0, 2, -1},
+    /* Dies because the installed handler declined: with the installation gone it would die too. */
+    {"decline_dies", case_decline_dies, SIGSEGV, 1, -1},
+    /* Dies without calling the handler: with the deinstallation gone it would die after calling it. */
+    {"deinstall", case_deinstall, SIGSEGV, 0, -1},
+    {"chains_previous", case_chains_previous, 0, 1, -1},
+    {"leave_handler", case_leave_handler, 0, 3, -1},
+    {"stack_overflow", case_stack_overflow, 0, -1, 2},
+    {"overflow_asks_global_handler_first", case_overflow_asks_global_handler_first, 0, -1, 1},
+    /* Dies of the overflow without calling the deinstalled handler (which, called, would also die: it
+       jumps through a buffer that was never set). */
+    {"overflow_deinstalled_dies", case_overflow_deinstalled_dies, SIGSEGV, -1, 0},
+    {"overflow_on_other_thread", case_overflow_on_other_thread, 0, -1, 1},
+    {"overflow_emergency", case_overflow_emergency, 0, -1, 2},
+    {"dispatcher", case_dispatcher, 0, -1, -1},
+    {"dispatcher_threads", case_dispatcher_threads, 0, -1, -1},
 };
 
 int main(int argc, char** argv) {
   page = (size_t)sysconf(_SC_PAGESIZE);
-  int failed = 0;
+  seen = mmap(NULL, sizeof *seen, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+  if (seen == MAP_FAILED) return 2;
+  int failed = 0, ran = 0;
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; ++i) {
     if (argc > 1 && strcmp(argv[1], cases[i].name) != 0) continue;
+    ran++;
+    memset((void*)seen, 0, sizeof *seen);
     pid_t pid = fork();
     if (pid == 0) {
       alarm(60);
@@ -326,14 +395,25 @@ int main(int argc, char** argv) {
     }
     int status = 0;
     waitpid(pid, &status, 0);
-    int ok = cases[i].signal == 0 ? (WIFEXITED(status) && WEXITSTATUS(status) == 0)
-                                  : (WIFSIGNALED(status) && WTERMSIG(status) == cases[i].signal);
+    int ended = cases[i].signal == 0 ? (WIFEXITED(status) && WEXITSTATUS(status) == 0)
+                                     : (WIFSIGNALED(status) && WTERMSIG(status) == cases[i].signal);
+    int calls_ok = cases[i].calls < 0 || seen->calls == cases[i].calls;
+    int overflows_ok = cases[i].overflows < 0 || seen->overflows == cases[i].overflows;
+    int ok = ended && calls_ok && overflows_ok;
     printf("%-40s %s\n", cases[i].name, ok ? "ok" : "FAILED");
     if (!ok) {
       failed++;
       if (WIFEXITED(status)) printf("    exited %d\n", WEXITSTATUS(status));
       else if (WIFSIGNALED(status)) printf("    killed by signal %d\n", WTERMSIG(status));
+      if (!calls_ok) printf("    global handler called %d times, expected %d\n", seen->calls, cases[i].calls);
+      if (!overflows_ok) {
+        printf("    stack overflow handler called %d times, expected %d\n", seen->overflows, cases[i].overflows);
+      }
     }
+  }
+  if (ran == 0) {
+    printf("no case named %s\n", argc > 1 ? argv[1] : "(none)");
+    return 1;
   }
   return failed != 0;
 }

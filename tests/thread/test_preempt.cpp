@@ -1,5 +1,6 @@
 // tests/thread/test_preempt.cpp: per-thread preemption budgets: a scheduler that switches away from an
-// endless loop, expiries while disabled, misuse, timers released at thread exit.
+// endless loop, a CPU-time budget that counts CPU time only, expiries while disabled, misuse, timers
+// released at thread exit.
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <sys/mman.h>
@@ -127,6 +128,57 @@ TEST(Preempt, ExpiryWhileDisabledIsDeliveredAtTheNextEnable) {
     if (!preempt::enable(std::chrono::seconds(100), count_preemption)) _exit(4);
     if (g_preempted.load() != 1) _exit(5);  // delivered by enable() itself
     if (preempt::enabled()) _exit(6);       // a delivered budget is spent
+  });
+  EXPECT_TRUE(r.exited() && r.exit_code() == 0) << r;
+}
+
+// A CPU-time budget fires once the thread has used that much CPU, and only then: while the thread
+// sleeps it does not fire (a wall-clock timer would), and when it fires the thread's CPU clock has
+// passed the budget. The budget (20 ms) is five scheduler ticks here (4 ms); waits are bounded
+// generously and no elapsed time is asserted.
+struct CpuFire {
+  std::atomic<int> calls{0};
+  std::atomic<std::int64_t> cpu_ns{0};  // the thread's CPU clock when the handler ran
+};
+CpuFire g_cpu_fire;
+
+std::int64_t thread_cpu_ns() {
+  struct timespec ts {};
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return static_cast<std::int64_t>(ts.tv_sec) * 1'000'000'000 + ts.tv_nsec;
+}
+
+void on_cpu_budget(FaultContext&, void*) {
+  g_cpu_fire.cpu_ns = thread_cpu_ns();  // clock_gettime is async-signal-safe
+  g_cpu_fire.calls++;
+}
+
+TEST(Preempt, CpuTimeBudgetFiresAfterThatMuchCpu) {
+  ChildResult r = run_child([] {
+    auto self = attach_thread();
+    constexpr auto kBudget = std::chrono::milliseconds(20);
+    const std::int64_t start = thread_cpu_ns();
+    if (!preempt::enable(kBudget, on_cpu_budget, nullptr, preempt::Clock::cpu_time)) _exit(1);
+    // Asleep for 200 ms of wall-clock time, using next to no CPU: the budget must not fire.
+    struct timespec nap {0, 200'000'000};
+    while (nanosleep(&nap, &nap) != 0 && errno == EINTR) {
+    }
+    if (g_cpu_fire.calls.load() != 0) {
+      std::fprintf(stderr, "fired while asleep, after %lld ns of CPU\n",
+                   static_cast<long long>(g_cpu_fire.cpu_ns.load() - start));
+      _exit(2);
+    }
+    // Spinning: it fires (bounded: 30 s of CPU time).
+    while (g_cpu_fire.calls.load() == 0) {
+      if (thread_cpu_ns() - start > 30'000'000'000LL) _exit(3);
+    }
+    const std::int64_t used = g_cpu_fire.cpu_ns.load() - start;
+    if (used < std::chrono::nanoseconds(kBudget).count()) {
+      std::fprintf(stderr, "fired after %lld ns of CPU, budget %lld\n", static_cast<long long>(used),
+                   static_cast<long long>(std::chrono::nanoseconds(kBudget).count()));
+      _exit(4);
+    }
+    if (g_cpu_fire.calls.load() != 1 || preempt::enabled()) _exit(5);  // one-shot: spent
   });
   EXPECT_TRUE(r.exited() && r.exit_code() == 0) << r;
 }

@@ -40,12 +40,39 @@ using namespace test;  // the spin table and its helpers
 struct Worker {
   std::atomic<std::uint64_t> progress{0};
   std::atomic<long> tid{0};
+  bool blocking = false;  // expected to be stopped in its blocking region
+};
+
+using SteadyClock = std::chrono::steady_clock;
+
+// The state letter of a thread of this process ('R', 'S', ...) from /proc/self/task/<tid>/stat.
+char thread_state(long tid) {
+  std::ifstream f("/proc/self/task/" + std::to_string(tid) + "/stat");
+  std::string line;
+  std::getline(f, line);
+  const auto paren = line.rfind(')');
+  return paren != std::string::npos && paren + 2 < line.size() ? line[paren + 2] : '?';
+}
+
+// What one stop saw, filled by the for_each_stopped visitor.
+struct StopCensus {
+  const std::vector<std::unique_ptr<Worker>>* workers;
+  unsigned seen[64] = {};         // per worker: how often it was visited
+  unsigned wrong_blocking = 0;    // workers whose in_blocking_region is not the expected one
+  unsigned extra = 0, extra_blocking = 0;  // threads that are not workers (the churn's)
+  unsigned blocking = 0;          // total with in_blocking_region
+  bool bad_range = false;
 };
 
 // Stops and resumes `n` threads (a third spinning, a third blocked in read() without telling anyone,
 // a third blocked in read() inside a BlockingRegion) `rounds` times while other threads attach and
-// exit. While stopped, no spinning thread may make progress.
+// exit. Each round checks that every worker was stopped exactly once, that exactly the workers in a
+// blocking region were counted as blocking (plus at most the one churn thread, which may be waiting to
+// detach), that no spinning thread makes progress while the world is stopped (watched for 250 us of the
+// controller's steady clock), and that every spinning thread makes progress again after resume()
+// (checked every 16th round).
 void stop_resume_rounds(unsigned n, unsigned rounds) {
+  if (n > 64) _exit(89);
   auto self = attach_thread();
   if (!self.ok()) _exit(90);
   int pipefd[2];
@@ -58,6 +85,9 @@ void stop_resume_rounds(unsigned n, unsigned rounds) {
     workers.push_back(std::make_unique<Worker>());
     Worker* w = workers.back().get();
     const unsigned kind = i % 3;
+    // TSan defers signals to a thread blocked in read(): such a thread never stops, so there every
+    // reader waits in a blocking region.
+    w->blocking = kind == 2 || (kind == 1 && kTsan);
     threads.emplace_back([&, w, kind] {
       auto a = attach_thread();
       if (!a.ok()) _exit(92);
@@ -69,7 +99,7 @@ void stop_resume_rounds(unsigned n, unsigned rounds) {
         char c;
         for (;;) {
           ssize_t r;
-          if (kind == 2 || kTsan) {  // TSan defers signals to a thread blocked in read(): it never stops
+          if (w->blocking) {
             BlockingRegion blocking;
             r = read(pipefd[0], &c, 1);
           } else {
@@ -82,6 +112,16 @@ void stop_resume_rounds(unsigned n, unsigned rounds) {
     });
   }
   while (ready.load() < n) std::this_thread::yield();
+  // The readers must be asleep in read() before the first stop (a reader still on its way into its
+  // blocking region would be stopped by the signal instead). Bounded: 30 s.
+  const auto settle = SteadyClock::now() + std::chrono::seconds(30);
+  for (unsigned i = 0; i < n; ++i) {
+    if (i % 3 == 0) continue;
+    while (thread_state(workers[i]->tid.load()) != 'S') {
+      if (SteadyClock::now() > settle) _exit(94);
+      std::this_thread::yield();
+    }
+  }
   std::thread churn([&] {  // threads that attach and exit all along
     while (!quit.load()) {
       std::thread t([] {
@@ -91,33 +131,52 @@ void stop_resume_rounds(unsigned n, unsigned rounds) {
       t.join();
     }
   });
-  struct Count {
-    unsigned threads = 0, blocking = 0;
-  };
+  unsigned expected_blocking = 0;
+  for (const auto& w : workers) expected_blocking += w->blocking;
   for (unsigned round = 0; round < rounds; ++round) {
     if (auto r = world::stop(); !r) {
       std::fprintf(stderr, "round %u: %s\n", round, r.error().message().c_str());
       _exit(1);
     }
-    Count c;
+    StopCensus c;
+    c.workers = &workers;
     if (!world::for_each_stopped(
              [](const world::StoppedThread& t, void* d) {
-               auto* cc = static_cast<Count*>(d);
-               cc->threads++;
+               auto* cc = static_cast<StopCensus*>(d);
                cc->blocking += t.in_blocking_region;
-               if (t.stack_lo >= t.stack_hi || t.context == nullptr) _exit(2);
+               if (t.stack_lo >= t.stack_hi || t.context == nullptr) cc->bad_range = true;
+               const auto& ws = *cc->workers;
+               for (std::size_t i = 0; i < ws.size(); ++i) {
+                 if (ws[i]->tid.load() != t.tid) continue;
+                 cc->seen[i]++;
+                 cc->wrong_blocking += t.in_blocking_region != ws[i]->blocking;
+                 return;
+               }
+               cc->extra++;
+               cc->extra_blocking += t.in_blocking_region;
              },
              &c)
              .ok()) {
       _exit(3);
     }
-    if (c.threads < n) {  // every worker, plus possibly a churn thread
-      std::fprintf(stderr, "round %u: %u threads stopped, expected at least %u\n", round, c.threads, n);
-      _exit(4);
+    if (c.bad_range) _exit(2);
+    for (unsigned i = 0; i < n; ++i) {
+      if (c.seen[i] != 1) {
+        std::fprintf(stderr, "round %u: worker %u visited %u times\n", round, i, c.seen[i]);
+        _exit(4);
+      }
+    }
+    if (c.wrong_blocking != 0 || c.extra > 1 || c.blocking != expected_blocking + c.extra_blocking) {
+      std::fprintf(stderr, "round %u: %u counted as blocking, expected %u (+%u of %u churn threads); %u workers wrong\n",
+                   round, c.blocking, expected_blocking, c.extra_blocking, c.extra, c.wrong_blocking);
+      _exit(8);
     }
     std::uint64_t before[64];
     for (unsigned i = 0; i < n; ++i) before[i] = workers[i]->progress.load();
-    for (int spin = 0; spin < 20000; ++spin) asm volatile("");
+    // Watch the spinners for 250 us of the controller's clock: a thread that still ran would count.
+    const auto watch = SteadyClock::now();
+    while (SteadyClock::now() - watch < std::chrono::microseconds(250)) {
+    }
     for (unsigned i = 0; i < n; i += 3) {
       if (workers[i]->progress.load() != before[i]) {
         std::fprintf(stderr, "round %u: thread %u ran while stopped\n", round, i);
@@ -125,6 +184,19 @@ void stop_resume_rounds(unsigned n, unsigned rounds) {
       }
     }
     if (!world::resume().ok()) _exit(6);
+    // Resumed: every spinner runs again (checked every 16th round and after the last, to keep the
+    // rounds quick; bounded generously: on 2 CPUs with 64 threads a spinner may wait several slices).
+    if (round % 16 != 15 && round + 1 != rounds) continue;
+    const auto deadline = SteadyClock::now() + std::chrono::seconds(30);
+    for (unsigned i = 0; i < n; i += 3) {
+      while (workers[i]->progress.load() == before[i]) {
+        if (SteadyClock::now() > deadline) {
+          std::fprintf(stderr, "round %u: thread %u did not run again after resume()\n", round, i);
+          _exit(9);
+        }
+        std::this_thread::yield();
+      }
+    }
   }
   quit = true;
   for (unsigned i = 0; i < n; ++i) {
@@ -218,6 +290,139 @@ TEST(World, MisuseGetsClearErrors) {
     if (again.ok() || again.error().code() != Errc::busy) _exit(5);
     if (!world::resume()) _exit(6);
   });
+  EXPECT_TRUE(r.exited() && r.exit_code() == 0) << r;
+}
+
+// stop() refuses a stop signal another handler owns (plain or SA_SIGINFO), and leaves that handler in
+// place; with a free signal it works.
+void someone_elses(int) {}
+void someone_elses_info(int, siginfo_t*, void*) {}
+
+TEST(World, StopRefusesASignalAnotherHandlerOwns) {
+  ChildResult r = run_child([] {
+    auto self = attach_thread();
+    const int sig = SIGRTMIN + 4;  // the default stop signal
+    struct sigaction mine {};
+    mine.sa_handler = someone_elses;
+    sigaction(sig, &mine, nullptr);
+    auto st = world::stop();
+    if (st.ok() || st.error().code() != Errc::already_exists) _exit(1);
+    struct sigaction cur {};
+    sigaction(sig, nullptr, &cur);
+    if (cur.sa_handler != someone_elses) _exit(2);  // still the owner's
+    struct sigaction info {};
+    info.sa_sigaction = someone_elses_info;
+    info.sa_flags = SA_SIGINFO;
+    sigaction(sig, &info, nullptr);
+    st = world::stop();
+    if (st.ok() || st.error().code() != Errc::already_exists) _exit(3);
+    sigaction(sig, nullptr, &cur);
+    if (cur.sa_sigaction != someone_elses_info) _exit(4);
+    if (world::stopped()) _exit(5);
+    struct sigaction dfl {};
+    dfl.sa_handler = SIG_DFL;
+    sigaction(sig, &dfl, nullptr);
+    if (!world::stop() || !world::resume()) _exit(6);  // free again: stop() takes it
+  });
+  EXPECT_TRUE(r.exited() && r.exit_code() == 0) << r;
+}
+
+// Two threads that call stop() at once are serialised: each of their stops succeeds, never while the
+// other holds the world stopped, and each stops the other (and a spinning thread) completely. Each
+// round the two controllers meet at a barrier and call stop() together; unserialised, they would
+// signal each other and both sleep in the stop handler forever (a watchdog reports that in 10 s).
+struct Overlap {
+  std::atomic<int> inside{0};       // controllers between stop() and resume()
+  std::atomic<int> overlaps{0};
+  std::atomic<int> missed{0};       // a stop that did not include the other controller or the spinner
+  std::atomic<int> failures{0};
+  std::atomic<int> spinner_moved{0};
+  std::atomic<long> tid[3] = {0, 0, 0};  // two controllers, one spinner
+  std::atomic<std::uint64_t> spin{0};
+  std::atomic<int> arrived{0};      // the per-round barrier of the two controllers
+  std::atomic<int> rounds_done{0};
+};
+constexpr int kRounds = 1000;
+
+TEST(World, TwoThreadsStoppingAtOnceAreSerialised) {
+#if defined(__SANITIZE_THREAD__)
+  // The controller waiting for the other's stop sits in pthread_mutex_lock, where TSan does not deliver
+  // asynchronous signals: it never answers the other's stop signal.
+  GTEST_SKIP() << "TSan defers asynchronous signals in a thread waiting for a mutex";
+#endif
+  ChildResult r = run_child(
+      [] {
+        static Overlap o;
+        std::atomic<bool> quit{false};
+        std::atomic<int> ready{0}, done{0};
+        std::thread spinner([&] {
+          auto a = attach_thread();
+          o.tid[2] = gettid_();
+          ready++;
+          while (!quit.load(std::memory_order_relaxed)) o.spin.fetch_add(1, std::memory_order_relaxed);
+        });
+        auto controller = [&](int me) {
+          auto a = attach_thread();
+          if (!a.ok()) _exit(90);
+          o.tid[me] = gettid_();
+          ready++;
+          while (ready.load() < 3) std::this_thread::yield();
+          for (int round = 0; round < kRounds; ++round) {
+            // Both call stop() at the same moment: a barrier per round.
+            o.arrived++;
+            while (o.arrived.load() < 2 * (round + 1)) std::this_thread::yield();
+            if (!world::stop()) {
+              o.failures++;
+              continue;
+            }
+            if (o.inside.fetch_add(1) != 0) o.overlaps++;
+            struct Found {
+              long want[2];
+              int found = 0;
+            } f{{o.tid[1 - me].load(), o.tid[2].load()}};
+            (void)world::for_each_stopped(
+                [](const world::StoppedThread& t, void* d) {
+                  auto* ff = static_cast<Found*>(d);
+                  ff->found += t.tid == ff->want[0] || t.tid == ff->want[1];
+                },
+                &f);
+            if (f.found != 2) o.missed++;
+            const std::uint64_t before = o.spin.load();
+            const auto watch = std::chrono::steady_clock::now();
+            while (std::chrono::steady_clock::now() - watch < std::chrono::microseconds(200)) {
+            }
+            if (o.spin.load() != before) o.spinner_moved++;
+            o.inside.fetch_sub(1);
+            if (!world::resume()) o.failures++;
+            o.rounds_done++;
+          }
+          // Stay attached until both are done: the other's remaining stops must still find this one.
+          done++;
+          while (done.load() < 2) std::this_thread::yield();
+        };
+        std::thread a(controller, 0), b(controller, 1);
+        // Two stops that signal each other at once would leave both controllers stopped forever: turn
+        // that hang into a failure (no round completed in 10 s).
+        auto last = std::chrono::steady_clock::now();
+        for (int seen = 0; o.rounds_done.load() < 2 * kRounds;) {
+          if (const int now = o.rounds_done.load(); now != seen) {
+            seen = now;
+            last = std::chrono::steady_clock::now();
+          } else if (std::chrono::steady_clock::now() - last > std::chrono::seconds(10)) {
+            std::fprintf(stderr, "no stop completed for 10 s after %d rounds: the controllers deadlocked\n", now);
+            _exit(2);
+          }
+          std::this_thread::sleep_for(std::chrono::milliseconds(1));
+        }
+        a.join();
+        b.join();
+        quit = true;
+        spinner.join();
+        std::fprintf(stderr, "failures %d overlaps %d missed %d spinner moved %d\n", o.failures.load(),
+                     o.overlaps.load(), o.missed.load(), o.spinner_moved.load());
+        if (o.failures || o.overlaps || o.missed || o.spinner_moved) _exit(1);
+      },
+      120);
   EXPECT_TRUE(r.exited() && r.exit_code() == 0) << r;
 }
 

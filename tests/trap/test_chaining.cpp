@@ -1,16 +1,22 @@
 // tests/test_chaining.cpp: faults nobody resolves reach the previous action with its own semantics.
 //
 // The matrix: previous action in {SIG_DFL, SIG_IGN, sa_handler, sa_sigaction} x fault in {ours and
-// resolved, ours and declined, not ours, sent with tgkill}. Each case runs in a child; the child's end and
-// what the previous handler saw (in shared memory) are asserted.
+// resolved, ours and declined, not ours, sent with tgkill}. Each case runs in a child traced with ptrace;
+// the child's end, what the previous handler saw (in shared memory) and every SIGSEGV the kernel delivered
+// to the child (its siginfo, read at the signal-delivery stop) are asserted: a SIG_DFL death must come
+// from the faulting instruction re-executed (SEGV_ACCERR at the fault address) for a kernel fault, and
+// from the signal raised again (SI_TKILL) for a signal a process sent.
 #include <fcntl.h>
 #include <gtest/gtest.h>
+#include <sys/ptrace.h>
 #include <sys/syscall.h>
 
 #include <atomic>
 #include <cstring>
+#include <vector>
 
 #include "support/child.hpp"
+#include "faultline/report.hpp"
 #include "faultline/trap.hpp"
 
 namespace faultline {
@@ -72,13 +78,79 @@ void set_prev(int sig, Prev p) {
   ASSERT_EQ(sigaction(sig, &sa, nullptr), 0);
 }
 
+// A child run under ptrace: how it ended, what it wrote, and the siginfo of every SIGSEGV delivered to
+// it, in order.
+struct TracedResult : ChildResult {
+  std::vector<siginfo_t> segv;
+};
+
+TracedResult run_traced_child(const std::function<void()>& body, unsigned timeout_s = 30) {
+  // Output goes to a memfd rather than a pipe: the tracer reads it once the child is gone, and a child
+  // that writes much never blocks on a full pipe while the tracer waits for it.
+  const int out = memfd_create("traced-child-output", MFD_CLOEXEC);
+  if (out < 0) std::abort();
+  pid_t pid = fork();
+  if (pid < 0) std::abort();
+  if (pid == 0) {
+    dup2(out, 1);
+    dup2(out, 2);
+    if (ptrace(PTRACE_TRACEME, 0, nullptr, nullptr) != 0) _exit(95);
+    alarm(timeout_s);  // a hang ends as SIGALRM, which the tracer passes on
+    body();
+    std::fflush(nullptr);
+    _exit(0);
+  }
+  TracedResult r;
+  for (unsigned stops = 0;;) {
+    int st = 0;
+    if (waitpid(pid, &st, 0) < 0) {
+      if (errno == EINTR) continue;
+      break;
+    }
+    if (WIFEXITED(st) || WIFSIGNALED(st)) {
+      r.status = st;
+      break;
+    }
+    if (!WIFSTOPPED(st)) continue;
+    if (++stops > 100) {  // a fault that repeats forever: end it
+      kill(pid, SIGKILL);
+      ptrace(PTRACE_CONT, pid, nullptr, nullptr);
+      continue;
+    }
+    const int sig = WSTOPSIG(st);
+    siginfo_t si{};
+    if (sig == SIGSEGV && ptrace(PTRACE_GETSIGINFO, pid, nullptr, &si) == 0) r.segv.push_back(si);
+    // Deliver the signal as it would have been without the tracer.
+    ptrace(PTRACE_CONT, pid, nullptr, reinterpret_cast<void*>(static_cast<long>(sig)));
+  }
+  if (kill(pid, 0) == 0) {  // still there (waitpid failed): never leave it behind
+    kill(pid, SIGKILL);
+    waitpid(pid, nullptr, 0);
+  }
+  char buf[4096];
+  ssize_t n;
+  for (off_t at = 0; (n = pread(out, buf, sizeof buf, at)) > 0; at += n) r.output.append(buf, static_cast<std::size_t>(n));
+  close(out);
+  return r;
+}
+
+std::string describe_segv(const std::vector<siginfo_t>& v) {
+  std::string s = std::to_string(v.size()) + " SIGSEGV delivered:";
+  for (const siginfo_t& si : v) {
+    char b[96];
+    std::snprintf(b, sizeof b, " [code %d addr %p pid %d]", si.si_code, si.si_addr, si.si_pid);
+    s += b;
+  }
+  return s;
+}
+
 class Chaining : public ::testing::TestWithParam<std::tuple<Prev, Fault>> {};
 
 TEST_P(Chaining, PreviousActionKeepsItsSemantics) {
   auto [prev, fault] = GetParam();
   Shared<Seen> seen;
   Page ours(PROT_NONE), other(PROT_NONE);
-  ChildResult r = run_child([&] {
+  TracedResult r = run_traced_child([&] {
     g_seen = &*seen;
     g_ours = ours.get();
     g_ours_size = ours.size();
@@ -106,13 +178,27 @@ TEST_P(Chaining, PreviousActionKeepsItsSemantics) {
   } else {
     EXPECT_EQ(seen->our_calls.load(), 1);
   }
+  const std::string segv = describe_segv(r.segv);
   switch (prev) {
     case Prev::dfl:
-      EXPECT_TRUE(r.signaled() && r.signal() == SIGSEGV) << r;
-      break;
     case Prev::ign:
-      if (kernel_fault) EXPECT_TRUE(r.signaled() && r.signal() == SIGSEGV) << r;
-      else EXPECT_TRUE(r.exited() && r.exit_code() == 0) << r;
+      if (prev == Prev::ign && !kernel_fault) {  // ignored: delivered once, and the child goes on
+        EXPECT_TRUE(r.exited() && r.exit_code() == 0) << r;
+        EXPECT_EQ(r.segv.size(), 1u) << segv;
+        break;
+      }
+      EXPECT_TRUE(r.signaled() && r.signal() == SIGSEGV) << r;
+      // Delivered twice: once to faultline, once more under the default action, which kills.
+      ASSERT_EQ(r.segv.size(), 2u) << segv;
+      if (kernel_fault) {
+        // The faulting instruction ran again with SIG_DFL in place: the kernel's own fault, not a copy.
+        EXPECT_EQ(r.segv[1].si_code, SEGV_ACCERR) << "re-executed, not raised: " << segv;
+        EXPECT_EQ(r.segv[1].si_addr, fault_addr) << segv;
+      } else {
+        // Sent by a process: raised again by the child itself.
+        EXPECT_EQ(r.segv[1].si_code, SI_TKILL) << "raised again: " << segv;
+        EXPECT_EQ(r.segv[1].si_pid, r.segv[0].si_pid) << segv;
+      }
       break;
     case Prev::handler:
       EXPECT_EQ(r.exit_code(), 42) << r;
@@ -195,8 +281,16 @@ TEST(ChainingDetails, PreviousHandlerGetsItsMask) {
   EXPECT_TRUE(seen->blocked_mask & (1ull << (SIGSEGV - 1)));
 }
 
-// SIGBUS from a file mapping past its end reaches SIG_DFL as SIGBUS.
+// SIGBUS from a file mapping past its end reaches SIG_DFL as SIGBUS, through faultline. The child dies
+// by SIGBUS with or without faultline, so the evidence is the child's report, which only faultline's
+// handler writes: it names the SIGBUS, its address (the mapping's, passed back in shared memory) and
+// the hand-over to the previous action.
+struct BusSeen {
+  void* addr = nullptr;
+};
+
 TEST(ChainingDetails, SigbusBeyondEndOfFileDiesBySigbus) {
+  Shared<BusSeen> seen;
   ChildResult r = run_child([&] {
     char path[] = "/tmp/faultline-sigbus-XXXXXX";
     int fd = mkstemp(path);
@@ -204,11 +298,20 @@ TEST(ChainingDetails, SigbusBeyondEndOfFileDiesBySigbus) {
     if (fd < 0 || ftruncate(fd, 0) != 0) _exit(91);
     void* p = mmap(nullptr, 4096, PROT_READ, MAP_SHARED, fd, 0);
     if (p == MAP_FAILED) _exit(92);
-    if (!install().ok()) _exit(90);
+    seen->addr = p;
+    report::Options o;
+    o.color = report::Color::never;
+    o.backtrace = false;
+    if (!install().ok() || !report::enable(o).ok()) _exit(90);
     (void)*static_cast<volatile char*>(p);
   });
   EXPECT_TRUE(r.signaled() && r.signal() == SIGBUS) << r;
-  EXPECT_EQ(counters(SIGBUS).seen, 0u) << "the parent's counters are its own";
+  EXPECT_NE(r.output.find("*** faultline: fatal signal: SIGBUS (BUS_ADRERR)"), std::string::npos)
+      << "faultline's handler saw the SIGBUS: " << r;
+  char want[64];
+  std::snprintf(want, sizeof want, "address   %p", seen->addr);
+  EXPECT_NE(r.output.find(want), std::string::npos) << r;
+  EXPECT_NE(r.output.find("passing SIGBUS on to the previous action"), std::string::npos) << r;
 }
 
 }  // namespace

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 #include <sys/mman.h>
 
+#include <atomic>
 #include <cstring>
 #include <random>
 #include <string>
@@ -143,13 +144,17 @@ std::uintptr_t forward(std::uintptr_t a, void*) {
   return a >= o && a < o + 4096 ? reinterpret_cast<std::uintptr_t>(g_new) + (a - o) : 0;
 }
 
+std::atomic<int>* g_heal_out = nullptr;  // where a forked child reports heal()'s answer
+
 Disposition healing(FaultContext& ctx, void*) {
   g_heal = heal(ctx, forward, nullptr);
+  if (g_heal_out != nullptr) g_heal_out->store(static_cast<int>(g_heal));
   return g_heal == EmulateStatus::ok ? Disposition::resolved : Disposition::declined;
 }
 
 TEST(Heal, RewritesTheBaseRegisterAndRefusesWhatItCannotProve) {
-  ChildResult r = run_child([] {
+  Shared<std::atomic<int>> refusal;
+  ChildResult r = run_child([&] {
     g_old = static_cast<std::uint8_t*>(mmap(nullptr, 4096, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
     g_new = static_cast<std::uint8_t*>(mmap(nullptr, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
     if (!install().ok() || !add_handler(healing, nullptr).ok()) _exit(90);
@@ -163,8 +168,12 @@ TEST(Heal, RewritesTheBaseRegisterAndRefusesWhatItCannotProve) {
     std::uint8_t* q = g_old;
     asm volatile("movq 24(,%1,1), %0" : "=r"(got), "+r"(q) : : "memory");
     if (g_heal != EmulateStatus::ok || q != g_new) _exit(2);
-    // A register that does not itself point into the moved object is not rewritten.
+    // A register that does not itself point into the moved object is not rewritten: heal() refuses
+    // (not_a_pointer), the handler declines, and the fault kills. The grandchild reports what heal()
+    // returned through shared memory.
+    refusal->store(-1);
     if (fork() == 0) {
+      g_heal_out = &*refusal;
       std::uintptr_t off = reinterpret_cast<std::uintptr_t>(g_old) + 24;
       std::uint64_t zero = 0;
       asm volatile("movq (%1,%2,1), %0" : "=r"(got) : "r"(zero), "r"(off) : "memory");  // base 0, index -> object
@@ -175,6 +184,8 @@ TEST(Heal, RewritesTheBaseRegisterAndRefusesWhatItCannotProve) {
     if (!WIFSIGNALED(st) || WTERMSIG(st) != SIGSEGV) _exit(4);
   });
   EXPECT_TRUE(r.exited() && r.exit_code() == 0) << r;
+  EXPECT_EQ(refusal->load(), static_cast<int>(EmulateStatus::not_a_pointer))
+      << "heal() must refuse a base of 0 with the object in the index register, as not_a_pointer";
 }
 
 TEST(Emulate, StatusNames) {

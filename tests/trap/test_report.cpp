@@ -1,5 +1,8 @@
-// tests/test_report.cpp: the crash report, and the /proc/self/maps reader behind it.
+// tests/test_report.cpp: the crash report (contents, colour on a terminal and NO_COLOR, the frame-pointer
+// fallback of the backtrace), and the /proc/self/maps reader behind it.
 #include <gtest/gtest.h>
+#include <poll.h>
+#include <pty.h>
 
 #include <cstdlib>
 #include <cstring>
@@ -81,17 +84,108 @@ TEST(Report, ColourOnlyWhenAsked) {
   EXPECT_NE(r.output.find("\033[1;31m"), std::string::npos) << r;
 }
 
+// Runs `body` in a forked child whose stdout and stderr are the slave side of a pseudo-terminal (so
+// isatty(2) is true, as for a program run from a shell), collecting what it writes and how it ends.
+ChildResult run_child_on_terminal(const std::function<void()>& body, unsigned timeout_s = 60) {
+  int master = -1, slave = -1;
+  if (openpty(&master, &slave, nullptr, nullptr, nullptr) != 0) std::abort();
+  pid_t pid = fork();
+  if (pid < 0) std::abort();
+  if (pid == 0) {
+    close(master);
+    dup2(slave, 1);
+    dup2(slave, 2);
+    close(slave);
+    alarm(timeout_s);
+    body();
+    std::fflush(nullptr);
+    _exit(0);
+  }
+  close(slave);
+  ChildResult r;
+  char buf[4096];
+  for (;;) {  // until every copy of the slave is closed (EIO on Linux) or the child's alarm has long passed
+    pollfd p{master, POLLIN, 0};
+    if (poll(&p, 1, static_cast<int>(timeout_s + 10) * 1000) <= 0) break;
+    ssize_t n = read(master, buf, sizeof buf);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    r.output.append(buf, static_cast<std::size_t>(n));
+  }
+  close(master);
+  while (waitpid(pid, &r.status, 0) < 0 && errno == EINTR) {
+  }
+  return r;
+}
+
+// On a terminal, Color::automatic colours the report unless NO_COLOR is set to a non-empty value.
+ChildResult crash_on_terminal(const char* no_color, char* page) {
+  return run_child_on_terminal([&] {
+    if (no_color != nullptr) setenv("NO_COLOR", no_color, 1);
+    else unsetenv("NO_COLOR");
+    if (!install().ok() || !report::enable().ok()) _exit(90);
+    *reinterpret_cast<volatile char*>(page) = 1;
+  });
+}
+
 TEST(Report, NoColorIsHonouredOnAutomatic) {
-  // The child's stderr is a pipe, so automatic means no colour regardless; check NO_COLOR parsing
-  // through the API instead: enabling with automatic must succeed and not colour a pipe.
+  Page page(PROT_NONE);
+  ChildResult coloured = crash_on_terminal(nullptr, page.get());
+  EXPECT_TRUE(coloured.signaled() && coloured.signal() == SIGSEGV) << coloured;
+  EXPECT_NE(coloured.output.find("*** faultline: fatal signal"), std::string::npos) << coloured;
+  EXPECT_NE(coloured.output.find("\033[1;31m"), std::string::npos) << "a terminal gets colour: " << coloured;
+
+  ChildResult plain = crash_on_terminal("1", page.get());
+  EXPECT_TRUE(plain.signaled() && plain.signal() == SIGSEGV) << plain;
+  EXPECT_NE(plain.output.find("*** faultline: fatal signal"), std::string::npos) << plain;
+  EXPECT_EQ(plain.output.find("\033["), std::string::npos) << "NO_COLOR=1 on a terminal: " << plain;
+
+  ChildResult empty = crash_on_terminal("", page.get());  // no-color.org: an empty value does not count
+  EXPECT_TRUE(empty.signaled() && empty.signal() == SIGSEGV) << empty;
+  EXPECT_NE(empty.output.find("\033[1;31m"), std::string::npos) << "NO_COLOR empty: " << empty;
+}
+
+// The frame-pointer fallback. faultline_test_no_unwind_info (below, no CFI: no unwind table covers it)
+// keeps a standard frame (rbp -> saved rbp, return address) but puts 32 KiB of locals between rbp and
+// the stack pointer, more than libunwind's frame-chain guess accepts (16 KiB), so libunwind stops after
+// the faulting frame. The report then walks the frame pointers and must name the caller.
+extern "C" void faultline_test_no_unwind_info(char* p);
+asm(R"(
+  .text
+  .globl faultline_test_no_unwind_info
+  .type faultline_test_no_unwind_info, @function
+  .p2align 4
+faultline_test_no_unwind_info:
+  push %rbp
+  mov %rsp, %rbp
+  sub $0x8000, %rsp
+  movb $1, (%rdi)
+  mov %rbp, %rsp
+  pop %rbp
+  ret
+  .size faultline_test_no_unwind_info, .-faultline_test_no_unwind_info
+)");
+
+__attribute__((noinline)) void caller_of_code_without_unwind_info(char* p) {
+  faultline_test_no_unwind_info(p);
+  __asm__ volatile("" ::: "memory");  // not a tail call: the return address stays in this function
+}
+
+TEST(Report, FramePointerWalkWhenLibunwindFindsNoCaller) {
   Page page(PROT_NONE);
   ChildResult r = run_child([&] {
-    setenv("NO_COLOR", "1", 1);
-    if (!install().ok() || !report::enable().ok()) _exit(90);
-    *reinterpret_cast<volatile char*>(page.get()) = 1;
+    report::Options o;
+    o.color = report::Color::never;
+    if (!install().ok() || !report::enable(o).ok()) _exit(90);
+    caller_of_code_without_unwind_info(page.get());
+    _exit(1);
   });
-  EXPECT_TRUE(r.signaled()) << r;
-  EXPECT_EQ(r.output.find("\033["), std::string::npos) << r;
+  EXPECT_TRUE(r.signaled() && r.signal() == SIGSEGV) << r;
+  const std::size_t walk = r.output.find("frame-pointer walk");
+  ASSERT_NE(walk, std::string::npos) << "libunwind was expected to stop at the faulting frame: " << r;
+  EXPECT_NE(r.output.find("faultline_test_no_unwind_info", walk), std::string::npos) << r;
+  EXPECT_NE(r.output.find("caller_of_code_without_unwind_info", walk), std::string::npos)
+      << "the walk names the caller through the saved frame pointer: " << r;
 }
 
 TEST(Report, EnableRejectsBadOptions) {

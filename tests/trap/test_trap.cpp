@@ -1,4 +1,5 @@
-// tests/test_trap.cpp: installing the dispatcher, handler registration, nesting, stack overflow, errno.
+// tests/test_trap.cpp: installing the dispatcher, handler registration (and removal that gives up on a
+// handler that never returns), nesting, stack overflow, errno, and SIGFPE/SIGILL/SIGTRAP on request.
 #include <gtest/gtest.h>
 #include <pthread.h>
 #include <setjmp.h>
@@ -6,6 +7,7 @@
 
 #include <atomic>
 #include <cerrno>
+#include <chrono>
 #include <cstring>
 #include <thread>
 
@@ -226,6 +228,56 @@ TEST(Handlers, RemoveWaitsForHandlersInFlight) {
   EXPECT_EQ(st->calls_after_remove.load(), 0);
 }
 
+// remove_handler() waits for handlers in flight, but not forever: a handler that never returns (here it
+// sleeps until told to stop, in another thread) makes it give up with Errc::timed_out after its 10 s
+// bound instead of hanging. (This test takes 10 s.)
+struct StuckState {
+  std::atomic<int> inside{0};
+  std::atomic<int> release{0};
+};
+StuckState* g_stuck = nullptr;
+
+Disposition stuck_handler(FaultContext& ctx, void*) {
+  if (ctx.address() != reinterpret_cast<std::uintptr_t>(g_ping)) return Disposition::declined;
+  g_stuck->inside = 1;
+  while (g_stuck->release.load() == 0) {
+    struct timespec ms {0, 1'000'000};
+    nanosleep(&ms, nullptr);  // async-signal-safe
+  }
+  mprotect(g_ping, 4096, PROT_READ | PROT_WRITE);
+  return Disposition::resolved;
+}
+
+TEST(Handlers, RemoveGivesUpOnAHandlerThatNeverReturns) {
+  Shared<StuckState> st;
+  Page page(PROT_NONE);
+  ChildResult r = run_child(
+      [&] {
+        g_stuck = &*st;
+        g_ping = page.get();
+        if (!install().ok()) _exit(90);
+        auto id = add_handler(stuck_handler, nullptr);
+        if (!id.ok()) _exit(91);
+        std::thread faulter([] { *reinterpret_cast<volatile char*>(g_ping) = 1; });
+        const auto limit = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+        while (st->inside.load() == 0) {
+          if (std::chrono::steady_clock::now() > limit) _exit(92);
+          std::this_thread::yield();
+        }
+        const auto t0 = std::chrono::steady_clock::now();
+        auto removed = remove_handler(*id);
+        const auto waited = std::chrono::steady_clock::now() - t0;
+        st->release = 1;
+        faulter.join();
+        if (removed.ok()) _exit(1);
+        if (removed.error().code() != Errc::timed_out) _exit(2);
+        if (removed.error().message().find("10 s") == std::string::npos) _exit(3);
+        if (waited < std::chrono::seconds(10)) _exit(4);  // it waited out its bound first
+      },
+      60);
+  EXPECT_TRUE(r.exited() && r.exit_code() == 0) << r;
+}
+
 // A fault inside a handler: a report of both faults, then death by the default action, not a hang.
 char* g_bad = nullptr;
 Disposition faulting_handler(FaultContext&, void*) {
@@ -412,6 +464,87 @@ TEST(OtherTraps, SigfpeOnRequest) {
   EXPECT_TRUE(r.exited() && r.exit_code() == 0) << r;
   EXPECT_EQ(seen->calls.load(), 1);
   EXPECT_EQ(seen->code, FPE_INTDIV);
+}
+
+// SIGILL and SIGTRAP on request. faultline_test_ud2 executes ud2 (SIGILL at the instruction; the
+// handler resolves it by moving the PC past the two bytes) and faultline_test_int3 executes int3
+// (SIGTRAP reported after the instruction; resuming there goes on).
+extern "C" void faultline_test_ud2();
+extern "C" void faultline_test_int3();
+asm(R"(
+  .text
+  .globl faultline_test_ud2, faultline_test_int3
+  .type faultline_test_ud2, @function
+  .p2align 4
+faultline_test_ud2:
+  ud2
+  ret
+  .size faultline_test_ud2, .-faultline_test_ud2
+  .type faultline_test_int3, @function
+  .p2align 4
+faultline_test_int3:
+  int3
+  ret
+  .size faultline_test_int3, .-faultline_test_int3
+)");
+
+struct TrapSeen {
+  std::atomic<int> ill{0}, trap{0};
+  int ill_code = 0, trap_code = 0;
+  std::uintptr_t ill_pc = 0, trap_pc = 0;
+};
+TrapSeen* g_traps = nullptr;
+
+Disposition on_ill_or_trap(FaultContext& ctx, void*) {
+  if (ctx.signal() == SIGILL) {
+    g_traps->ill++;
+    g_traps->ill_code = ctx.code();
+    g_traps->ill_pc = ctx.pc();
+    if (ctx.pc() != reinterpret_cast<std::uintptr_t>(&faultline_test_ud2)) return Disposition::declined;
+    ctx.set_pc(ctx.pc() + 2);  // past ud2 (0f 0b)
+    return Disposition::resolved;
+  }
+  if (ctx.signal() == SIGTRAP) {
+    g_traps->trap++;
+    g_traps->trap_code = ctx.code();
+    g_traps->trap_pc = ctx.pc();
+    return Disposition::resolved;  // the PC is already past int3
+  }
+  return Disposition::declined;
+}
+
+TEST(OtherTraps, SigillAndSigtrapOnRequest) {
+  Shared<TrapSeen> seen;
+  ChildResult r = run_child([&] {
+    g_traps = &*seen;
+    InstallOptions o;
+    o.signals = trap_memory | trap_ill | trap_trap;
+    if (!install(o).ok() || !add_handler(on_ill_or_trap, nullptr, trap_ill | trap_trap).ok()) _exit(90);
+    faultline_test_ud2();
+    faultline_test_int3();
+    faultline_test_ud2();
+    if (counters(SIGILL).resolved != 2 || counters(SIGTRAP).resolved != 1) _exit(1);
+  });
+  EXPECT_TRUE(r.exited() && r.exit_code() == 0) << r;
+  EXPECT_EQ(seen->ill.load(), 2);
+  EXPECT_EQ(seen->ill_code, ILL_ILLOPN);
+  EXPECT_EQ(seen->ill_pc, reinterpret_cast<std::uintptr_t>(&faultline_test_ud2));
+  EXPECT_EQ(seen->trap.load(), 1);
+  EXPECT_EQ(seen->trap_code, SI_KERNEL);
+  EXPECT_EQ(seen->trap_pc, reinterpret_cast<std::uintptr_t>(&faultline_test_int3) + 1);
+}
+
+// Without the request, SIGILL is not faultline's: the handler is never asked and ud2 kills.
+TEST(OtherTraps, SigillIsNotTakenUnlessRequested) {
+  Shared<TrapSeen> seen;
+  ChildResult r = run_child([&] {
+    g_traps = &*seen;
+    if (!install().ok() || !add_handler(on_ill_or_trap, nullptr, trap_ill | trap_trap).ok()) _exit(90);
+    faultline_test_ud2();
+    _exit(1);
+  });
+  EXPECT_TRUE(r.signaled() && r.signal() == SIGILL) << r;
+  EXPECT_EQ(seen->ill.load(), 0);
 }
 
 }  // namespace

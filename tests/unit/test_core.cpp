@@ -2,6 +2,7 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <chrono>
 #include <string>
 #include <thread>
 #include <vector>
@@ -119,6 +120,37 @@ TEST(EpochDomain, ReadersAfterFlipDoNotBlockWriter) {
   unsigned side = d.enter();
   EXPECT_FALSE(d.synchronize([] { return false; }));
   d.exit(side);
+
+  // A reader that enters after the flip (while synchronize() waits for an earlier one) is on the new
+  // side: once the earlier reader leaves, synchronize() returns although the late reader is still inside.
+  const unsigned early = d.enter();
+  std::atomic<int> go{0}, entered{0}, release{0};
+  std::thread late([&] {
+    while (go.load() == 0) std::this_thread::yield();
+    const unsigned s = d.enter();
+    entered = 1;
+    while (release.load() == 0) std::this_thread::yield();
+    d.exit(s);
+  });
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  bool let_in = false;
+  const bool returned = d.synchronize([&] {
+    if (!let_in) {  // first wait: the epoch has flipped; let the late reader in, then the early one out
+      let_in = true;
+      go = 1;
+      while (entered.load() == 0) std::this_thread::yield();
+      d.exit(early);
+    }
+    std::this_thread::yield();
+    return std::chrono::steady_clock::now() < deadline;  // bounded: a writer blocked by the late reader fails
+  });
+  const bool late_still_inside = entered.load() == 1 && release.load() == 0 && d.readers() == 1;
+  release = 1;
+  late.join();
+  EXPECT_TRUE(let_in) << "synchronize() must wait while the early reader is inside";
+  EXPECT_TRUE(returned) << "a reader that entered after the flip blocked the writer";
+  EXPECT_TRUE(late_still_inside);
+  EXPECT_EQ(d.readers(), 0);
 }
 
 // Stress: readers hold a pointer to a published object; writers replace and free it. A use-after-free
