@@ -37,8 +37,15 @@ std::atomic<bool> g_is_stopped{false};
 std::mutex g_install_mutex;
 
 Result<int> install_signal(int want) {
-  // Installed by an earlier stop (which checked that nobody else owned the signal): nothing to do.
-  if (const int s = g_world.signal.load(); s != 0 && (want == 0 || want == s)) return s;
+  // Installed by an earlier stop: still ours? (Another component may have taken the signal since: then
+  // the stop would wait for acknowledgements that never come.) One sigaction query.
+  if (const int s = g_world.signal.load(); s != 0 && (want == 0 || want == s)) {
+    struct sigaction cur {};
+    sigaction(s, nullptr, &cur);
+    if ((cur.sa_flags & SA_SIGINFO) && cur.sa_sigaction == detail::on_stop_signal) return s;
+    return Error(Errc::already_exists, "world::stop: signal " + std::to_string(s) +
+                                           " was taken by another handler since the last stop");
+  }
   std::lock_guard lock(g_install_mutex);
   int sig = g_world.signal.load();
   if (sig != 0) {

@@ -201,13 +201,18 @@ TEST_P(Backends, FileStoreReadsTheFileLazily) {
     if (write(fd, words.data(), words.size() * 8) != static_cast<ssize_t>(words.size() * 8)) _exit(91);
     close(fd);
     auto store = FileStore::open(path, kPage);  // the region starts at the file's second page
-    unlink(path);
     if (!store.ok()) _exit(92);
     RegionOptions o = opts("file", Policy::provider);
     o.store = &store.value();
     auto reg = must_reserve(32 * kPage, o);
     auto* w = static_cast<const volatile std::uint64_t*>(reg.data());
     const std::size_t base = kPage / 8;
+    // Lazily: one read brings in its page (and at most a few after it), as the kernel sees it.
+    if (w[10 * kPage / 8] != words[base + 10 * kPage / 8]) _exit(5);
+    if (const std::size_t n = resident_pages(reg.data(), 32); n == 0 || n > 4) {
+      std::fprintf(stderr, "%zu pages resident after one read\n", n);
+      _exit(6);
+    }
     for (std::size_t i = 0; i + base < words.size(); ++i) {
       if (w[i] != words[base + i]) _exit(1);
     }
@@ -215,6 +220,11 @@ TEST_P(Backends, FileStoreReadsTheFileLazily) {
       if (w[i] != 0) _exit(2);  // past the end of the file: zeros, as with mmap
     }
     static_cast<volatile std::uint64_t*>(reg.data())[3] = 7;  // private: the file is not written
+    std::uint64_t on_disk = 0;
+    const int check = open(path, O_RDONLY);
+    if (check < 0 || pread(check, &on_disk, 8, static_cast<off_t>(kPage + 24)) != 8 || on_disk != words[base + 3]) _exit(7);
+    close(check);
+    unlink(path);
     if (FileStore::open(path).ok()) _exit(3);                  // gone
     if (FileStore::open("/etc/hostname", 100).ok()) _exit(4);  // offset not page-aligned
   });

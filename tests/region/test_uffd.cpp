@@ -9,6 +9,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstring>
 #include <random>
@@ -95,7 +96,11 @@ TEST(Uffd, FileStoreWriteBackFlushAndEvict) {
     auto again = reg->flush();
     if (!again.ok() || *again != 0) _exit(4);  // nothing written since
     p[9 * kPage + 5] = 'W';
+    (void)p[12 * kPage];
     auto ev = reg->evict(8, 8);  // writes back page 9, drops pages 8..15
+    if (resident_pages(reg->data() , 16) == 16 || resident_pages(static_cast<char*>(reg->data()) + 8 * kPage, 8) != 0) {
+      _exit(8);  // the kernel says they are gone
+    }
     if (!ev.ok() || *ev != 1) _exit(5);
     if (p[9 * kPage + 5] != 'W' || p[9 * kPage] != 'Z') _exit(6);  // filled again, from the file
     if (reg->flush().ok() && reg->evict(15, 2).ok()) _exit(7);      // range checked
@@ -240,6 +245,108 @@ TEST(Uffd, PagerInAnotherProcessAndItsDeath) {
   EXPECT_NE(r.output.find("remote content ok"), std::string::npos) << r;
   EXPECT_NE(r.output.find("the remote pager (the process at the other end of its socket) went away"), std::string::npos)
       << r;
+}
+
+
+// Read-ahead: each fault right after the last window doubles the window (up to readahead_max); a fault
+// anywhere else halves it.
+std::vector<std::size_t>* g_lengths = nullptr;
+FillStatus recording_pattern(const FillRequest& req, void* data) {
+  g_lengths->push_back(req.length / kPage);
+  return fill_pattern(req, data);
+}
+
+TEST(Uffd, ReadaheadDoublesOnSequentialFaultsAndHalvesOnRandomOnes) {
+  if (!userfaultfd_available().ok()) GTEST_SKIP() << "no userfaultfd";
+  ChildResult r = run_child([] {
+    std::vector<std::size_t> lengths;
+    lengths.reserve(64);
+    g_lengths = &lengths;
+    RegionOptions o;
+    o.name = "readahead";
+    o.policy = Policy::provider;
+    o.backend = Backend::userfaultfd;
+    o.fill = recording_pattern;
+    o.fill_data = reinterpret_cast<void*>(41);
+    o.readahead_max = 16;
+    auto reg = must_reserve(512 * kPage, o);
+    auto* p = static_cast<const volatile char*>(reg.data());
+    for (std::size_t i = 0; i < 64; ++i) (void)p[i * kPage];  // sequential: 1, 2, 4, 8, 16, 16, ...
+    const std::size_t seq = lengths.size();
+    for (std::size_t i : {400, 200, 300, 100}) (void)p[i * kPage];  // random: 8, 4, 2, 1
+    for (std::size_t i = 0; i < lengths.size(); ++i) std::fprintf(stderr, "%zu ", lengths[i]);
+    std::fprintf(stderr, "\n");
+    const std::vector<std::size_t> want_seq{1, 2, 4, 8, 16, 16};
+    if (seq < want_seq.size() || !std::equal(want_seq.begin(), want_seq.end(), lengths.begin())) _exit(1);
+    const std::vector<std::size_t> want_rnd{8, 4, 2, 1};
+    if (lengths.size() != seq + 4 || !std::equal(want_rnd.begin(), want_rnd.end(), lengths.begin() + seq)) _exit(2);
+    if (!check_pattern(reg.data(), 41, 0, 64 * kPage)) _exit(3);
+  });
+  EXPECT_TRUE(r.exited() && r.exit_code() == 0) << r;
+}
+
+// A page whose fill failed stays failed (poisoned) until discard(), which makes it missing again.
+std::atomic<int> g_fail_once{1};
+FillStatus fails_once(const FillRequest& req, void* data) {
+  if (g_fail_once.exchange(0) != 0) return FillStatus{EIO, "first read fails"};
+  return fill_pattern(req, data);
+}
+thread_local sigjmp_buf t_poisoned;
+void on_poisoned(int, siginfo_t*, void*) { siglongjmp(t_poisoned, 1); }
+
+TEST(Uffd, DiscardClearsAPoisonedPage) {
+  if (!userfaultfd_available().ok()) GTEST_SKIP() << "no userfaultfd";
+  ChildResult r = run_child([] {
+    struct sigaction sa {};
+    sa.sa_sigaction = on_poisoned;
+    sa.sa_flags = SA_SIGINFO | SA_NODEFER;
+    sigaction(SIGBUS, &sa, nullptr);
+    RegionOptions o;
+    o.name = "poisoned";
+    o.policy = Policy::provider;
+    o.backend = Backend::userfaultfd;
+    o.fill = fails_once;
+    o.fill_data = reinterpret_cast<void*>(42);
+    o.readahead_max = 1;
+    auto reg = must_reserve(4 * kPage, o);
+    auto* p = static_cast<const volatile std::uint64_t*>(reg.data());
+    static int faults = 0;  // static: survives the longjmps
+    if (sigsetjmp(t_poisoned, 1) == 0) {
+      (void)p[0];
+      _exit(1);  // the failed page must not read
+    }
+    leave_handler();
+    if (++faults < 2) {
+      if (sigsetjmp(t_poisoned, 1) == 0) {
+        (void)p[0];
+        _exit(2);  // still failed at the second access
+      }
+      leave_handler();
+      ++faults;
+    }
+    if (!reg.discard(0, 1).ok()) _exit(3);
+    if (!check_pattern(reg.data(), 42, 0, kPage)) _exit(4);  // filled afresh
+  });
+  EXPECT_TRUE(r.exited() && r.exit_code() == 0) << r;
+}
+
+// Protection changes are the signal backend's: a userfaultfd region refuses them, alone or in a batch.
+TEST(Uffd, ProtectIsRefused) {
+  if (!userfaultfd_available().ok()) GTEST_SKIP() << "no userfaultfd";
+  ChildResult r = run_child([] {
+    RegionOptions o;
+    o.name = "no-protect";
+    o.backend = Backend::userfaultfd;
+    auto reg = must_reserve(4 * kPage, o);
+    static_cast<volatile char*>(reg.data())[0] = 1;
+    auto p = reg.protect(0, 1, perm_read);
+    if (p.ok() || p.error().code() != Errc::unsupported) _exit(1);
+    ProtectBatch batch;
+    auto b = batch.add(reg, 0, 1, perm_none);
+    if (b.ok() || b.error().code() != Errc::unsupported || batch.pending() != 0) _exit(2);
+    static_cast<volatile char*>(reg.data())[0] = 2;  // still writable
+  });
+  EXPECT_TRUE(r.exited() && r.exit_code() == 0) << r;
 }
 
 }  // namespace

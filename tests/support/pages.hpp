@@ -2,6 +2,7 @@
 // region and offset, fill functions that write it or fail, and the calling thread's id.
 #pragma once
 
+#include <sys/mman.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -68,6 +69,16 @@ class VectorStore final : public Store {
  private:
   std::vector<char>& v_;
 };
+
+// How many of the `pages` pages at `base` are resident (mincore): measured by the kernel, not by the code
+// under test.
+inline std::size_t resident_pages(const void* base, std::size_t pages) {
+  std::vector<unsigned char> vec(pages);
+  if (mincore(const_cast<void*>(base), pages * kPage, vec.data()) != 0) return ~std::size_t{0};
+  std::size_t n = 0;
+  for (unsigned char v : vec) n += v & 1;
+  return n;
+}
 
 // reserve_region(), or, when it fails, the message on stderr and _exit(90): for run_child() bodies.
 inline Region must_reserve(std::size_t size, const RegionOptions& o) {

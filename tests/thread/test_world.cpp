@@ -271,6 +271,38 @@ TEST(World, ThreadThatNeverAnswersIsNamed) {
   EXPECT_NE(r.output.find("did not stop within 100 ms"), std::string::npos) << r;
 }
 
+void foreign_handler(int, siginfo_t*, void*) {}
+
+// Another component takes the stop signal after a first stop: the next stop says so at once instead of
+// waiting for acknowledgements that never come.
+TEST(World, StopRefusesASignalTakenSinceTheLastStop) {
+  ChildResult r = run_child([] {
+    auto self = attach_thread();
+    if (!self.ok()) _exit(90);
+    if (!world::stop().ok() || !world::resume().ok()) _exit(1);
+    struct sigaction sa {};
+    sa.sa_sigaction = foreign_handler;
+    sa.sa_flags = SA_SIGINFO;
+    sigaction(SIGRTMIN + 4, &sa, nullptr);  // faultline's default stop signal, taken by someone else
+    std::atomic<bool> go{true};
+    std::thread other([&] {
+      auto a = attach_thread();
+      while (go.load()) std::this_thread::yield();
+    });
+    world::StopOptions so;
+    so.timeout = std::chrono::milliseconds(2000);
+    auto s = world::stop(so);
+    go = false;
+    other.join();
+    if (s.ok()) (void)world::resume();
+    if (s.ok() || s.error().code() != Errc::already_exists) {
+      std::fprintf(stderr, "%s\n", s.ok() ? "stopped" : s.error().message().c_str());
+      _exit(2);
+    }
+  }, 30);
+  EXPECT_TRUE(r.exited() && r.exit_code() == 0) << r;
+}
+
 TEST(World, MisuseGetsClearErrors) {
   ChildResult r = run_child([] {
     std::thread t([] {  // not attached
