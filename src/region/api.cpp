@@ -29,7 +29,8 @@ namespace {
 
 using detail::RegionImpl;
 
-bool g_handler_added = false;  // guarded by the table mutex
+std::mutex g_handler_mutex;
+bool g_handler_added = false;  // guarded by g_handler_mutex
 
 std::string hex(std::uintptr_t v) {
   char b[32];
@@ -129,19 +130,24 @@ Result<void> validate(std::size_t size, const RegionOptions& o) {
 // attached (the caller unmaps what it mapped).
 Result<RegionImpl*> register_region(std::unique_ptr<RegionImpl>& r) {
   if (auto inst = install(); !inst) return std::move(inst).error();
+  {
+    // The regions' handler, once, before the table's lock: the trap's lock comes first in faultline's
+    // lock order (its fork hook takes it first), never inside the table's.
+    std::lock_guard once(g_handler_mutex);
+    if (!g_handler_added) {
+      region::register_fork_hooks();
+      // SIGSEGV for the signal backend; SIGBUS for self-service userfaultfd regions (and to name the
+      // region in reports of poisoned pages).
+      auto id = add_handler(region::handle_fault, nullptr, trap_memory, region::describe);
+      if (!id) return std::move(id).error();
+      g_handler_added = true;
+    }
+  }
   std::lock_guard lock(region::table_mutex());
   if (const RegionImpl* other = region::find_overlap(r->base, r->end)) {
     return Error(Errc::already_exists, "region '" + std::string(r->name) + "' " + range_text(r->base, r->end - r->base) +
                                            " overlaps region '" + other->name + "' " +
                                            range_text(other->base, other->end - other->base));
-  }
-  if (!g_handler_added) {
-    region::register_fork_hooks();
-    // SIGSEGV for the signal backend; SIGBUS for self-service userfaultfd regions (and to name the
-    // region in reports of poisoned pages).
-    auto id = add_handler(region::handle_fault, nullptr, trap_memory, region::describe);
-    if (!id) return std::move(id).error();
-    g_handler_added = true;
   }
   if (auto a = r->attach(); !a) return a.error();
   if (auto ins = region::insert(r.get()); !ins) {

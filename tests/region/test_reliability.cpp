@@ -31,6 +31,7 @@
 #include "support/backends.hpp"
 #include "support/child.hpp"
 #include "support/pages.hpp"
+#include "support/spin.hpp"
 
 namespace faultline {
 namespace {
@@ -159,6 +160,18 @@ TEST(ReliabilitySignals, AdoptThatOverlapsChangesNothing) {
 thread_local sigjmp_buf t_jmp;
 void on_fault_jump(int, siginfo_t*, void*) { siglongjmp(t_jmp, 1); }
 
+// Set (by the call observer) when reset closes the region's memory: its PROT_NONE on userfaultfd
+// regions, its munmap on the others. After that the address may be mapped again by anyone (a thread
+// stack, an allocator), and a read of it says nothing about faultline.
+std::atomic<std::uintptr_t> g_racing_base{0};
+std::atomic<bool> g_racing_closed{false};
+void note_closing(fault_injection::Op op, std::uintptr_t a1, std::uintptr_t a2, std::uintptr_t a3, long, void*) {
+  using fault_injection::Op;
+  const std::uintptr_t b = g_racing_base.load();
+  const bool closes = op == Op::munmap || (op == Op::mprotect && a3 == PROT_NONE);
+  if (closes && b != 0 && a1 <= b && b < a1 + a2) g_racing_closed.store(true);
+}
+
 // Threads that read a provider or pager region while another thread resets it read the right bytes or
 // fault; never zeros.
 TEST_P(ThreadedReliability, ReadsRacingResetNeverSeeZeros) {
@@ -171,6 +184,7 @@ TEST_P(ThreadedReliability, ReadsRacingResetNeverSeeZeros) {
     auto pager = Pager::start({.name = "race", .threads = 2});
     if (!pager.ok()) _exit(90);
     std::atomic<long> zeros{0}, faults{0}, reads{0};
+    fault_injection::set_observer(note_closing, nullptr);
     for (int round = 0; round < 100; ++round) {
       for (Policy policy : {Policy::provider, Policy::pager}) {
         RegionOptions o = opts("racing", policy);
@@ -179,6 +193,8 @@ TEST_P(ThreadedReliability, ReadsRacingResetNeverSeeZeros) {
         if (policy == Policy::pager) o.pager = *pager;
         auto reg = must_reserve(64 * kPage, o);
         const auto* w = static_cast<const volatile std::uint64_t*>(reg.data());
+        g_racing_closed = false;
+        g_racing_base = reinterpret_cast<std::uintptr_t>(reg.data());
         std::atomic<bool> go{true};
         std::vector<std::thread> ts;
         for (int t = 0; t < 2; ++t) {
@@ -192,7 +208,7 @@ TEST_P(ThreadedReliability, ReadsRacingResetNeverSeeZeros) {
                 return;  // the memory is gone
               }
               const std::uint64_t v = w[i];
-              if (v == 0) zeros++;
+              if (v == 0 && !g_racing_closed.load()) zeros++;  // read while the region was still open
               reads++;
             }
           });
@@ -201,8 +217,10 @@ TEST_P(ThreadedReliability, ReadsRacingResetNeverSeeZeros) {
         if (!reg.reset().ok()) _exit(91);
         go = false;
         for (auto& t : ts) t.join();
+        g_racing_base = 0;
       }
     }
+    fault_injection::disarm();
     std::printf("reads %ld faults %ld zeros %ld\n", reads.load(), faults.load(), zeros.load());
     if (zeros.load() != 0) _exit(1);
   }, 120);
@@ -357,6 +375,7 @@ Disposition registering_barrier(FaultContext& ctx, const RegionInfo& info, void*
 }
 
 TEST(ReliabilitySignals, RegistrationFromInsideAHandler) {
+  if (kTsan) GTEST_SKIP() << "TSan reports the deliberate allocation in a signal handler that this test makes";
   ChildResult r = run_child([] {
     RegionOptions o = on_signals("barrier", Policy::barrier, perm_none);
     o.barrier = registering_barrier;
@@ -369,6 +388,7 @@ TEST(ReliabilitySignals, RegistrationFromInsideAHandler) {
 
 // fork() while another thread is inside a fault handler: the child can register and unregister regions.
 TEST(ReliabilitySignals, ForkWhileAHandlerRunsLeavesAUsableChild) {
+  if (kTsan) GTEST_SKIP() << "TSan cannot start threads in a child forked while another thread runs (\"dup thread\")";
   ChildResult r = run_child([] {
     RegionOptions o = filled_on_signals("slow", Policy::provider, blocking_fill, reinterpret_cast<void*>(27));
     auto slow = must_reserve(kPage, o);

@@ -12,6 +12,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cstring>
+#include <mutex>
 #include <random>
 #include <string>
 #include <thread>
@@ -250,10 +251,19 @@ TEST(Uffd, PagerInAnotherProcessAndItsDeath) {
 
 // Read-ahead: each fault right after the last window doubles the window (up to readahead_max); a fault
 // anywhere else halves it.
+// The handler thread records, the faulting thread reads (the kernel orders them; the lock tells TSan).
 std::vector<std::size_t>* g_lengths = nullptr;
+std::mutex g_lengths_mutex;
 FillStatus recording_pattern(const FillRequest& req, void* data) {
-  g_lengths->push_back(req.length / kPage);
+  {
+    std::lock_guard lock(g_lengths_mutex);
+    g_lengths->push_back(req.length / kPage);
+  }
   return fill_pattern(req, data);
+}
+std::vector<std::size_t> recorded_lengths() {
+  std::lock_guard lock(g_lengths_mutex);
+  return *g_lengths;
 }
 
 TEST(Uffd, ReadaheadDoublesOnSequentialFaultsAndHalvesOnRandomOnes) {
@@ -272,8 +282,9 @@ TEST(Uffd, ReadaheadDoublesOnSequentialFaultsAndHalvesOnRandomOnes) {
     auto reg = must_reserve(512 * kPage, o);
     auto* p = static_cast<const volatile char*>(reg.data());
     for (std::size_t i = 0; i < 64; ++i) (void)p[i * kPage];  // sequential: 1, 2, 4, 8, 16, 16, ...
-    const std::size_t seq = lengths.size();
+    const std::size_t seq = recorded_lengths().size();
     for (std::size_t i : {400, 200, 300, 100}) (void)p[i * kPage];  // random: 8, 4, 2, 1
+    lengths = recorded_lengths();
     for (std::size_t i = 0; i < lengths.size(); ++i) std::fprintf(stderr, "%zu ", lengths[i]);
     std::fprintf(stderr, "\n");
     const std::vector<std::size_t> want_seq{1, 2, 4, 8, 16, 16};

@@ -112,8 +112,12 @@ class Watchdog {
       q.length = page_;
       q.write = (msgs[i].arg.pagefault.flags & UFFD_PAGEFAULT_FLAG_WRITE) ? 1 : 0;
       q.tid = static_cast<std::int32_t>(tid);
-      if (send(sock_, &q, sizeof q, MSG_NOSIGNAL) != static_cast<ssize_t>(sizeof q)) {
-        die("the remote pager's socket refused a request (the pager went away)");
+      const ssize_t sent = send(sock_, &q, sizeof q, MSG_NOSIGNAL);
+      if (sent != static_cast<ssize_t>(sizeof q)) {
+        const int e = sent < 0 ? errno : 0;
+        die(e == EPIPE || e == ECONNRESET
+                ? "the remote pager (the process at the other end of its socket) went away (a request could not be sent)"
+                : "the remote pager's socket refused a request");
         fail(page, tid, EPIPE, why_);
         continue;
       }
@@ -162,10 +166,10 @@ class Watchdog {
   std::size_t inbox_len_ = 0;
 };
 
-void watchdog(UffdRegion* r, int fd, int sock, int stop) {
+// The region's userfaultfd and `stop` are closed with the region (UffdRegion's destructor), after this
+// thread has dropped its pin.
+void watchdog(UffdRegion* r, int sock, int stop) {
   Watchdog(r, sock, stop).run();
-  close(stop);
-  close(fd);
   r->inflight.fetch_sub(1, std::memory_order_acq_rel);
 }
 
@@ -227,7 +231,7 @@ Result<void> attach_remote(UffdRegion& r, int sock) {
   r.inflight.fetch_add(1, std::memory_order_acq_rel);  // the watchdog's pin, dropped when it exits
   UffdRegion* rp = &r;
   const int stop_fd = static_cast<int>(stop);
-  auto t = os::start_thread("remote pager's watchdog thread", [rp, fd, sock, stop_fd] { watchdog(rp, fd, sock, stop_fd); });
+  auto t = os::start_thread("remote pager's watchdog thread", [rp, sock, stop_fd] { watchdog(rp, sock, stop_fd); });
   if (!t) {
     r.inflight.fetch_sub(1, std::memory_order_acq_rel);
     close(stop_fd);

@@ -170,7 +170,15 @@ UffdRegion::UffdRegion(const RegionOptions& o, std::uintptr_t region_base, std::
   }
 }
 
-UffdRegion::~UffdRegion() = default;
+UffdRegion::~UffdRegion() {
+  // A remote pager's region owns its userfaultfd (closed by detach() unless the memory was no longer
+  // faultline's) and the watchdog's eventfd; they are closed only once the watchdog has let go of the
+  // region (its pin), so that no write or ioctl can reach a reused number.
+  if (remote_stop >= 0) {
+    os::raw_close(remote_stop);
+    if (fd >= 0) os::raw_close(fd);
+  }
+}
 
 FillStatus store_fill_catching(Store& store, const FillRequest& req) noexcept {
   try {
@@ -290,6 +298,13 @@ void UffdRegion::detach() noexcept {
   // retries its access, and an unregistered missing page would be a fresh zero page.
   os::raw_mprotect(reinterpret_cast<void*>(base), end - base, PROT_NONE);
   if (fd >= 0 && remote_sock < 0) os::uffd_unregister(fd, base, end - base);  // wakes any thread still waiting
+  if (remote_stop >= 0 && fd >= 0) {
+    // A remote pager's region has a userfaultfd of its own, whose UNMAP events only the watchdog read:
+    // with the watchdog gone, an munmap would wait for a reader for ever. Closing it (the pager's copy
+    // is the pager's business) unregisters the range and wakes every waiter.
+    os::raw_close(fd);
+    fd = -1;
+  }
 }
 
 bool UffdRegion::memory_is_ours() const noexcept {
