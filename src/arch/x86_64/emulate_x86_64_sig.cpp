@@ -31,27 +31,17 @@ struct GprRef {
   bool high = false;
 };
 
+// Zydis lists the 64-bit general registers in their encoding order (rax, rcx, rdx, rbx, rsp, rbp, rsi,
+// rdi, r8..r15); this is that order in faultline's Reg.
+constexpr Reg kByEncoding[16] = {Reg::rax, Reg::rcx, Reg::rdx, Reg::rbx, Reg::rsp, Reg::rbp, Reg::rsi, Reg::rdi,
+                                 Reg::r8,  Reg::r9,  Reg::r10, Reg::r11, Reg::r12, Reg::r13, Reg::r14, Reg::r15};
+static_assert(ZYDIS_REGISTER_RCX == ZYDIS_REGISTER_RAX + 1 && ZYDIS_REGISTER_RDI == ZYDIS_REGISTER_RAX + 7 &&
+              ZYDIS_REGISTER_R15 == ZYDIS_REGISTER_RAX + 15, "Zydis's 64-bit registers in encoding order");
+
 unsigned reg_of_64(ZydisRegister r) noexcept {
-  switch (r) {
-    case ZYDIS_REGISTER_RAX: return static_cast<unsigned>(Reg::rax);
-    case ZYDIS_REGISTER_RBX: return static_cast<unsigned>(Reg::rbx);
-    case ZYDIS_REGISTER_RCX: return static_cast<unsigned>(Reg::rcx);
-    case ZYDIS_REGISTER_RDX: return static_cast<unsigned>(Reg::rdx);
-    case ZYDIS_REGISTER_RSI: return static_cast<unsigned>(Reg::rsi);
-    case ZYDIS_REGISTER_RDI: return static_cast<unsigned>(Reg::rdi);
-    case ZYDIS_REGISTER_RBP: return static_cast<unsigned>(Reg::rbp);
-    case ZYDIS_REGISTER_RSP: return static_cast<unsigned>(Reg::rsp);
-    case ZYDIS_REGISTER_R8: return static_cast<unsigned>(Reg::r8);
-    case ZYDIS_REGISTER_R9: return static_cast<unsigned>(Reg::r9);
-    case ZYDIS_REGISTER_R10: return static_cast<unsigned>(Reg::r10);
-    case ZYDIS_REGISTER_R11: return static_cast<unsigned>(Reg::r11);
-    case ZYDIS_REGISTER_R12: return static_cast<unsigned>(Reg::r12);
-    case ZYDIS_REGISTER_R13: return static_cast<unsigned>(Reg::r13);
-    case ZYDIS_REGISTER_R14: return static_cast<unsigned>(Reg::r14);
-    case ZYDIS_REGISTER_R15: return static_cast<unsigned>(Reg::r15);
-    case ZYDIS_REGISTER_RIP: return kRip;
-    default: return kNoReg;
-  }
+  if (r == ZYDIS_REGISTER_RIP) return kRip;
+  if (r < ZYDIS_REGISTER_RAX || r > ZYDIS_REGISTER_R15) return kNoReg;
+  return static_cast<unsigned>(kByEncoding[r - ZYDIS_REGISTER_RAX]);
 }
 
 GprRef gpr(ZydisRegister r) noexcept {

@@ -206,11 +206,7 @@ Result<void> attach_remote(UffdRegion& r, int sock) {
   std::snprintf(hello.name, sizeof hello.name, "%s", r.name);
   char control[CMSG_SPACE(sizeof(int))] = {};
   struct iovec iov{&hello, sizeof hello};
-  struct msghdr msg{};
-  msg.msg_iov = &iov;
-  msg.msg_iovlen = 1;
-  msg.msg_control = control;
-  msg.msg_controllen = sizeof control;
+  struct msghdr msg = remote::hello_message(iov, control, sizeof control);
   struct cmsghdr* c = CMSG_FIRSTHDR(&msg);
   c->cmsg_level = SOL_SOCKET;
   c->cmsg_type = SCM_RIGHTS;

@@ -325,15 +325,8 @@ Result<void> UffdRegion::collect_dirty(std::vector<std::size_t>& out, ProtectBat
     struct page_region regions[64];
     std::uintptr_t start = base;
     while (start < end) {
-      struct pm_scan_arg arg{};
-      arg.size = sizeof arg;
-      arg.flags = PM_SCAN_WP_MATCHING | PM_SCAN_CHECK_WPASYNC;
-      arg.start = start;
-      arg.end = end;
-      arg.vec = reinterpret_cast<std::uintptr_t>(regions);
-      arg.vec_len = 64;
-      arg.category_mask = PAGE_IS_WRITTEN;
-      arg.return_mask = PAGE_IS_WRITTEN;
+      struct pm_scan_arg arg = pagemap_scan_arg(start, end, regions, 64, PAGE_IS_WRITTEN,
+                                                PM_SCAN_WP_MATCHING | PM_SCAN_CHECK_WPASYNC);
       const long n = os::pagemap_scan(g_pagemap, &arg);
       if (os::is_err(n)) return Error::from_errno("PAGEMAP_SCAN", static_cast<int>(-n));
       for (long i = 0; i < n; ++i) {

@@ -127,14 +127,8 @@ void probe_pagemap_scan(KernelInfo& info) {
   }
   static_cast<volatile char*>(p)[0] = 1;
   page_region regions[4];
-  pm_scan_arg arg{};
-  arg.size = sizeof arg;
-  arg.start = reinterpret_cast<std::uint64_t>(p);
-  arg.end = arg.start + page;
-  arg.vec = reinterpret_cast<std::uint64_t>(regions);
-  arg.vec_len = 4;
-  arg.category_mask = PAGE_IS_PRESENT;
-  arg.return_mask = PAGE_IS_PRESENT;
+  const auto start = reinterpret_cast<std::uint64_t>(p);
+  pm_scan_arg arg = pagemap_scan_arg(start, start + page, regions, 4, PAGE_IS_PRESENT);
   long r = os::pagemap_scan(fd, &arg);
   if (r >= 1) {
     info.pagemap_scan = true;

@@ -9,6 +9,9 @@
 // record that starts with a magic and its type; anything else is rejected by the side that receives it.
 #pragma once
 
+#include <sys/socket.h>
+#include <sys/uio.h>
+
 #include <cstddef>
 #include <cstdint>
 
@@ -44,5 +47,16 @@ const char* parse_hello(const void* bytes, std::size_t len, std::uint64_t page_s
 const char* parse_request(const void* bytes, std::size_t len, std::uint64_t page_size, std::uint64_t size,
                           Request* out) noexcept;
 const char* parse_reply(const void* bytes, std::size_t len, Reply* out) noexcept;
+
+// The msghdr both ends use for a Hello: one record (`iov`) and a buffer for the descriptors that travel
+// with it (SCM_RIGHTS). No system call; `iov` and `control` must outlive the message.
+inline msghdr hello_message(iovec& iov, void* control, std::size_t control_len) noexcept {
+  msghdr msg{};
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  msg.msg_control = control;
+  msg.msg_controllen = control_len;
+  return msg;
+}
 
 }  // namespace faultline::remote

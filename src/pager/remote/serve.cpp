@@ -43,11 +43,7 @@ Result<RemoteRegion> receive(int socket) {
     remote::Hello hello{};
     char control[CMSG_SPACE(sizeof(int) * 4)] = {};
     struct iovec iov{&hello, sizeof hello};
-    struct msghdr msg{};
-    msg.msg_iov = &iov;
-    msg.msg_iovlen = 1;
-    msg.msg_control = control;
-    msg.msg_controllen = sizeof control;
+    struct msghdr msg = remote::hello_message(iov, control, sizeof control);
     const ssize_t n = recvmsg(socket, &msg, MSG_CMSG_CLOEXEC | MSG_WAITALL);
     // Every descriptor that came along is ours to close, whatever else is wrong.
     int fds[4];

@@ -101,14 +101,8 @@ class HandWrittenWpAsync {
     std::uint64_t start = reinterpret_cast<std::uint64_t>(mem_);
     const std::uint64_t end = start + len_;
     while (start < end) {
-      pm_scan_arg arg{};
-      arg.size = sizeof arg;
-      arg.flags = PM_SCAN_WP_MATCHING | PM_SCAN_CHECK_WPASYNC;
-      arg.start = start;
-      arg.end = end;
-      arg.vec = reinterpret_cast<std::uint64_t>(out_);
-      arg.vec_len = 512;
-      arg.category_mask = arg.return_mask = PAGE_IS_WRITTEN;
+      pm_scan_arg arg = pagemap_scan_arg(start, end, out_, 512, PAGE_IS_WRITTEN,
+                                         PM_SCAN_WP_MATCHING | PM_SCAN_CHECK_WPASYNC);
       const int n = ioctl(pagemap_, PAGEMAP_SCAN, &arg);
       if (n < 0) break;
       found += static_cast<std::size_t>(n);

@@ -4,8 +4,9 @@
 // linux/fs.h, 6.7+), each only where the system headers do not define it already, so the file also
 // builds against newer headers. Every use checks at run time that the kernel offers the feature.
 //
-// Constants only, no code: the one internal header the tools (the CLI's hand-written baselines) may
-// include, through the faultline_uapi target's include folder, by the rule in src/layers.txt.
+// Constants, and one constexpr filler for PAGEMAP_SCAN's argument (no system call): the one internal
+// header the tools (the CLI's hand-written baselines) may include, through the faultline_uapi target's
+// include folder, by the rule in src/layers.txt.
 #pragma once
 
 #include <cstdint>
@@ -91,6 +92,24 @@ struct pm_scan_arg {
 #endif
 
 static_assert(sizeof(struct pm_scan_arg) == 96, "pm_scan_arg layout");
+
+// A PAGEMAP_SCAN argument that reports the pages of [start, end) in `category` into `vec[vec_len]`,
+// with `flags` (PM_SCAN_WP_MATCHING | PM_SCAN_CHECK_WPASYNC: also write-protect what it reports, the
+// WP_ASYNC harvest). Fills the structure only; the caller issues the ioctl.
+constexpr pm_scan_arg pagemap_scan_arg(std::uint64_t start, std::uint64_t end, page_region* vec,
+                                       std::uint64_t vec_len, std::uint64_t category,
+                                       std::uint64_t flags = 0) noexcept {
+  pm_scan_arg arg{};
+  arg.size = sizeof arg;
+  arg.flags = flags;
+  arg.start = start;
+  arg.end = end;
+  arg.vec = reinterpret_cast<std::uint64_t>(vec);
+  arg.vec_len = vec_len;
+  arg.category_mask = category;
+  arg.return_mask = category;
+  return arg;
+}
 
 // madvise advice from Linux 5.14 (glibc 2.36's headers may lack them).
 #ifndef MADV_POPULATE_READ
