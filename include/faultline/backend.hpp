@@ -14,11 +14,12 @@
 //     the faulting thread itself in its SIGBUS handler (zero_fill and provider with an
 //     async-signal-safe store, up to 4 pages per fill; a system call that touches a missing page of such
 //     a region fails with EFAULT, as the kernel cannot raise the signal for it);
-//   - a failed fill poisons the page (UFFDIO_POISON): the faulting thread gets SIGBUS and the report
-//     names the region and the cause; the page stays failed until Region::discard();
-//   - track_dirty: asynchronous write-protection (WP_ASYNC): the kernel records the first write to each
-//     page and collect_dirty() harvests and re-arms with one PAGEMAP_SCAN ioctl; DirtyTracking::sync_wp
-//     uses synchronous write-protect faults instead;
+//   - a failed fill poisons the page (UFFDIO_POISON, Linux 6.6; before it, faultline remembers the page
+//     and queues SIGBUS to the faulting thread): the faulting thread gets SIGBUS and the report names the
+//     region and the cause; the page stays failed until Region::discard();
+//   - track_dirty: asynchronous write-protection (WP_ASYNC, Linux 6.7): the kernel records the first write
+//     to each page and collect_dirty() harvests and re-arms with one PAGEMAP_SCAN ioctl; on older kernels
+//     (or with DirtyTracking::sync_wp) synchronous write-protect faults that the handler thread records;
 //   - write-back (RegionOptions::write_back), flush(), evict() and the resident-page watermark
 //     (RegionOptions::max_resident_pages) are offered on this backend only.
 // Backend::automatic picks userfaultfd when the kernel offers what the policy needs and signals
@@ -40,6 +41,7 @@ const char* backend_name(Backend b) noexcept;
 
 // How a userfaultfd track_dirty region learns about writes.
 enum class DirtyTracking : std::uint8_t {
+  automatic,  // async_wp when the kernel has WP_ASYNC and PAGEMAP_SCAN (Linux 6.7), sync_wp otherwise
   async_wp,  // UFFD_FEATURE_WP_ASYNC: the kernel records writes, no fault reaches user space
   sync_wp,   // synchronous write-protect: the first write to a page is a fault the handler thread
              // records before it lifts the protection (kernels without WP_ASYNC)

@@ -97,7 +97,7 @@ struct RegionOptions {
   // userfaultfd zero_fill/provider/pager: the read-ahead window's limit in pages (1..512). The window
   // starts at fault_around.
   std::size_t readahead_max = 64;
-  DirtyTracking dirty_tracking = DirtyTracking::async_wp;  // userfaultfd track_dirty only
+  DirtyTracking dirty_tracking = DirtyTracking::automatic;  // userfaultfd track_dirty only
   // Policy::pager served by another process (faultline/remote_pager.hpp): a connected Unix socket, or -1.
   int remote_pager_socket = -1;
   // The credentials the pager process must have (SO_PEERCRED, checked before the region is sent): a uid

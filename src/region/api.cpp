@@ -53,7 +53,7 @@ Result<void> validate(std::size_t size, const RegionOptions& o) {
     return Error(Errc::invalid_argument, who + ": unknown userfaultfd mode " +
                                              std::to_string(static_cast<unsigned>(o.userfaultfd_mode)));
   }
-  if (static_cast<unsigned>(o.dirty_tracking) > static_cast<unsigned>(DirtyTracking::sync_wp)) {
+  if (static_cast<unsigned>(o.dirty_tracking) > static_cast<unsigned>(DirtyTracking::sync_wp)) {  // the last
     return Error(Errc::invalid_argument, who + ": unknown dirty tracking " +
                                              std::to_string(static_cast<unsigned>(o.dirty_tracking)));
   }

@@ -16,8 +16,10 @@
 #include <vector>
 
 #include "core/page.hpp"
+#include "faultline/kernel_mask.hpp"
 #include "backend/monitor.hpp"
 #include "os/linux/fork_hooks.hpp"
+#include "os/linux/inject_state.hpp"
 #include "os/linux/maps.hpp"
 #include "os/linux/uffd.hpp"
 #include "pager/pager.hpp"
@@ -39,6 +41,7 @@ std::mutex g_mutex;
 FdState g_fds[3];
 pid_t g_owner = 0;  // the process the fds belong to (fork gives a child none)
 int g_pagemap = -1;
+std::uint32_t g_mask_generation = 0;  // the kernel mask g_fds were opened under
 
 std::string errno_text(const char* what, long neg_errno) {
   const int e = static_cast<int>(-neg_errno);
@@ -73,13 +76,18 @@ void forget_after_fork() {
   unlock_after_fork();
 }
 
-std::uint64_t features_of(Kind k) {
+// The features each fd needs, and those it takes when the kernel has them (without POISON a failed page
+// is remembered and its access ends in a queued SIGBUS: fill_sig.cpp).
+struct Wanted {
+  std::uint64_t required, optional;
+};
+Wanted features_of(Kind k) {
   switch (k) {
-    case Kind::handler: return UFFD_FEATURE_THREAD_ID | UFFD_FEATURE_POISON | UFFD_FEATURE_EVENT_REMOVE | UFFD_FEATURE_EVENT_UNMAP;
-    case Kind::sigbus: return UFFD_FEATURE_SIGBUS | UFFD_FEATURE_POISON;
-    case Kind::wp_async: return UFFD_FEATURE_WP_ASYNC | UFFD_FEATURE_WP_UNPOPULATED;
+    case Kind::handler: return {UFFD_FEATURE_THREAD_ID | UFFD_FEATURE_EVENT_REMOVE | UFFD_FEATURE_EVENT_UNMAP, UFFD_FEATURE_POISON};
+    case Kind::sigbus: return {UFFD_FEATURE_SIGBUS, UFFD_FEATURE_POISON};
+    case Kind::wp_async: return {UFFD_FEATURE_WP_ASYNC | UFFD_FEATURE_WP_UNPOPULATED, 0};
   }
-  return 0;
+  return {0, 0};
 }
 
 // A failure that may go away (descriptors or memory freed): not cached, tried again next time.
@@ -88,31 +96,64 @@ bool transient(long neg_errno) {
   return e == EMFILE || e == ENFILE || e == ENOMEM || e == EAGAIN || e == EINTR || e == ENOBUFS;
 }
 
-// Opens a userfaultfd and asks for `features`; -1 and why when that cannot be had (*is_transient says
-// whether trying again later may work). Without the privilege for kernel-mode faults
-// (vm.unprivileged_userfaultfd = 0 and no CAP_SYS_PTRACE), user-mode faults only (*user_mode_only).
-int open_with(std::uint64_t features, std::string* why, bool* is_transient = nullptr, bool* user_mode_only = nullptr) {
-  long dev_err = 0;
-  long fd = os::uffd_open(0, &dev_err);
-  bool umo = false;
-  if (fd == -EPERM && dev_err != 0) {
+// The names of the UFFD_FEATURE_* bits in `bits`, for reasons ("WP_ASYNC, WP_UNPOPULATED").
+std::string feature_names(std::uint64_t bits) {
+  std::string out;
+  for (const auto& f : kernel_mask::facilities()) {
+    if (f.kind == kernel_mask::Kind::feature && (bits & f.value) != 0) {
+      if (!out.empty()) out += ", ";
+      out += f.name;
+      if (f.major != 0) out += " (Linux " + std::to_string(f.major) + "." + std::to_string(f.minor) + ")";
+    }
+  }
+  return out;
+}
+
+// Opens a userfaultfd (the system call, then /dev/userfaultfd); without the privilege for kernel-mode
+// faults (vm.unprivileged_userfaultfd = 0 and no CAP_SYS_PTRACE), one for user-mode faults only.
+long open_any(long* dev_err, bool* umo) {
+  long fd = os::uffd_open(0, dev_err);
+  *umo = false;
+  if (fd == -EPERM && *dev_err != 0) {
     const long umo_fd = os::uffd_open(UFFD_USER_MODE_ONLY, nullptr);
     if (!os::is_err(umo_fd)) {
       fd = umo_fd;
-      umo = true;
+      *umo = true;
     }
   }
+  return fd;
+}
+
+// Opens a userfaultfd with `want.required` and whatever of `want.optional` the kernel offers (asked of a
+// first fd: UFFDIO_API can be called once per fd); -1 and why when that cannot be had (*is_transient says
+// whether trying again later may work; *user_mode_only whether the fd serves user-mode faults only).
+int open_with(Wanted want, std::string* why, bool* is_transient = nullptr, bool* user_mode_only = nullptr) {
+  long dev_err = 0;
+  bool umo = false;
+  long fd = open_any(&dev_err, &umo);
+  auto fail = [&](std::string text, long rc) {
+    *why = std::move(text);
+    if (is_transient != nullptr) *is_transient = transient(rc) || transient(dev_err);
+    if (!os::is_err(fd)) os::raw_close(static_cast<int>(fd));
+    return -1;
+  };
   if (os::is_err(fd)) {
-    *why = errno_text("userfaultfd(2)", fd) + "; " +
-           (dev_err != 0 ? errno_text("/dev/userfaultfd", dev_err) : std::string("/dev/userfaultfd: no"));
-    if (is_transient != nullptr) *is_transient = transient(fd) || transient(dev_err);
-    return -1;
+    return fail(errno_text("userfaultfd(2)", fd) + "; " +
+                    (dev_err != 0 ? errno_text("/dev/userfaultfd", dev_err) : std::string("/dev/userfaultfd: no")),
+                fd);
   }
-  if (const long rc = os::uffd_api(static_cast<int>(fd), features); os::is_err(rc)) {
-    *why = errno_text("UFFDIO_API (features this kernel lacks)", rc);
-    if (is_transient != nullptr) *is_transient = transient(rc);
-    os::raw_close(static_cast<int>(fd));
-    return -1;
+  std::uint64_t offered = 0;
+  if (const long rc = os::uffd_api(static_cast<int>(fd), 0, &offered); os::is_err(rc)) {
+    return fail(errno_text("UFFDIO_API", rc), rc);
+  }
+  if (const std::uint64_t missing = want.required & ~offered; missing != 0) {
+    return fail("this kernel's userfaultfd lacks " + feature_names(missing), 0);
+  }
+  os::raw_close(static_cast<int>(fd));
+  fd = open_any(&dev_err, &umo);
+  if (os::is_err(fd)) return fail(errno_text("userfaultfd(2)", fd), fd);
+  if (const long rc = os::uffd_api(static_cast<int>(fd), want.required | (want.optional & offered)); os::is_err(rc)) {
+    return fail(errno_text("UFFDIO_API", rc), rc);
   }
   if (user_mode_only != nullptr) *user_mode_only = umo;
   return static_cast<int>(fd);
@@ -123,13 +164,20 @@ int fd_locked(Kind kind, std::string* why) {
     os::fork_hooks::add({os::fork_hooks::kUffd, lock_for_fork, unlock_after_fork, forget_after_fork});
     g_owner = getpid();
   }
+  // A new kernel mask: what was tried is asked again (fds in use stay open: their regions keep them).
+  if (const std::uint32_t gen = os::inject::g_mask.generation.load(std::memory_order_acquire); gen != g_mask_generation) {
+    g_mask_generation = gen;
+    for (FdState& f : g_fds) f = FdState{};
+  }
   FdState& s = g_fds[static_cast<int>(kind)];
   if (!s.tried) {
     bool again = false;
     // The self-service and asynchronous write-protect fds have no reader of their own: they ask for UNMAP
     // events only when the unmap monitor runs to read them (an unread event would hold the munmap).
     const bool watched = kind != Kind::handler && monitor::start();
-    s.fd = open_with(features_of(kind) | (watched ? UFFD_FEATURE_EVENT_UNMAP : 0), &s.why, &again, &s.user_mode_only);
+    Wanted want = features_of(kind);
+    if (watched) want.required |= UFFD_FEATURE_EVENT_UNMAP;
+    s.fd = open_with(want, &s.why, &again, &s.user_mode_only);
     s.tried = !again;
     s.unmap_events = s.fd >= 0 && (kind == Kind::handler || watched);
     if (s.fd >= 0 && watched) monitor::watch_fd(s.fd);
@@ -158,7 +206,7 @@ Kind kind_of(Policy policy, DirtyTracking tracking, UserfaultfdMode mode) {
 UffdRegion::UffdRegion(const RegionOptions& o, std::uintptr_t region_base, std::size_t size)
     : RegionImpl(o, region_base, size, true),
       mode(o.userfaultfd_mode),
-      tracking(o.dirty_tracking),
+      tracking(resolve_tracking(o)),
       readahead_max(o.readahead_max),
       remote_sock(o.remote_pager_socket),
       remote_uid(o.remote_pager_uid),
@@ -197,6 +245,28 @@ int fd_for(Kind kind, std::string* why) {
   return fd_locked(kind, why);
 }
 
+namespace {
+
+// DirtyTracking::automatic made concrete: async_wp when its fd opens and PAGEMAP_SCAN answers, sync_wp
+// otherwise (*why says why not async). Other options as they are.
+DirtyTracking resolve_locked(const RegionOptions& o, std::string* why) {
+  if (o.policy != Policy::track_dirty || o.dirty_tracking != DirtyTracking::automatic) return o.dirty_tracking;
+  if (fd_locked(Kind::wp_async, why) < 0) return DirtyTracking::sync_wp;
+  if (!pagemap_scan_works()) {
+    *why = "PAGEMAP_SCAN (Linux 6.7) is not available on /proc/self/pagemap";
+    return DirtyTracking::sync_wp;
+  }
+  return DirtyTracking::async_wp;
+}
+
+}  // namespace
+
+DirtyTracking resolve_tracking(const RegionOptions& o) {
+  std::string ignored;
+  std::lock_guard lock(g_mutex);
+  return resolve_locked(o, &ignored);
+}
+
 bool usable(const RegionOptions& o, std::string* reason) {
   if (o.policy == Policy::guard || o.policy == Policy::barrier) {
     *reason = std::string("the ") + policy_name(o.policy) + " policy needs the signal backend";
@@ -206,17 +276,20 @@ bool usable(const RegionOptions& o, std::string* reason) {
     *reason = "a pager region cannot be self-service";
     return false;
   }
-  const Kind kind = kind_of(o.policy, o.dirty_tracking, o.userfaultfd_mode);
   std::lock_guard lock(g_mutex);
+  std::string async_why;
+  const DirtyTracking tracking = resolve_locked(o, &async_why);
+  const Kind kind = kind_of(o.policy, tracking, o.userfaultfd_mode);
   if (fd_locked(kind, reason) < 0) return false;
   if (kind == Kind::wp_async && !pagemap_scan_works()) {
-    *reason = "PAGEMAP_SCAN is not available on /proc/self/pagemap";
+    *reason = "PAGEMAP_SCAN (Linux 6.7) is not available on /proc/self/pagemap";
     return false;
   }
   *reason = kind == Kind::wp_async                ? "userfaultfd (WP_ASYNC + PAGEMAP_SCAN)"
             : o.policy == Policy::track_dirty     ? "userfaultfd (synchronous write-protect)"
             : kind == Kind::sigbus                ? "userfaultfd (self-service SIGBUS)"
                                                   : "userfaultfd (handler thread)";
+  if (!async_why.empty()) reason->insert(reason->size() - 1, "; not asynchronous: " + async_why);
   if (g_fds[static_cast<int>(kind)].user_mode_only) {
     reason->insert(reason->size() - 1, "; user-mode faults only (vm.unprivileged_userfaultfd is 0): a system "
                                        "call that meets a missing page fails with EFAULT");

@@ -82,7 +82,7 @@ class UffdRegion final : public detail::RegionImpl {
 
   int fd = -1;  // the userfaultfd the range is registered with
   UserfaultfdMode mode = UserfaultfdMode::handler_thread;
-  DirtyTracking tracking = DirtyTracking::async_wp;
+  DirtyTracking tracking = DirtyTracking::async_wp;  // resolved: never automatic
   detail::PageBits filled;  // handler-thread fills: a bit per page already filled (duplicate messages)
   detail::PageBits dirty;   // sync_wp tracking and write-back: written pages
   std::size_t readahead_max = 64;
@@ -109,6 +109,8 @@ FillStatus store_fill_catching(Store& store, const FillRequest& req) noexcept;
 // Chooses whether a region with these options can be served by userfaultfd: true, with the reason
 // ("userfaultfd (handler thread)"), or false with why not.
 bool usable(const RegionOptions& o, std::string* reason);
+// The dirty tracking a track_dirty region of these options gets (DirtyTracking::automatic made concrete).
+DirtyTracking resolve_tracking(const RegionOptions& o);
 // Maps `size` bytes for a new region. Nothing stays mapped on failure.
 Result<std::unique_ptr<detail::RegionImpl>> create(std::size_t size, const RegionOptions& o);
 

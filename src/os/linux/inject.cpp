@@ -9,11 +9,8 @@
 
 namespace faultline::os::inject {
 
-// Set by the kernel-feature mask when one is active (kernel_mask.cpp).
-std::atomic<bool> g_mask_active{false};
-
 void update_hooked() noexcept {
-  const bool on = g_state.counting.load() || g_state.observer.load() != nullptr || g_mask_active.load();
+  const bool on = g_state.counting.load() || g_state.observer.load() != nullptr || g_mask.active.load();
   g_hooked.store(on, std::memory_order_release);
 }
 

@@ -95,7 +95,11 @@ long hooked_syscall(long n, long a1, long a2, long a3, long a4, long a5, long a6
   const long op = op_of(n, a2);
   if (op == kNone) return arch::Current::syscall6(n, a1, a2, a3, a4, a5, a6);
   long rc = apply(static_cast<unsigned>(op));
-  if (rc == 0) rc = arch::Current::syscall6(n, a1, a2, a3, a4, a5, a6);
+  if (rc == 0 && g_mask.active.load(std::memory_order_relaxed)) rc = mask_before(n, a1, a2, a3);
+  if (rc == 0) {
+    rc = arch::Current::syscall6(n, a1, a2, a3, a4, a5, a6);
+    if (rc >= 0 && g_mask.active.load(std::memory_order_relaxed)) mask_after(n, a1, a2, a3);
+  }
   observe(static_cast<unsigned>(op), a1, a2, a3, rc);
   return rc;
 }
