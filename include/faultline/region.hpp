@@ -210,6 +210,15 @@ class ProtectBatch {
 
 // Maps `size` bytes (a multiple of the page size) for a new region.
 Result<Region> reserve_region(std::size_t size, const RegionOptions& opts);
+
+// The backend reserve_region() would give a region of these options, and why (Region::backend_reason()'s
+// text), without reserving anything; the error reserve_region() would return when no backend can serve
+// them. It may open userfaultfds, as reserve_region() would. `faultline info` lists it per capability.
+struct BackendChoice {
+  Backend backend = Backend::signals;
+  std::string reason;
+};
+Result<BackendChoice> explain_backend(const RegionOptions& opts);
 // Registers memory the caller mapped: [addr, addr + size), page-aligned, entirely mapped, overlapping
 // no other region. zero_fill drops the current contents (MADV_DONTNEED) and protects the range. The
 // provider and pager policies get Errc::unsupported (they need reserve_region). Served by the signal

@@ -176,6 +176,15 @@ Result<Region> reserve_region(std::size_t size, const RegionOptions& opts) {
   });
 }
 
+Result<BackendChoice> explain_backend(const RegionOptions& opts) {
+  return core::guarded([&]() -> Result<BackendChoice> {
+    if (auto v = validate(core::page_size(), opts); !v) return std::move(v).error();
+    auto choice = backend::select(opts, false);
+    if (!choice) return std::move(choice).error();
+    return BackendChoice{choice->backend, choice->reason};
+  });
+}
+
 Result<Region> adopt_region(void* addr, std::size_t size, const RegionOptions& opts) {
   return core::guarded([&]() -> Result<Region> {
     if (addr == nullptr) return Error(Errc::invalid_argument, "adopt_region '" + opts.name + "': address is null");

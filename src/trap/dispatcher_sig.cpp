@@ -134,6 +134,13 @@ struct DescribedLine {
   bool any;
 };
 
+// Whether some describer (a region) describes `addr`.
+bool is_described(std::uintptr_t addr) noexcept {
+  bool any = false;
+  describe_address(addr, [](void* c, const char*, std::size_t) { *static_cast<bool*>(c) = true; }, &any);
+  return any;
+}
+
 void log_described(const FaultContext& ctx) noexcept {
   int fd = g_state.log_fd.load(std::memory_order_relaxed);
   char buf[512];
@@ -224,6 +231,11 @@ void dispatch(int sig, siginfo_t* info, ucontext_t* uc) noexcept {
   // The epoch keeps handler slots, their data and the previous action alive while we use them.
   t_sig.side = g_state.epoch.enter();
   t_sig.in_epoch = true;
+  // The SIGBUS that faultline's handler thread queues to end an access to a page it failed to fill, on a
+  // kernel without UFFDIO_POISON: a kernel fault in all but its code (it cannot be ignored, and the log
+  // says which region and why), recognised by its address being a region's. Raised, not re-executed.
+  const bool queued_failure = sig == SIGBUS && ctx.code() == SI_QUEUE && is_described(ctx.address());
+  const bool fatal_kind = kernel_fault || queued_failure;
 
   StackOverflow overflow{};
   bool is_overflow = false;
@@ -257,23 +269,23 @@ void dispatch(int sig, siginfo_t* info, ucontext_t* uc) noexcept {
   // Nobody resolved it: it goes to the previous action.
   ss.passed.fetch_add(1, std::memory_order_relaxed);
   const struct sigaction prev = previous_action(sig);
-  if (is_fatal(prev, kernel_fault)) {
+  if (is_fatal(prev, fatal_kind)) {
     FatalHook report = g_state.fatal_hook.load(std::memory_order_acquire);
     const char* cause = converted ? t_conv.cause : nullptr;
-    if (report != nullptr && (kernel_fault || sig != SIGTRAP)) {
+    if (report != nullptr && (fatal_kind || sig != SIGTRAP)) {
       report(ctx, is_overflow ? &overflow : nullptr, cause);
     } else if (is_overflow) {
       log_overflow(overflow);
     } else if (cause != nullptr) {
       log_cause(ctx, cause);
-    } else if (sig == SIGBUS && kernel_fault) {
+    } else if (sig == SIGBUS && fatal_kind) {
       log_described(ctx);  // e.g. a poisoned page of a region whose fill failed: say which and why
     }
   }
   // Leave the epoch before chaining: a previous handler may longjmp out. The frame marker stays until
   // chain() returns, so a fault inside the previous handler is recognised as nested.
   leave_epoch();
-  chain(sig, info, uc, prev, kernel_fault, kernel_fault && sig != SIGTRAP && !converted);
+  chain(sig, info, uc, prev, fatal_kind, kernel_fault && sig != SIGTRAP && !converted);
   t_sig.frame = 0;
 }
 

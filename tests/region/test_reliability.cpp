@@ -232,6 +232,11 @@ TEST_P(ThreadedReliability, ReadsRacingResetNeverSeeZeros) {
 // The program unmaps a region behind faultline's back and maps its own memory at the same address:
 // faultline's later calls (reset, discard, evict, a protection batch) never act on the new mapping.
 TEST_P(Reliability, MemoryUnmappedBehindItsBackIsLeftAlone) {
+  // The signal backend learns of an munmap from the unmap monitor, which reads userfaultfd UNMAP events:
+  // without userfaultfd, anonymous memory mapped again at the same place cannot be told from the region's.
+  if (auto u = userfaultfd_available(); !u.ok()) {
+    GTEST_SKIP() << "needs userfaultfd's UNMAP events (the unmap monitor): " << u.error().message();
+  }
   ChildResult r = run_child([&] {
     RegionOptions o = opts("vanished", uffd() ? Policy::provider : Policy::zero_fill);
     if (uffd()) {

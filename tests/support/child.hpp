@@ -2,10 +2,12 @@
 //
 // run_child() forks; the child runs `body` with stdout and stderr sent to a pipe, under an alarm so that
 // a hang ends as SIGALRM instead of blocking the suite, and exits 0 if `body` returns. The parent
-// collects everything the child wrote and how it ended. Shared<T> is memory both sides see (MAP_SHARED),
+// collects everything the child wrote and how it ended; the child runs in a process group of its own,
+// killed when it ends (so a process it forked cannot outlive it and hold the test up). Shared<T> is memory both sides see (MAP_SHARED),
 // for what a child's handler observed.
 #pragma once
 
+#include <poll.h>
 #include <signal.h>
 #include <sys/mman.h>
 #include <sys/wait.h>
@@ -39,6 +41,7 @@ inline ChildResult run_child(const std::function<void()>& body, unsigned timeout
   pid_t pid = fork();
   if (pid < 0) std::abort();
   if (pid == 0) {
+    setpgid(0, 0);  // a group of its own: whatever it forks ends with it (below)
     close(fds[0]);
     dup2(fds[1], 1);
     dup2(fds[1], 2);
@@ -48,19 +51,41 @@ inline ChildResult run_child(const std::function<void()>& body, unsigned timeout
     std::fflush(nullptr);
     _exit(0);
   }
+  setpgid(pid, pid);
   close(fds[1]);
   ChildResult r;
   char buf[4096];
-  ssize_t n;
-  while ((n = read(fds[0], buf, sizeof buf)) != 0) {
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      break;
+  bool ended = false;
+  for (;;) {
+    // The child's own processes (a pager it forked, stopped or not) may hold the pipe open after it
+    // ended: once it has, they are killed, and the pipe is read to its end.
+    if (!ended) {
+      pid_t w;
+      while ((w = waitpid(pid, &r.status, WNOHANG)) < 0 && errno == EINTR) {
+      }
+      if (w == pid) {
+        ended = true;
+        kill(-pid, SIGKILL);
+        kill(-pid, SIGCONT);
+      }
     }
+    struct pollfd pfd{fds[0], POLLIN, 0};
+    const int ready = poll(&pfd, 1, ended ? 1000 : 100);
+    if (ready < 0 && errno == EINTR) continue;
+    if (ready <= 0) {
+      if (ended) break;  // nothing more within a second of the end: a writer outside the group
+      continue;
+    }
+    const ssize_t n = read(fds[0], buf, sizeof buf);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
     r.output.append(buf, static_cast<std::size_t>(n));
   }
   close(fds[0]);
-  while (waitpid(pid, &r.status, 0) < 0 && errno == EINTR) {
+  if (!ended) {
+    while (waitpid(pid, &r.status, 0) < 0 && errno == EINTR) {
+    }
+    kill(-pid, SIGKILL);
   }
   return r;
 }

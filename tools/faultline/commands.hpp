@@ -8,7 +8,12 @@ namespace faultline::cli {
 #include <string>
 #include <vector>
 
-int run_info(bool json);
+struct InfoArgs {
+  bool json = false;
+  bool kernels = false;  // the facility table instead
+  std::string as;        // a kernel mask to apply first ("" none)
+};
+int run_info(const InfoArgs& args);
 // The machine's description (kernel, CPU, page size, userfaultfd features) as JSON.
 std::string machine_json();
 
@@ -19,6 +24,7 @@ struct BenchArgs {
   unsigned threads = 0;
   std::vector<std::string> only;
   std::string json_path, svg_path;
+  std::string as;  // a kernel mask to apply first ("" none)
 };
 int run_bench(const BenchArgs& args);
 

@@ -1,6 +1,7 @@
 // tools/faultline/info.cpp: `faultline info`: the kernel's offer, as text or JSON.
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -8,6 +9,7 @@
 
 #include "commands.hpp"
 #include "faultline/kernel.hpp"
+#include "faultline/kernel_mask.hpp"
 #include "faultline/region.hpp"
 
 namespace faultline::cli {
@@ -15,6 +17,91 @@ namespace faultline::cli {
 namespace {
 
 std::string region_backend();
+
+// One capability: how faultline provides it on this kernel (after the mask), and what is lost.
+struct Capability {
+  std::string name, mechanism, loss;
+};
+
+bool contains(const std::string& s, const char* what) { return s.find(what) != std::string::npos; }
+
+FillStatus no_fill(const FillRequest&, void*) { return {}; }
+
+// What reserve_region would choose for `o`: "userfaultfd (...)" / "signals: why", or the error.
+std::string chosen(RegionOptions o) {
+  auto c = explain_backend(o);
+  return c ? c->reason : "refused: " + c.error().message();
+}
+
+std::vector<Capability> capabilities(const KernelInfo& k) {
+  std::vector<Capability> out;
+  const bool poison = std::any_of(k.uffd_feature_list.begin(), k.uffd_feature_list.end(),
+                                  [](const UffdFeature& f) { return std::string(f.name) == "POISON" && f.available; });
+  RegionOptions o;
+  o.name = "info";
+  o.policy = Policy::zero_fill;
+  const std::string zero = chosen(o);
+  const bool uffd = contains(zero, "userfaultfd (");
+  const bool umo = contains(zero, "user-mode faults only");
+  out.push_back({"zero_fill regions", zero,
+                 uffd ? "" : "each fault is a signal and an mprotect; read-ahead is fault-around (MADV_POPULATE)"});
+  o.policy = Policy::provider;
+  o.fill = no_fill;
+  out.push_back({"provider regions (content from a store)", chosen(o),
+                 uffd ? "" : "a memfd mapped twice; a store that is not async-signal-safe is refused"});
+  o.policy = Policy::pager;
+  auto pager = Pager::start();
+  if (pager) o.pager = *pager;
+  out.push_back({"pager regions (a pager's threads)", pager ? chosen(o) : "refused: " + pager.error().message(), ""});
+  o.pager = {};
+  o.fill = no_fill;
+  o.policy = Policy::provider;
+  o.policy = Policy::zero_fill;
+  o.fill = nullptr;
+  o.userfaultfd_mode = UserfaultfdMode::self_service;
+  out.push_back({"self-service fills (SIGBUS in the faulting thread)", chosen(o), ""});
+  o.userfaultfd_mode = UserfaultfdMode::handler_thread;
+  o.policy = Policy::track_dirty;
+  const std::string dirty = chosen(o);
+  out.push_back({"dirty tracking", dirty,
+                 contains(dirty, "WP_ASYNC")           ? ""
+                 : contains(dirty, "write-protect")    ? "a fault per first write to a page (no WP_ASYNC)"
+                                                       : "a SIGSEGV and an mprotect per first write to a page"});
+  out.push_back({"a failed fill", !uffd ? "SIGBUS raised in the faulting thread (signal backend)"
+                                  : poison ? "UFFDIO_POISON: the page raises SIGBUS until discard()"
+                                           : "SIGBUS queued to the faulting thread; the page is remembered as failed",
+                 uffd && !poison ? "a thread that faults on a failed page later gets the SIGBUS from faultline's "
+                                   "thread, not from the kernel"
+                                 : ""});
+  o.policy = Policy::provider;
+  o.fill = no_fill;
+  o.max_resident_pages = 64;
+  const std::string evict = chosen(o);
+  out.push_back({"write-back, evict(), max_resident_pages",
+                 contains(evict, "refused") ? evict : "MADV_DONTNEED after write-back (UFFDIO_MOVE is not used)",
+                 contains(evict, "refused") ? "not available" : ""});
+  o.max_resident_pages = 0;
+  o.fill = nullptr;
+  o.policy = Policy::pager;
+  o.remote_pager_socket = 0;  // only looked at, not used
+  const std::string remote = chosen(o);
+  out.push_back({"remote pager (another process)", remote, contains(remote, "refused") ? "not available" : ""});
+  out.push_back({"system calls that meet a missing page",
+                 uffd && !umo ? "filled by the handler thread (the kernel waits)" : "fail with EFAULT",
+                 uffd && !umo ? "" : "call prefault() first"});
+  out.push_back({"memory unmapped behind faultline's back",
+                 uffd ? "userfaultfd UNMAP events (the unmap monitor)" : "/proc/self/maps only",
+                 uffd ? "" : "anonymous memory mapped again at the same place cannot be told from the region's"});
+  return out;
+}
+
+void print_kernels() {
+  std::printf("%-22s %-8s %s\n", "facility", "since", "what faultline does with it");
+  for (const auto& f : kernel_mask::facilities()) {
+    const std::string since = f.major != 0 ? std::to_string(f.major) + "." + std::to_string(f.minor) : "setting";
+    std::printf("%-22s %-8s %s\n", f.name, since.c_str(), f.use);
+  }
+}
 
 nlohmann::json to_json(const KernelInfo& k) {
   nlohmann::json features = nlohmann::json::object();
@@ -40,6 +127,7 @@ nlohmann::json to_json(const KernelInfo& k) {
       {"rlimit_sigpending", k.rlimit_sigpending},
       {"rlimit_stack", k.rlimit_stack},
       {"region_backend", region_backend()},
+      {"kernel_mask", kernel_mask::current()},
       {"preemption_timers",
        {{"cpu_time_100us_late_us", k.cpu_timer_late_us}, {"wall_200us_late_us", k.wall_timer_late_us}}},
   };
@@ -71,12 +159,27 @@ std::string machine_json() {
   return j.dump();
 }
 
-int run_info(bool json) {
-  KernelInfo k = probe_kernel();
-  if (json) {
-    std::printf("%s\n", to_json(k).dump(2).c_str());
+int run_info(const InfoArgs& args) {
+  if (args.kernels) {
+    print_kernels();
     return 0;
   }
+  if (!args.as.empty()) {
+    if (auto m = kernel_mask::set(args.as); !m) {
+      std::fprintf(stderr, "faultline info --as: %s\n", m.error().message().c_str());
+      return 2;
+    }
+  }
+  KernelInfo k = probe_kernel();
+  const std::vector<Capability> caps = capabilities(k);
+  if (args.json) {
+    nlohmann::json j = to_json(k);
+    for (const Capability& c : caps) j["capabilities"].push_back({{"name", c.name}, {"mechanism", c.mechanism}, {"loss", c.loss}});
+    std::printf("%s\n", j.dump(2).c_str());
+    return 0;
+  }
+  const std::string mask = kernel_mask::current();
+  if (!mask.empty()) std::printf("kernel mask               %s (faultline behaves as on that kernel)\n", mask.c_str());
   std::printf("kernel                    %s (%s)\n", k.kernel_release.c_str(), k.machine.c_str());
   std::printf("page size                 %zu\n", k.page_size);
   std::printf("AT_MINSIGSTKSZ            %zu\n", k.at_minsigstksz);
@@ -94,6 +197,11 @@ int run_info(bool json) {
   std::printf("CPU-time timer, 100 us    %.0f us late (fires on the scheduler tick)\n", k.cpu_timer_late_us);
   std::printf("wall-clock timer, 200 us  %.0f us late\n", k.wall_timer_late_us);
   std::printf("RLIMIT_STACK              %ld\n", k.rlimit_stack);
+  std::printf("\ncapabilities on this kernel%s\n", mask.empty() ? "" : (" (as " + mask + ")").c_str());
+  for (const Capability& c : caps) {
+    std::printf("  %-48s %s\n", c.name.c_str(), c.mechanism.c_str());
+    if (!c.loss.empty()) std::printf("  %-48s   loses: %s\n", "", c.loss.c_str());
+  }
   return 0;
 }
 

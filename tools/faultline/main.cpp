@@ -10,6 +10,10 @@ int main(int argc, char** argv) {
   bool json = false;
   auto* info = app.add_subcommand("info", "What this kernel offers faultline (userfaultfd, PAGEMAP_SCAN, ...)");
   info->add_flag("--json", json, "Print JSON instead of text");
+  faultline::cli::InfoArgs info_args;
+  info->add_option("--as", info_args.as, "Behave as on another kernel: 5.15, 6.1, none, unprivileged, or facility "
+                                         "names (see --kernels); the same as FAULTLINE_KERNEL");
+  info->add_flag("--kernels", info_args.kernels, "List every kernel facility faultline can use and its first release");
 
   faultline::cli::BenchArgs bench_args;
   auto* bench = app.add_subcommand("bench", "Measure every mechanism against the baseline users would pick instead");
@@ -25,6 +29,7 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(1u, 1024u));
   bench->add_option("--json", bench_args.json_path, "Write every sample and the machine's description to FILE");
   bench->add_option("--svg", bench_args.svg_path, "Draw the ratios as a bar chart in FILE");
+  bench->add_option("--as", bench_args.as, "Measure as on another kernel (see `faultline info --as`)");
 
   faultline::cli::CatchArgs catch_args;
   auto* catch_cmd = app.add_subcommand("catch", "Run a program with the crash report preloaded (like the old catchsegv)");
@@ -34,7 +39,10 @@ int main(int argc, char** argv) {
   catch_cmd->prefix_command();
 
   CLI11_PARSE(app, argc, argv);
-  if (info->parsed()) return faultline::cli::run_info(json);
+  if (info->parsed()) {
+    info_args.json = json;
+    return faultline::cli::run_info(info_args);
+  }
   if (bench->parsed()) return faultline::cli::run_bench(bench_args);
   if (catch_cmd->parsed()) {
     for (const std::string& extra : catch_cmd->remaining()) catch_args.command.push_back(extra);

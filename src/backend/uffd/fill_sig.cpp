@@ -7,6 +7,7 @@
 // the window a little off; ZEROPAGE/COPY stop at the first page that already exists (-EEXIST with a
 // partial count) and wake whoever waits on what they filled; when nothing was filled the faulting page
 // already exists and its waiters are woken explicitly.
+#include <fcntl.h>
 #include <sys/mman.h>
 
 #include <atomic>
@@ -41,6 +42,30 @@ const void* zero_source(std::size_t len) noexcept {
   return len <= kZeroBytes ? z : nullptr;
 }
 
+// Whether the page at `addr` exists (present or swapped out), from /proc/self/pagemap (those two bits
+// need no privilege). Unknown (the file cannot be read): false.
+// The file is the opener's own: a forked child opens its own.
+constinit std::atomic<int> g_pagemap_fd{-1};
+constinit std::atomic<long> g_pagemap_pid{0};
+bool page_present(std::uintptr_t addr) noexcept {
+  int fd = g_pagemap_fd.load(std::memory_order_acquire);
+  if (fd >= 0 && g_pagemap_pid.load(std::memory_order_acquire) != os::raw_getpid()) {
+    if (g_pagemap_fd.compare_exchange_strong(fd, -1)) os::raw_close(fd);
+    fd = -1;
+  }
+  if (fd < 0) {
+    g_pagemap_pid.store(os::raw_getpid(), std::memory_order_release);
+    const long f = os::raw_open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
+    if (os::is_err(f)) return false;
+    int expected = -1;
+    if (!g_pagemap_fd.compare_exchange_strong(expected, static_cast<int>(f))) os::raw_close(static_cast<int>(f));
+    fd = g_pagemap_fd.load(std::memory_order_acquire);
+  }
+  std::uint64_t entry = 0;
+  const long n = os::raw_pread(fd, &entry, sizeof entry, static_cast<long>(addr / core::page_size() * sizeof entry));
+  return n == static_cast<long>(sizeof entry) && (entry & (std::uint64_t{3} << 62)) != 0;
+}
+
 }  // namespace
 
 FillStatus store_fill(Store& store, const FillRequest& req) noexcept { return store.fill(req); }
@@ -57,15 +82,22 @@ void UffdRegion::deliver_failure(std::uintptr_t page_addr, long tid) noexcept {
     if (os::is_err(rc)) os::uffd_wake(fd, page_addr, page);
     return;
   }
-  // No UFFDIO_POISON: remember the page, and end the faulting thread's access with SIGBUS at the page (it
-  // is blocked in the kernel: the signal interrupts the wait). With the default action it dies by
-  // SIGBUS; faultline's handler reports the region and the cause first.
+  // No UFFDIO_POISON. A page that exists already (a second message for a fault that was served, as
+  // UFFDIO_POISON's EEXIST says on newer kernels): its waiters are woken, nobody is failed.
+  if (page_present(page_addr)) {
+    os::uffd_wake(fd, page_addr, page);
+    return;
+  }
+  // Otherwise remember the page, and end the faulting thread's access with SIGBUS at the page (it is
+  // blocked in the kernel: the signal interrupts the wait). With the default action it dies by SIGBUS;
+  // faultline's handler reports the region and the cause first.
   if (!failed.empty()) failed.set((page_addr - base) / page);
   signal_thread(page_addr, tid);
 }
 
 void UffdRegion::signal_thread(std::uintptr_t page_addr, long tid) noexcept {
-  if (tid > 0) {
+  // The faulting thread itself (self-service) ends its access with fail_with_sigbus instead.
+  if (tid > 0 && tid != os::raw_gettid()) {
     // The kernel accepts a kernel-looking si_code (BUS_ADRERR) only from the target's own process leader
     // thread, so it is queued as SI_QUEUE, with the page in si_addr: faultline's handler passes it straight
     // to the previous action (the report names the region and its last failure), as a signal a process
@@ -141,18 +173,21 @@ int UffdRegion::fill(std::uintptr_t page_addr, Access access, std::uintptr_t pc,
     for (std::uintptr_t a = page_addr; a < page_addr + done; a += page) filled.set((a - base) / page);
   }
   if (filled_pages != nullptr) *filled_pages = done / page;
-  // The kernel could not install the faulting page itself for a reason other than "it exists already" or
-  // "the address space is changing, try again" (-EAGAIN): fail it with the cause. Retrying would fault
-  // again for ever.
-  if (os::is_err(rc) && done == 0 && rc != -EEXIST && rc != -EAGAIN) {
+  // The kernel could not install the faulting page itself for a reason other than "it exists already",
+  // "the address space is changing, try again" (-EAGAIN), "the mapping changed or went away under the
+  // fill" (-ENOENT: the thread's next attempt meets whatever is there now, a fault of ours again or a
+  // SIGSEGV for memory unmapped) or "the process is exiting" (-ESRCH): fail it with the cause. Retrying
+  // would fault again for ever.
+  const bool retry = rc == -EEXIST || rc == -EAGAIN || rc == -ENOENT || rc == -ESRCH;
+  if (os::is_err(rc) && done == 0 && !retry) {
     const int err = static_cast<int>(-rc);
     fail_page(page_addr, err, policy == Policy::zero_fill ? "the kernel could not install a zero page"
                                                           : "the kernel could not install the filled page (UFFDIO_COPY)",
               tid);
     return err;
   }
-  // Nothing filled (the page exists already, or the mm is changing: -EAGAIN): wake the waiters, who
-  // fault again if they still need to.
+  // Nothing filled (the page exists already, or the mm is changing): wake the waiters, who fault again
+  // if they still need to.
   if (os::is_err(rc) && done == 0) os::uffd_wake(fd, page_addr, page);
   return 0;
 }

@@ -109,28 +109,13 @@ std::string feature_names(std::uint64_t bits) {
   return out;
 }
 
-// Opens a userfaultfd (the system call, then /dev/userfaultfd); without the privilege for kernel-mode
-// faults (vm.unprivileged_userfaultfd = 0 and no CAP_SYS_PTRACE), one for user-mode faults only.
-long open_any(long* dev_err, bool* umo) {
-  long fd = os::uffd_open(0, dev_err);
-  *umo = false;
-  if (fd == -EPERM && *dev_err != 0) {
-    const long umo_fd = os::uffd_open(UFFD_USER_MODE_ONLY, nullptr);
-    if (!os::is_err(umo_fd)) {
-      fd = umo_fd;
-      *umo = true;
-    }
-  }
-  return fd;
-}
-
 // Opens a userfaultfd with `want.required` and whatever of `want.optional` the kernel offers (asked of a
 // first fd: UFFDIO_API can be called once per fd); -1 and why when that cannot be had (*is_transient says
 // whether trying again later may work; *user_mode_only whether the fd serves user-mode faults only).
 int open_with(Wanted want, std::string* why, bool* is_transient = nullptr, bool* user_mode_only = nullptr) {
   long dev_err = 0;
   bool umo = false;
-  long fd = open_any(&dev_err, &umo);
+  long fd = os::uffd_open(0, &dev_err, &umo);
   auto fail = [&](std::string text, long rc) {
     *why = std::move(text);
     if (is_transient != nullptr) *is_transient = transient(rc) || transient(dev_err);
@@ -150,7 +135,7 @@ int open_with(Wanted want, std::string* why, bool* is_transient = nullptr, bool*
     return fail("this kernel's userfaultfd lacks " + feature_names(missing), 0);
   }
   os::raw_close(static_cast<int>(fd));
-  fd = open_any(&dev_err, &umo);
+  fd = os::uffd_open(0, &dev_err, &umo);
   if (os::is_err(fd)) return fail(errno_text("userfaultfd(2)", fd), fd);
   if (const long rc = os::uffd_api(static_cast<int>(fd), want.required | (want.optional & offered)); os::is_err(rc)) {
     return fail(errno_text("UFFDIO_API", rc), rc);

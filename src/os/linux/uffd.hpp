@@ -16,25 +16,33 @@
 namespace faultline::os {
 
 // Opens a userfaultfd (O_CLOEXEC | O_NONBLOCK | extra_flags): the userfaultfd(2) system call, and when
-// that is refused, /dev/userfaultfd's USERFAULTFD_IOC_NEW. Returns the fd, or -errno of the system
-// call; *dev_err (if given) gets 0 or -errno of the /dev/userfaultfd attempt.
-inline long uffd_open(int extra_flags = 0, long* dev_err = nullptr) noexcept {
+// that is refused, /dev/userfaultfd's USERFAULTFD_IOC_NEW; when both are refused for want of privilege
+// (vm.unprivileged_userfaultfd = 0, no CAP_SYS_PTRACE, no access to the device), one for user-mode faults
+// only (UFFD_USER_MODE_ONLY, Linux 5.11: a system call that meets a missing page fails with EFAULT), and
+// *user_mode_only (if given) says so. Returns the fd, or -errno of the system call; *dev_err (if given)
+// gets 0 or -errno of the /dev/userfaultfd attempt.
+inline long uffd_open(int extra_flags = 0, long* dev_err = nullptr, bool* user_mode_only = nullptr) noexcept {
   const int flags = O_CLOEXEC | O_NONBLOCK | extra_flags;
+  if (user_mode_only != nullptr) *user_mode_only = (extra_flags & UFFD_USER_MODE_ONLY) != 0;
   const long fd = raw_syscall(SYS_userfaultfd, flags);
   if (dev_err != nullptr) *dev_err = 0;
   if (!is_err(fd)) return fd;
-  const long dev = raw_open("/dev/userfaultfd", O_RDWR | O_CLOEXEC);
-  if (is_err(dev)) {
-    if (dev_err != nullptr) *dev_err = dev;
-    return fd;
+  long dev = raw_open("/dev/userfaultfd", O_RDWR | O_CLOEXEC);
+  if (!is_err(dev)) {
+    const long nfd = raw_syscall(SYS_ioctl, dev, static_cast<long>(USERFAULTFD_IOC_NEW), flags);
+    raw_close(static_cast<int>(dev));
+    if (!is_err(nfd)) return nfd;
+    dev = nfd;
   }
-  const long nfd = raw_syscall(SYS_ioctl, dev, static_cast<long>(USERFAULTFD_IOC_NEW), flags);
-  raw_close(static_cast<int>(dev));
-  if (is_err(nfd)) {
-    if (dev_err != nullptr) *dev_err = nfd;
-    return fd;
+  if (dev_err != nullptr) *dev_err = dev;
+  if (fd == -EPERM && (extra_flags & UFFD_USER_MODE_ONLY) == 0) {
+    const long umo = raw_syscall(SYS_userfaultfd, flags | UFFD_USER_MODE_ONLY);
+    if (!is_err(umo)) {
+      if (user_mode_only != nullptr) *user_mode_only = true;
+      return umo;
+    }
   }
-  return nfd;
+  return fd;
 }
 
 // The UFFDIO_API handshake asking for `features` (0: the kernel answers with every feature it has).

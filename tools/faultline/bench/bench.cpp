@@ -7,6 +7,7 @@
 
 #include "bench/sections.hpp"
 #include "commands.hpp"
+#include "faultline/kernel_mask.hpp"
 #include "faultline/trap.hpp"
 
 namespace faultline::bench {
@@ -34,6 +35,12 @@ int run_bench(const BenchArgs& args) {
   o.pages = args.pages;
   o.threads = args.threads;
   o.only = args.only;
+  if (!args.as.empty()) {
+    if (auto m = kernel_mask::set(args.as); !m) {
+      std::fprintf(stderr, "faultline bench --as: %s\n", m.error().message().c_str());
+      return 2;
+    }
+  }
   if (auto r = install(); !r) {
     std::fprintf(stderr, "faultline bench: install: %s\n", r.error().message().c_str());
     return 1;
