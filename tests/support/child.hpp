@@ -2,8 +2,9 @@
 //
 // run_child() forks; the child runs `body` with stdout and stderr sent to a pipe, under an alarm so that
 // a hang ends as SIGALRM instead of blocking the suite, and exits 0 if `body` returns. The parent
-// collects everything the child wrote and how it ended. Shared<T> is memory both sides see (MAP_SHARED),
-// for what a child's handler observed.
+// collects everything the child wrote and how it ended. fork_child() is its first half, for runners whose
+// child writes elsewhere (a terminal, a file); fork_and_wait() forks again from inside a child.
+// Shared<T> is memory both sides see (MAP_SHARED), for what a child's handler observed.
 #pragma once
 
 #include <signal.h>
@@ -11,6 +12,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cerrno>
+#include <cstdio>
 #include <cstdlib>
 #include <functional>
 #include <new>
@@ -33,21 +36,28 @@ struct ChildResult {
   }
 };
 
-inline ChildResult run_child(const std::function<void()>& body, unsigned timeout_s = 60) {
-  int fds[2];
-  if (pipe(fds) != 0) std::abort();
+// Forks a child that closes `parents_end` (when it is not -1), writes its stdout and stderr to `out`, and
+// runs `body` under an alarm of `timeout_s`; it exits 0 if `body` returns. Returns the child's pid.
+inline pid_t fork_child(int out, int parents_end, const std::function<void()>& body, unsigned timeout_s) {
   pid_t pid = fork();
   if (pid < 0) std::abort();
   if (pid == 0) {
-    close(fds[0]);
-    dup2(fds[1], 1);
-    dup2(fds[1], 2);
-    close(fds[1]);
+    if (parents_end >= 0) close(parents_end);
+    dup2(out, 1);
+    dup2(out, 2);
+    close(out);
     alarm(timeout_s);
     body();
     std::fflush(nullptr);
     _exit(0);
   }
+  return pid;
+}
+
+inline ChildResult run_child(const std::function<void()>& body, unsigned timeout_s = 60) {
+  int fds[2];
+  if (pipe(fds) != 0) std::abort();
+  const pid_t pid = fork_child(fds[1], fds[0], body, timeout_s);
   close(fds[1]);
   ChildResult r;
   char buf[4096];
@@ -66,6 +76,21 @@ inline ChildResult run_child(const std::function<void()>& body, unsigned timeout
 }
 
 inline std::ostream& operator<<(std::ostream& os, const ChildResult& r) { return os << r.describe(); }
+
+// From inside a child: forks a grandchild that runs `body` (which ends it with _exit, or exits 0 when it
+// returns) and returns its wait status.
+inline int fork_and_wait(const std::function<void()>& body) {
+  const pid_t pid = fork();
+  if (pid < 0) std::abort();
+  if (pid == 0) {
+    body();
+    _exit(0);
+  }
+  int status = 0;
+  while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  }
+  return status;
+}
 
 // A T in memory shared between parent and forked child.
 template <class T>
