@@ -32,7 +32,7 @@ using namespace test;  // tests/support/
 TEST(Uffd, MadviseWhileFaultsAreInFlight) {
   if (!userfaultfd_available().ok()) GTEST_SKIP() << "no userfaultfd";
   ChildResult r = run_child([] {
-    auto reg = must_reserve(256 * kPage, filled_on_uffd("churn", Policy::provider, fill_pattern, reinterpret_cast<void*>(6)));
+    auto reg = must_reserve(256 * kPage, filled_on_uffd("churn", Policy::provider, fill_pattern, fill_tag(6)));
     std::atomic<bool> stop{false};
     std::atomic<int> bad{0};
     std::vector<std::thread> ts;
@@ -151,7 +151,7 @@ TEST(Uffd, MunmapWhileFaultsAreInFlight) {
   if (!userfaultfd_available().ok()) GTEST_SKIP() << "no userfaultfd";
   ChildResult r = run_child([] {
     install_handler(SIGSEGV, on_unmapped);  // installed before faultline: it gets the faults nobody resolves
-    RegionOptions o = filled_on_uffd("vanishing", Policy::provider, fill_pattern, reinterpret_cast<void*>(2));
+    RegionOptions o = filled_on_uffd("vanishing", Policy::provider, fill_pattern, fill_tag(2));
     auto a = must_reserve(512 * kPage, o);
     std::atomic<long> reads{0};
     std::atomic<int> bad{0};
@@ -179,7 +179,7 @@ TEST(Uffd, MunmapWhileFaultsAreInFlight) {
     auto rr = a.reset();
     if (rr.ok() || rr.error().code() != Errc::not_found || region_count() != before - 1) _exit(3);
     o.name = "after";
-    o.fill_data = reinterpret_cast<void*>(3);
+    o.fill_data = fill_tag(3);
     auto b = reserve_region(64 * kPage, o);
     if (!b.ok() || !check_pattern(b->data(), 3, 0, 64 * kPage)) _exit(2);  // the handler thread still serves
   }, 60);
@@ -233,7 +233,7 @@ TEST(Uffd, ReadaheadDoublesOnSequentialFaultsAndHalvesOnRandomOnes) {
     std::vector<std::size_t> lengths;
     lengths.reserve(64);
     g_lengths = &lengths;
-    RegionOptions o = filled_on_uffd("readahead", Policy::provider, recording_pattern, reinterpret_cast<void*>(41));
+    RegionOptions o = filled_on_uffd("readahead", Policy::provider, recording_pattern, fill_tag(41));
     o.readahead_max = 16;
     auto reg = must_reserve(512 * kPage, o);
     auto* p = static_cast<const volatile char*>(reg.data());
@@ -265,7 +265,7 @@ TEST(Uffd, DiscardClearsAPoisonedPage) {
   if (!userfaultfd_available().ok()) GTEST_SKIP() << "no userfaultfd";
   ChildResult r = run_child([] {
     install_handler(SIGBUS, on_poisoned, SA_NODEFER);
-    RegionOptions o = filled_on_uffd("poisoned", Policy::provider, fails_once, reinterpret_cast<void*>(42));
+    RegionOptions o = filled_on_uffd("poisoned", Policy::provider, fails_once, fill_tag(42));
     o.readahead_max = 1;
     auto reg = must_reserve(4 * kPage, o);
     auto* p = static_cast<const volatile std::uint64_t*>(reg.data());

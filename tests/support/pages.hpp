@@ -30,6 +30,9 @@ inline long tid() { return syscall(SYS_gettid); }
 // The word a fill writes at byte offset `off` of a region whose fill data is `tag`.
 inline std::uint64_t pattern(std::uint64_t tag, std::size_t off) { return (tag << 40) ^ (off / 8) ^ 0x5a5a; }
 
+// The fill data that makes fill_pattern write pattern(tag, ...).
+inline void* fill_tag(std::uintptr_t tag) { return reinterpret_cast<void*>(tag); }
+
 // Fills calls so far (any test's fill_pattern).
 inline std::atomic<int> g_pattern_fills{0};
 
@@ -149,6 +152,11 @@ inline RegionOptions on_uffd(const char* name, Policy p = Policy::zero_fill) {
 inline RegionOptions with_fill(RegionOptions o, FillFn fn, void* data = nullptr) {
   o.fill = fn;
   o.fill_data = data;
+  return o;
+}
+// `o` served by `pager` (pager regions).
+inline RegionOptions with_pager(RegionOptions o, const Pager& pager) {
+  o.pager = pager;
   return o;
 }
 inline RegionOptions filled_on_signals(const char* name, Policy p, FillFn fn, void* data = nullptr) {
