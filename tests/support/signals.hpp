@@ -10,16 +10,27 @@
 
 namespace faultline::test {
 
-// Installs `fn` as the SA_SIGINFO action of `sig`, with the further `flags` (SA_NODEFER, SA_RESETHAND,
-// ...) and the signals `blocked` added to its mask while it runs.
+// Installs `sa` as the action of `sig`, with the further `flags` (SA_NODEFER, SA_RESETHAND, ...) and
+// the signals `blocked` added to its mask while it runs.
+inline void install_action(int sig, struct sigaction sa, int flags, std::initializer_list<int> blocked) {
+  sa.sa_flags |= flags;
+  sigemptyset(&sa.sa_mask);
+  for (int b : blocked) sigaddset(&sa.sa_mask, b);
+  sigaction(sig, &sa, nullptr);
+}
+// The same for an SA_SIGINFO handler ...
 inline void install_handler(int sig, void (*fn)(int, siginfo_t*, void*), int flags = 0,
                             std::initializer_list<int> blocked = {}) {
   struct sigaction sa {};
   sa.sa_sigaction = fn;
-  sa.sa_flags = SA_SIGINFO | flags;
-  sigemptyset(&sa.sa_mask);
-  for (int b : blocked) sigaddset(&sa.sa_mask, b);
-  sigaction(sig, &sa, nullptr);
+  sa.sa_flags = SA_SIGINFO;
+  install_action(sig, sa, flags, blocked);
+}
+// ... and for a plain one (or SIG_DFL, SIG_IGN).
+inline void install_plain_handler(int sig, void (*fn)(int), int flags = 0, std::initializer_list<int> blocked = {}) {
+  struct sigaction sa {};
+  sa.sa_handler = fn;
+  install_action(sig, sa, flags, blocked);
 }
 
 #if defined(__SANITIZE_THREAD__)
