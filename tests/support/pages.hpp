@@ -115,7 +115,7 @@ inline pid_t fork_remote_pager(std::uintptr_t tag, int* socket) {
     close(sv[0]);
     auto region = remote_pager::receive(sv[1]);
     if (!region.ok()) _exit(1);
-    (void)region->serve(fill_pattern, reinterpret_cast<void*>(tag));
+    (void)region->serve(fill_pattern, fill_tag(tag));
     _exit(0);
   }
   close(sv[1]);
