@@ -30,6 +30,24 @@ void publish(DispatcherImpl& d, const AreaTable* next) {
   if (quiet) delete old;
 }
 
+// The exception wall of the C entry points: no exception leaves `body`. One becomes `on_throw`, the
+// call's failure value (-1, a null ticket); a call that returns nothing drops it.
+template <class R, class F>
+R c_entry(R on_throw, F&& body) noexcept {
+  try {
+    return body();
+  } catch (...) {
+    return on_throw;
+  }
+}
+template <class F>
+void c_entry(F&& body) noexcept {
+  try {
+    body();
+  } catch (...) {
+  }
+}
+
 }  // namespace
 }  // namespace faultline::compat
 
@@ -39,7 +57,7 @@ using namespace faultline::compat;
 extern "C" {
 
 int sigsegv_install_handler(sigsegv_handler_t handler) {
-  try {
+  return c_entry(-1, [&] {
     std::lock_guard lock(g_mutex);
     if (!install()) return -1;
     g_user.store(handler, std::memory_order_release);
@@ -50,22 +68,19 @@ int sigsegv_install_handler(sigsegv_handler_t handler) {
       g_registered = true;
     }
     return 0;
-  } catch (...) {
-    return -1;
-  }
+  });
 }
 
 void sigsegv_deinstall_handler(void) {
-  try {
+  c_entry([] {
     std::lock_guard lock(g_mutex);
     g_user.store(nullptr, std::memory_order_release);
     if (g_registered && !in_handler() && remove_handler(g_id)) g_registered = false;
-  } catch (...) {
-  }
+  });
 }
 
 int stackoverflow_install_handler(stackoverflow_handler_t handler, void* extra_stack, size_t extra_stack_size) {
-  try {
+  return c_entry(-1, [&] {
     if (handler == nullptr || extra_stack == nullptr || extra_stack_size < static_cast<size_t>(MINSIGSTKSZ)) return -1;
     std::lock_guard lock(g_mutex);
     stack_t cur{};
@@ -79,18 +94,15 @@ int stackoverflow_install_handler(stackoverflow_handler_t handler, void* extra_s
     g_overflow.store(handler, std::memory_order_release);
     if (!set_stack_overflow_handler(on_overflow, nullptr)) return -1;
     return 0;
-  } catch (...) {
-    return -1;
-  }
+  });
 }
 
 void stackoverflow_deinstall_handler(void) {
-  try {
+  c_entry([] {
     std::lock_guard lock(g_mutex);
     g_overflow.store(nullptr, std::memory_order_release);
     (void)set_stack_overflow_handler(nullptr, nullptr);
-  } catch (...) {
-  }
+  });
 }
 
 void sigsegv_init(sigsegv_dispatcher* dispatcher) {
@@ -101,7 +113,7 @@ void sigsegv_init(sigsegv_dispatcher* dispatcher) {
 void* sigsegv_register(sigsegv_dispatcher* dispatcher, void* address, size_t len, sigsegv_area_handler_t handler,
                        void* handler_arg) {
   if (dispatcher == nullptr || dispatcher->tree == nullptr || len == 0 || handler == nullptr) return nullptr;
-  try {
+  return c_entry<void*>(nullptr, [&]() -> void* {
     auto& d = *static_cast<DispatcherImpl*>(dispatcher->tree);
     std::lock_guard lock(d.mutex);
     auto next = std::make_unique<AreaTable>();
@@ -113,14 +125,12 @@ void* sigsegv_register(sigsegv_dispatcher* dispatcher, void* address, size_t len
                        a);
     publish(d, next.release());
     return ticket;
-  } catch (...) {
-    return nullptr;
-  }
+  });
 }
 
 void sigsegv_unregister(sigsegv_dispatcher* dispatcher, void* ticket) {
   if (dispatcher == nullptr || dispatcher->tree == nullptr || ticket == nullptr) return;
-  try {
+  c_entry([&] {
     auto& d = *static_cast<DispatcherImpl*>(dispatcher->tree);
     std::lock_guard lock(d.mutex);
     const AreaTable* cur = d.table.load(std::memory_order_acquire);
@@ -132,8 +142,7 @@ void sigsegv_unregister(sigsegv_dispatcher* dispatcher, void* ticket) {
     if (next->areas.size() == cur->areas.size()) return;  // not registered here
     publish(d, next.release());
     delete static_cast<int*>(ticket);
-  } catch (...) {
-  }
+  });
 }
 
 // Two symbols libsigsegv.so.2 exports without declaring them in its header (its own internals), kept so

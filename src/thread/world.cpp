@@ -276,20 +276,28 @@ StoppedThread describe(const ThreadState& t) {
   return s;
 }
 
+// What the visiting calls (for_each_stopped, scan_roots; `what` names the call in errors) share: they
+// need a visitor and the thread that stopped the world; then `visit(thread, its description)` runs for
+// each stopped thread.
+template <class Visitor, class Visit>
+Result<void> visit_stopped(const char* what, Visitor fn, Visit&& visit) {
+  if (fn == nullptr) return Error(Errc::invalid_argument, std::string("world::") + what + ": null visitor");
+  if (auto c = check_stopper(what); !c) return c;
+  for (ThreadState* t = thread::registry_head(); t != nullptr; t = t->next) {
+    if (t->stopped_by != 0) visit(*t, describe(*t));
+  }
+  return {};
+}
+
 }  // namespace
 
 Result<void> for_each_stopped(ThreadVisitor fn, void* data) {
   return core::guarded([&]() -> Result<void> {
-    if (fn == nullptr) return Error(Errc::invalid_argument, "world::for_each_stopped: null visitor");
-    if (auto c = check_stopper("for_each_stopped"); !c) return c;
-    for (ThreadState* t = thread::registry_head(); t != nullptr; t = t->next) {
-      if (t->stopped_by == 0) continue;
-      StoppedThread s = describe(*t);
-      FaultContext blocking_ctx(const_cast<ucontext_t*>(&t->blocking_uc));
+    return visit_stopped("for_each_stopped", fn, [&](ThreadState& t, StoppedThread s) {
+      FaultContext blocking_ctx(const_cast<ucontext_t*>(&t.blocking_uc));
       if (s.in_blocking_region) s.context = &blocking_ctx;
       fn(s, data);
-    }
-    return {};
+    });
   });
 }
 
@@ -315,20 +323,17 @@ void scan_range(std::uintptr_t lo, std::uintptr_t hi, RootKind kind, long tid, R
 
 Result<void> scan_roots(RootVisitor fn, void* data) {
   return core::guarded([&]() -> Result<void> {
-    if (fn == nullptr) return Error(Errc::invalid_argument, "world::scan_roots: null visitor");
-    if (auto c = check_stopper("scan_roots"); !c) return c;
-    for (ThreadState* t = thread::registry_head(); t != nullptr; t = t->next) {
-      if (t->stopped_by == 0) continue;
-      const StoppedThread s = describe(*t);
+    auto stopped = visit_stopped("scan_roots", fn, [&](const ThreadState& t, const StoppedThread& s) {
       if (s.in_blocking_region) {
-        scan_context(t->blocking_uc, reinterpret_cast<const unsigned char*>(&t->blocking_uc.__fpregs_mem),
-                     sizeof t->blocking_uc.__fpregs_mem, t->tid, fn, data);
+        scan_context(t.blocking_uc, reinterpret_cast<const unsigned char*>(&t.blocking_uc.__fpregs_mem),
+                     sizeof t.blocking_uc.__fpregs_mem, t.tid, fn, data);
       } else {
-        scan_context(t->stop_uc, t->xstate, t->xstate_len, t->tid, fn, data);
+        scan_context(t.stop_uc, t.xstate, t.xstate_len, t.tid, fn, data);
       }
-      scan_range(s.stack_lo, s.stack_hi, RootKind::stack, t->tid, fn, data);
-      if (s.altstack_hi != 0) scan_range(s.altstack_lo, s.altstack_hi, RootKind::altstack, t->tid, fn, data);
-    }
+      scan_range(s.stack_lo, s.stack_hi, RootKind::stack, t.tid, fn, data);
+      if (s.altstack_hi != 0) scan_range(s.altstack_lo, s.altstack_hi, RootKind::altstack, t.tid, fn, data);
+    });
+    if (!stopped) return stopped;
     // The caller: its registers as they are now, and its stack from here up.
     ThreadState* self = thread::current();
     ucontext_t own;

@@ -38,10 +38,16 @@ static char* volatile g_page;
 static volatile int g_seen_signal, g_seen_access, g_seen_code, g_seen_ucontext_pc_ok;
 static volatile uintptr_t g_seen_addr, g_seen_pc;
 
+/* Whether the fault is on g_page (the handlers decline the others). */
+static int on_g_page(fl_context* ctx) {
+  uintptr_t a = fl_context_address(ctx);
+  return a >= (uintptr_t)g_page && a < (uintptr_t)g_page + page;
+}
+
 static fl_disposition on_fault(fl_context* ctx, void* data) {
   (void)data;
+  if (!on_g_page(ctx)) return FL_DECLINED;
   uintptr_t a = fl_context_address(ctx);
-  if (a < (uintptr_t)g_page || a >= (uintptr_t)g_page + page) return FL_DECLINED;
   g_seen_signal = fl_context_signal(ctx);
   g_seen_code = fl_context_code(ctx);
   g_seen_access = (int)fl_context_access(ctx);
@@ -110,8 +116,7 @@ static volatile int g_set_failures;
 
 static fl_disposition on_load(fl_context* ctx, void* data) {
   (void)data;
-  uintptr_t a = fl_context_address(ctx);
-  if (a < (uintptr_t)g_page || a >= (uintptr_t)g_page + page) return FL_DECLINED;
+  if (!on_g_page(ctx)) return FL_DECLINED;
   uintptr_t pc = fl_context_pc(ctx);
   if (pc == (uintptr_t)&fl_test_load) {
     if (fl_context_set_reg(ctx, 0, 0x1234567890abcdefULL) != 0) g_set_failures++; /* 0 = rax */
@@ -151,8 +156,7 @@ static volatile int g_in_before, g_in_after;
 
 static fl_disposition leaving(fl_context* ctx, void* data) {
   (void)data;
-  uintptr_t a = fl_context_address(ctx);
-  if (a < (uintptr_t)g_page || a >= (uintptr_t)g_page + page) return FL_DECLINED;
+  if (!on_g_page(ctx)) return FL_DECLINED;
   g_in_before = fl_in_handler();
   fl_leave_handler();
   g_in_after = fl_in_handler();
@@ -217,6 +221,14 @@ static int run_child_expect_exit(void (*body)(void), int code) {
 
 /* ---- regions ---- */
 
+/* The default options with a name and a policy. */
+static fl_region_options region_options(const char* name, fl_policy policy) {
+  fl_region_options o = fl_region_options_default();
+  o.name = name;
+  o.policy = policy;
+  return o;
+}
+
 static int fill_pattern(const fl_fill_request* req, void* data, const char** reason) {
   (void)reason;
   unsigned char* d = req->dest;
@@ -259,9 +271,7 @@ static void test_regions(void) {
   CHECK(fl_region_count() >= 1);
   CHECK(fl_region_destroy(r, &err) == 0);
 
-  o = fl_region_options_default();
-  o.name = "c-provider";
-  o.policy = FL_POLICY_PROVIDER;
+  o = region_options("c-provider", FL_POLICY_PROVIDER);
   o.fill = fill_pattern;
   o.fill_data = (void*)3;
   CHECK(fl_region_reserve(2 * page, &o, &r, &err) == 0);
@@ -281,9 +291,7 @@ static void test_regions(void) {
   CHECK(fl_region_destroy(r, &err) == 0);
   fl_pager_release(pager);
 
-  o = fl_region_options_default();
-  o.name = "c-cards";
-  o.policy = FL_POLICY_TRACK_DIRTY;
+  o = region_options("c-cards", FL_POLICY_TRACK_DIRTY);
   CHECK(fl_region_reserve(8 * page, &o, &r, &err) == 0);
   volatile char* c = fl_region_data(r);
   c[2 * page] = 1;
@@ -293,9 +301,7 @@ static void test_regions(void) {
   CHECK(fl_region_destroy(r, &err) == 0);
 
   atomic_int hits = 0;
-  o = fl_region_options_default();
-  o.name = "c-barrier";
-  o.policy = FL_POLICY_BARRIER;
+  o = region_options("c-barrier", FL_POLICY_BARRIER);
   o.barrier = barrier_unprotect;
   o.barrier_data = &hits;
   CHECK(fl_region_reserve(page, &o, &r, &err) == 0);
@@ -304,8 +310,7 @@ static void test_regions(void) {
   CHECK(fl_region_destroy(r, &err) == 0);
 
   void* mine = mmap(NULL, page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-  o = fl_region_options_default();
-  o.name = "c-adopted";
+  o = region_options("c-adopted", FL_POLICY_ZERO_FILL);
   CHECK(fl_region_adopt(mine, page, &o, &r, &err) == 0);
   CHECK(fl_prefault(mine, page, FL_ACCESS_WRITE, &err) == 0);
   CHECK(fl_region_destroy(r, &err) == 0);
@@ -319,9 +324,7 @@ static void test_regions(void) {
 static void test_fill_failure_child(void) {
   fl_error err;
   fl_region* r = NULL;
-  fl_region_options o = fl_region_options_default();
-  o.name = "c-broken";
-  o.policy = FL_POLICY_PROVIDER;
+  fl_region_options o = region_options("c-broken", FL_POLICY_PROVIDER);
   o.fill = fill_fails;
   if (fl_report_enable(2, 0, 0, 0, &err) != 0 || fl_region_reserve(page, &o, &r, &err) != 0) _exit(90);
   (void)((volatile char*)fl_region_data(r))[0];
@@ -441,9 +444,7 @@ static int run_child_expect_signal(void (*body)(void), int sig, const char* need
 static void guard_child(void) {
   fl_error err;
   fl_region* r = NULL;
-  fl_region_options o = fl_region_options_default();
-  o.name = "c-guard";
-  o.policy = FL_POLICY_GUARD;
+  fl_region_options o = region_options("c-guard", FL_POLICY_GUARD);
   o.perms = FL_PERM_NONE;
   if (fl_report_enable(2, 0, 1, 16, &err) != 0 || !fl_report_enabled()) _exit(90);
   if (fl_region_reserve(page, &o, &r, &err) != 0) _exit(91);

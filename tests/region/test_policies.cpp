@@ -56,10 +56,7 @@ TEST_P(Backends, ZeroFillSequentialAndRandom) {
 
 TEST_P(Backends, ProviderContentsEverywhere) {
   ChildResult r = run_child([&] {
-    RegionOptions o = opts("image", Policy::provider);
-    o.fill = fill_pattern;
-    o.fill_data = reinterpret_cast<void*>(3);
-    auto reg = must_reserve(64 * kPage, o);
+    auto reg = must_reserve(64 * kPage, with_fill(opts("image", Policy::provider), fill_pattern, fill_tag(3)));
     if (!check_pattern(reg.data(), 3, 0, 64 * kPage)) _exit(1);
     static_cast<volatile char*>(reg.data())[5] = 1;  // writable after the fill
     if (!reg.discard(0, 64).ok()) _exit(2);
@@ -71,10 +68,7 @@ TEST_P(Backends, ProviderContentsEverywhere) {
 TEST_P(Backends, ManyThreadsOnTheSamePages) {
   ChildResult r = run_child([&] {
     g_pattern_fills = 0;
-    RegionOptions o = opts("shared", Policy::provider);
-    o.fill = fill_pattern;
-    o.fill_data = reinterpret_cast<void*>(8);
-    auto reg = must_reserve(32 * kPage, o);
+    auto reg = must_reserve(32 * kPage, with_fill(opts("shared", Policy::provider), fill_pattern, fill_tag(8)));
     std::atomic<int> bad{0};
     std::vector<std::thread> ts;
     for (int t = 0; t < 8; ++t) {
@@ -93,15 +87,11 @@ TEST_P(Backends, ManyThreadsOnTheSamePages) {
 
 TEST_P(ThreadedBackends, PagerContents) {
   ChildResult r = run_child([&] {
-    auto pager = Pager::start();
-    if (!pager.ok()) _exit(90);
-    RegionOptions o = opts("paged", Policy::pager);
-    o.fill = fill_pattern;
-    o.fill_data = reinterpret_cast<void*>(4);
-    o.pager = *pager;
-    auto reg = must_reserve(16 * kPage, o);
+    const Pager pager = must_start_pager();
+    const RegionOptions o = with_fill(opts("paged", Policy::pager), fill_pattern, fill_tag(4));
+    auto reg = must_reserve(16 * kPage, with_pager(o, pager));
     if (!check_pattern(reg.data(), 4, 0, 16 * kPage)) _exit(1);
-    if (pager->stats().requests == 0) _exit(2);
+    if (pager.stats().requests == 0) _exit(2);
   });
   EXPECT_TRUE(r.exited() && r.exit_code() == 0) << r;
 }
@@ -109,9 +99,7 @@ TEST_P(ThreadedBackends, PagerContents) {
 TEST_P(Backends, ProviderFailureEndsInSigbusWithTheCause) {
   ChildResult r = run_child([&] {
     if (!report::enable().ok()) _exit(90);
-    RegionOptions o = opts("broken", Policy::provider);
-    o.fill = fill_fails;
-    auto reg = must_reserve(4 * kPage, o);
+    auto reg = must_reserve(4 * kPage, with_fill(opts("broken", Policy::provider), fill_fails));
     (void)static_cast<volatile char*>(reg.data())[2 * kPage + 9];
     _exit(1);  // never a zero page
   });
@@ -135,11 +123,7 @@ FillStatus stuck(const FillRequest& req, void* data) {
 
 TEST_P(ThreadedBackends, PagerThatNeverAnswersEndsInSigbus) {
   ChildResult r = run_child([&] {
-    auto pager = Pager::start();
-    if (!pager.ok()) _exit(90);
-    RegionOptions o = opts("slow", Policy::pager);
-    o.fill = stuck;
-    o.pager = *pager;
+    RegionOptions o = with_pager(with_fill(opts("slow", Policy::pager), stuck), must_start_pager());
     o.fill_timeout = std::chrono::milliseconds(100);
     auto reg = must_reserve(kPage, o);
     (void)static_cast<volatile char*>(reg.data())[0];

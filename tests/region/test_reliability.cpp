@@ -31,6 +31,7 @@
 #include "support/backends.hpp"
 #include "support/child.hpp"
 #include "support/pages.hpp"
+#include "support/signals.hpp"
 #include "support/spin.hpp"
 
 namespace faultline {
@@ -48,18 +49,12 @@ class ThreadedReliability : public OnEveryBackend {};
 // right afterwards, the pages filled before the fork and the ones filled after it.
 TEST_P(Reliability, ForkedChildResetLeavesTheParentsRegionAlone) {
   ChildResult r = run_child([&] {
-    RegionOptions o = opts("parent-heap", Policy::provider);
-    o.fill = fill_pattern;
-    o.fill_data = reinterpret_cast<void*>(21);
-    auto reg = must_reserve(16 * kPage, o);
+    auto reg = must_reserve(16 * kPage, with_fill(opts("parent-heap", Policy::provider), fill_pattern, fill_tag(21)));
     if (!check_pattern(reg.data(), 21, 0, 8 * kPage)) _exit(1);
-    const pid_t child = fork();
-    if (child == 0) {
+    const int status = fork_and_wait([&] {
       const bool ok = reg.reset().ok();  // the child's copy goes; nothing of the parent's may
       _exit(ok ? 0 : 5);
-    }
-    int status = 0;
-    waitpid(child, &status, 0);
+    });
     if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) _exit(2);
     if (!check_pattern(reg.data(), 21, 0, 16 * kPage)) _exit(3);  // never a zero page
   });
@@ -72,20 +67,15 @@ TEST_P(Reliability, ForkedChildResetLeavesTheParentsRegionAlone) {
 TEST_P(Reliability, ForkedChildAccessToAnUnfilledPage) {
   ChildResult r = run_child([&] {
     if (!report::enable().ok()) _exit(90);
-    RegionOptions o = opts("inherited", Policy::provider);
-    o.fill = fill_pattern;
-    o.fill_data = reinterpret_cast<void*>(22);
-    auto reg = must_reserve(16 * kPage, o);
+    auto reg = must_reserve(16 * kPage, with_fill(opts("inherited", Policy::provider), fill_pattern, fill_tag(22)));
     (void)static_cast<volatile char*>(reg.data())[0];
     std::fflush(nullptr);
-    if (fork() == 0) {
+    const int status = fork_and_wait([&] {
       if (!check_pattern(reg.data(), 22, 12 * kPage, kPage)) _exit(1);  // a zero page would fail here
       std::printf("child read the right bytes\n");
       std::fflush(stdout);
       _exit(0);
-    }
-    int status = 0;
-    wait(&status);
+    });
     if (WIFSIGNALED(status)) std::printf("child killed by %d\n", WTERMSIG(status));
     if (WIFEXITED(status)) std::printf("child exited %d\n", WEXITSTATUS(status));
   });
@@ -100,23 +90,17 @@ TEST_P(Reliability, ForkedChildAccessToAnUnfilledPage) {
 
 TEST_P(ThreadedReliability, ForkedChildAccessToAPagerRegionFailsWithTheCause) {
   ChildResult r = run_child([&] {
-    auto pager = Pager::start();
-    if (!pager.ok()) _exit(90);
-    RegionOptions o = opts("paged", Policy::pager);
-    o.fill = fill_pattern;
-    o.fill_data = reinterpret_cast<void*>(23);
-    o.pager = *pager;
+    RegionOptions o = with_fill(opts("paged", Policy::pager), fill_pattern, fill_tag(23));
+    o.pager = must_start_pager();
     o.fill_timeout = std::chrono::milliseconds(5000);
     auto reg = must_reserve(16 * kPage, o);
     if (!check_pattern(reg.data(), 23, 0, kPage)) _exit(1);
     std::fflush(nullptr);
     const auto t0 = Clock::now();
-    if (fork() == 0) {
+    const int status = fork_and_wait([&] {
       (void)static_cast<volatile char*>(reg.data())[9 * kPage];  // the pager's threads are not here
       _exit(3);
-    }
-    int status = 0;
-    wait(&status);
+    });
     // At once, not after fill_timeout: nothing in the child could ever answer.
     const auto waited = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - t0).count();
     std::printf("child %s %d after %lld ms\n", WIFSIGNALED(status) ? "killed by" : "exited",
@@ -176,21 +160,16 @@ void note_closing(fault_injection::Op op, std::uintptr_t a1, std::uintptr_t a2, 
 // fault; never zeros.
 TEST_P(ThreadedReliability, ReadsRacingResetNeverSeeZeros) {
   ChildResult r = run_child([&] {
-    struct sigaction sa {};
-    sa.sa_sigaction = on_fault_jump;
-    sa.sa_flags = SA_SIGINFO | SA_NODEFER;
-    sigaction(SIGSEGV, &sa, nullptr);  // before faultline: the previous action of faults nobody resolves
-    sigaction(SIGBUS, &sa, nullptr);
-    auto pager = Pager::start({.name = "race", .threads = 2});
-    if (!pager.ok()) _exit(90);
+    // Before faultline: the previous action of faults nobody resolves.
+    install_handler(SIGSEGV, on_fault_jump, SA_NODEFER);
+    install_handler(SIGBUS, on_fault_jump, SA_NODEFER);
+    const Pager pager = must_start_pager({.name = "race", .threads = 2});
     std::atomic<long> zeros{0}, faults{0}, reads{0};
     fault_injection::set_observer(note_closing, nullptr);
     for (int round = 0; round < 100; ++round) {
       for (Policy policy : {Policy::provider, Policy::pager}) {
-        RegionOptions o = opts("racing", policy);
-        o.fill = fill_pattern;
-        o.fill_data = reinterpret_cast<void*>(24);
-        if (policy == Policy::pager) o.pager = *pager;
+        RegionOptions o = with_fill(opts("racing", policy), fill_pattern, fill_tag(24));
+        if (policy == Policy::pager) o.pager = pager;
         auto reg = must_reserve(64 * kPage, o);
         const auto* w = static_cast<const volatile std::uint64_t*>(reg.data());
         g_racing_closed = false;
@@ -238,11 +217,8 @@ TEST_P(Reliability, MemoryUnmappedBehindItsBackIsLeftAlone) {
     GTEST_SKIP() << "needs userfaultfd's UNMAP events (the unmap monitor): " << u.error().message();
   }
   ChildResult r = run_child([&] {
-    RegionOptions o = opts("vanished", uffd() ? Policy::provider : Policy::zero_fill);
-    if (uffd()) {
-      o.fill = fill_pattern;
-      o.fill_data = reinterpret_cast<void*>(25);
-    }
+    RegionOptions o = uffd() ? with_fill(opts("vanished", Policy::provider), fill_pattern, fill_tag(25))
+                             : opts("vanished", Policy::zero_fill);
     auto reg = must_reserve(8 * kPage, o);
     auto* p = static_cast<char*>(reg.data());
     (void)static_cast<volatile char*>(p)[0];
@@ -341,10 +317,7 @@ FillStatus blocking_fill(const FillRequest& req, void* data) {
 // another, nor reset of another region: the fill is released only after they all succeed.
 TEST_P(Reliability, RegistrationGoesOnWhileAFillIsSlow) {
   ChildResult r = run_child([&] {
-    RegionOptions o = opts("slow", Policy::provider);
-    o.fill = blocking_fill;
-    o.fill_data = reinterpret_cast<void*>(26);
-    auto slow = must_reserve(4 * kPage, o);
+    auto slow = must_reserve(4 * kPage, with_fill(opts("slow", Policy::provider), blocking_fill, fill_tag(26)));
     std::thread toucher([&] {
       if (!check_pattern(slow.data(), 26, 0, kPage)) _exit(1);
     });
@@ -354,12 +327,8 @@ TEST_P(Reliability, RegistrationGoesOnWhileAFillIsSlow) {
       if (++spins > 200) break;  // the fill is running (blocked) by now
     }
     for (int i = 0; i < 50; ++i) {
-      auto other = reserve_region(kPage, opts("meanwhile", Policy::zero_fill));
-      if (!other.ok()) {
-        std::fprintf(stderr, "%s\n", other.error().message().c_str());
-        _exit(2);
-      }
-      if (!other->reset().ok()) _exit(3);
+      auto other = must_reserve(kPage, opts("meanwhile", Policy::zero_fill), 2);
+      if (!other.reset().ok()) _exit(3);
     }
     g_release = 1;
     toucher.join();
@@ -395,22 +364,15 @@ TEST(ReliabilitySignals, RegistrationFromInsideAHandler) {
 TEST(ReliabilitySignals, ForkWhileAHandlerRunsLeavesAUsableChild) {
   if (kTsan) GTEST_SKIP() << "TSan cannot start threads in a child forked while another thread runs (\"dup thread\")";
   ChildResult r = run_child([] {
-    RegionOptions o = filled_on_signals("slow", Policy::provider, blocking_fill, reinterpret_cast<void*>(27));
+    RegionOptions o = filled_on_signals("slow", Policy::provider, blocking_fill, fill_tag(27));
     auto slow = must_reserve(kPage, o);
     std::thread toucher([&] { (void)static_cast<volatile char*>(slow.data())[0]; });
     std::this_thread::sleep_for(std::chrono::milliseconds(50));  // let it enter the fill (no timing is asserted)
-    const pid_t child = fork();
-    if (child == 0) {
-      auto mine = reserve_region(kPage, on_signals("in-the-child", Policy::zero_fill));
-      if (!mine.ok()) {
-        std::fprintf(stderr, "%s\n", mine.error().message().c_str());
-        _exit(1);
-      }
-      static_cast<volatile char*>(mine->data())[0] = 1;
-      _exit(mine->reset().ok() ? 0 : 2);
-    }
-    int status = 0;
-    waitpid(child, &status, 0);
+    const int status = fork_and_wait([] {
+      auto mine = must_reserve(kPage, on_signals("in-the-child", Policy::zero_fill), 1);
+      static_cast<volatile char*>(mine.data())[0] = 1;
+      _exit(mine.reset().ok() ? 0 : 2);
+    });
     g_release = 1;
     toucher.join();
     if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) _exit(3);
@@ -423,21 +385,9 @@ TEST(ReliabilitySignals, ForkWhileAHandlerRunsLeavesAUsableChild) {
 // A remote pager stopped (SIGSTOP) or killed while threads fault all over a 16 GiB region: every thread's
 // access ends in SIGBUS within fill_timeout and a small bound, however large the region.
 void remote_pager_outage(int how, long* worst_ms) {
-  int sv[2];
-  if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) _exit(90);
-  const pid_t pager = fork();
-  if (pager == 0) {
-    close(sv[0]);
-    auto region = remote_pager::receive(sv[1]);
-    if (!region.ok()) _exit(1);
-    (void)region->serve(fill_pattern, reinterpret_cast<void*>(28));
-    _exit(0);
-  }
-  close(sv[1]);
-  RegionOptions o;
-  o.name = "remote-16g";
-  o.policy = Policy::pager;
-  o.remote_pager_socket = sv[0];
+  int socket = -1;
+  const pid_t pager = fork_remote_pager(28, &socket);
+  RegionOptions o = remote_paged("remote-16g", socket);
   o.fill_timeout = std::chrono::milliseconds(500);
   const std::size_t size = std::size_t{16} << 30;
   auto reg = must_reserve(size, o);
@@ -473,10 +423,7 @@ TEST(ReliabilityRemote, StoppedOrKilledPagerFailsWithinTheTimeout) {
   if (!userfaultfd_available().ok()) GTEST_SKIP() << "no userfaultfd";
   for (int how : {SIGSTOP, SIGKILL}) {
     ChildResult r = run_child([&] {
-      struct sigaction sa {};
-      sa.sa_sigaction = on_fault_jump;
-      sa.sa_flags = SA_SIGINFO | SA_NODEFER;
-      sigaction(SIGBUS, &sa, nullptr);
+      install_handler(SIGBUS, on_fault_jump, SA_NODEFER);
       long worst = 0;
       remote_pager_outage(how, &worst);
       std::printf("worst time to SIGBUS: %ld ms (fill_timeout 500 ms)\n", worst);
@@ -493,10 +440,7 @@ TEST(ReliabilityRemote, PagerCredentialsAreChecked) {
   ChildResult r = run_child([] {
     int sv[2];
     if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) _exit(90);
-    RegionOptions o;
-    o.name = "picky";
-    o.policy = Policy::pager;
-    o.remote_pager_socket = sv[0];
+    RegionOptions o = remote_paged("picky", sv[0]);
     o.remote_pager_uid = static_cast<long>(getuid()) + 1;  // not us (the other end is this process)
     auto reg = reserve_region(kPage, o);
     if (reg.ok() || reg.error().message().find("is not the one the region's options require") == std::string::npos) {
@@ -516,11 +460,7 @@ TEST(ReliabilityUffd, HandlerThreadThatCannotStartIsAnError) {
   if (!userfaultfd_available().ok()) GTEST_SKIP() << "no userfaultfd";
   for (const char* spec : {"thread_create:1:EAGAIN", "mmap:2:ENOMEM"}) {
     ChildResult r = run_child([&] {
-      RegionOptions o;
-      o.name = "needs-the-thread";
-      o.backend = Backend::userfaultfd;
-      o.policy = Policy::provider;
-      o.fill = fill_pattern;
+      const RegionOptions o = filled_on_uffd("needs-the-thread", Policy::provider, fill_pattern);
       if (!fault_injection::arm_from_spec(spec).ok()) _exit(90);
       auto reg = reserve_region(4 * kPage, o);
       fault_injection::disarm();
@@ -572,18 +512,12 @@ TEST(ReliabilityApi, NoExceptionAndNoInvalidValue) {
 TEST(ReliabilityUffd, TransientFailureIsTriedAgain) {
   if (!userfaultfd_available().ok()) GTEST_SKIP() << "no userfaultfd";
   ChildResult r = run_child([] {
-    RegionOptions o;
-    o.name = "retry";
-    o.backend = Backend::userfaultfd;
+    const RegionOptions o = on_uffd("retry");
     if (!fault_injection::arm_from_spec("userfaultfd:1:EMFILE:count=2").ok()) _exit(90);
     auto first = reserve_region(kPage, o);
     fault_injection::disarm();
     if (first.ok() || first.error().message().find("EMFILE") == std::string::npos) _exit(1);
-    auto second = reserve_region(kPage, o);
-    if (!second.ok()) {
-      std::fprintf(stderr, "%s\n", second.error().message().c_str());
-      _exit(2);
-    }
+    (void)must_reserve(kPage, o, 2);
   });
   EXPECT_TRUE(r.exited() && r.exit_code() == 0) << r;
 }

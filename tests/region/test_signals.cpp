@@ -22,6 +22,7 @@
 #include "region/table.hpp"
 #include "support/child.hpp"
 #include "support/pages.hpp"
+#include "support/signals.hpp"
 
 namespace faultline {
 namespace {
@@ -166,7 +167,7 @@ FillStatus recording_fill(const FillRequest& req, void* data) {
 
 TEST(Provider, FillsOnFirstTouchWithTheRequestDescribed) {
   ChildResult r = run_child([] {
-    RegionOptions o = filled_on_signals("snapshot", Policy::provider, recording_fill, reinterpret_cast<void*>(7));
+    RegionOptions o = filled_on_signals("snapshot", Policy::provider, recording_fill, fill_tag(7));
     o.fault_around = 3;
     auto reg = must_reserve(8 * kPage, o);
     auto* p = static_cast<char*>(reg.data());
@@ -202,7 +203,7 @@ FillStatus waiting_fill(const FillRequest& req, void* data) {
 
 TEST(Provider, TwoThreadsOnOnePageGetOneFill) {
   ChildResult r = run_child([] {
-    auto reg = must_reserve(kPage, filled_on_signals("shared-page", Policy::provider, waiting_fill, reinterpret_cast<void*>(3)));
+    auto reg = must_reserve(kPage, filled_on_signals("shared-page", Policy::provider, waiting_fill, fill_tag(3)));
     g_race.impl = static_cast<backend::signals::SignalRegion*>(region::lookup(reinterpret_cast<std::uintptr_t>(reg.data())));
     const void* p = reg.data();
     std::atomic<int> ok{0};
@@ -243,14 +244,11 @@ TEST(Provider, FailureReachesThePreviousSigbusHandlerThenRetries) {
   Shared<siginfo_t> info;
   g_bus_info = &info;
   ChildResult r = run_child([] {
-    struct sigaction sa {};
-    sa.sa_sigaction = [](int, siginfo_t* si, void*) {
+    install_handler(SIGBUS, [](int, siginfo_t* si, void*) {
       **g_bus_info = *si;
       siglongjmp(g_jmp, 1);
-    };
-    sa.sa_flags = SA_SIGINFO;
-    sigaction(SIGBUS, &sa, nullptr);
-    auto reg = must_reserve(2 * kPage, filled_on_signals("retry", Policy::provider, flaky_fill, reinterpret_cast<void*>(9)));
+    });
+    auto reg = must_reserve(2 * kPage, filled_on_signals("retry", Policy::provider, flaky_fill, fill_tag(9)));
     auto* p = static_cast<volatile char*>(reg.data());
     if (sigsetjmp(g_jmp, 1) == 0) {
       (void)p[kPage + 16];
@@ -301,11 +299,9 @@ FillStatus pager_fill(const FillRequest& req, void* data) {
 
 TEST(Pager, FaultIsServedByThePagerThread) {
   ChildResult r = run_child([] {
-    auto pager = Pager::start(PagerOptions{"test-pager", 1});
-    if (!pager.ok()) _exit(90);
-    RegionOptions o = filled_on_signals("paged", Policy::pager, pager_fill, reinterpret_cast<void*>(5));
-    o.pager = *pager;
-    auto reg = must_reserve(4 * kPage, o);
+    const Pager pager = must_start_pager(PagerOptions{"test-pager", 1});
+    const RegionOptions o = filled_on_signals("paged", Policy::pager, pager_fill, fill_tag(5));
+    auto reg = must_reserve(4 * kPage, with_pager(o, pager));
     auto* p = static_cast<char*>(reg.data());
     p[kPage + 8] = 42;  // a write: the pager fills, then the write lands
     if (g_seen.calls != 1 || g_seen.offset != kPage) _exit(1);
@@ -316,7 +312,7 @@ TEST(Pager, FaultIsServedByThePagerThread) {
     if (!check_pattern(p, 5, 0, kPage) || g_seen.calls != 2 || g_seen.access != static_cast<int>(Access::read)) {
       _exit(6);
     }
-    if (pager->stats().requests != 2 || pager->stats().failed != 0) _exit(7);
+    if (pager.stats().requests != 2 || pager.stats().failed != 0) _exit(7);
   });
   EXPECT_TRUE(r.exited() && r.exit_code() == 0) << r;
 }
@@ -326,11 +322,8 @@ FillStatus pager_refuses(const FillRequest&, void*) { return FillStatus{ENOENT, 
 TEST(Pager, FailureEndsInSigbusWithReport) {
   ChildResult r = run_child([] {
     if (!report::enable().ok()) _exit(90);
-    auto pager = Pager::start();
-    if (!pager.ok()) _exit(90);
-    RegionOptions o = filled_on_signals("remote", Policy::pager, pager_refuses);
-    o.pager = *pager;
-    auto reg = must_reserve(2 * kPage, o);
+    const RegionOptions o = filled_on_signals("remote", Policy::pager, pager_refuses);
+    auto reg = must_reserve(2 * kPage, with_pager(o, must_start_pager()));
     static_cast<volatile char*>(reg.data())[kPage] = 1;
     _exit(1);
   });
@@ -351,11 +344,8 @@ FillStatus self_touching_fill(const FillRequest& req, void* data) {
 
 TEST(Pager, PagerThreadTouchingItsOwnRegionFailsInsteadOfDeadlocking) {
   ChildResult r = run_child([] {
-    auto pager = Pager::start();
-    if (!pager.ok()) _exit(90);
-    RegionOptions o = filled_on_signals("loop", Policy::pager, self_touching_fill);
-    o.pager = *pager;
-    auto reg = must_reserve(2 * kPage, o);
+    const RegionOptions o = filled_on_signals("loop", Policy::pager, self_touching_fill);
+    auto reg = must_reserve(2 * kPage, with_pager(o, must_start_pager()));
     g_own_region = static_cast<char*>(reg.data());
     (void)static_cast<volatile char*>(reg.data())[0];
     _exit(1);
@@ -378,25 +368,14 @@ FillStatus gated_fill(const FillRequest& req, void* data) {
 
 TEST(Pager, RegistrationGoesOnWhileAFaultWaitsForThePager) {
   ChildResult r = run_child([] {
-    auto pager = Pager::start();
-    if (!pager.ok()) _exit(90);
-    RegionOptions o = filled_on_signals("gated", Policy::pager, gated_fill, reinterpret_cast<void*>(12));
-    o.pager = *pager;
-    auto reg = must_reserve(kPage, o);
+    RegionOptions o = filled_on_signals("gated", Policy::pager, gated_fill, fill_tag(12));
+    auto reg = must_reserve(kPage, with_pager(o, must_start_pager()));
     std::atomic<bool> same{false};
     std::thread faulting([&] { same = check_pattern(reg.data(), 12, 0, kPage); });
     while (g_fill_started.load() == 0) std::this_thread::yield();
-    RegionOptions g;
-    g.backend = Backend::signals;  // this suite tests the signal backend
-    g.name = "meanwhile";
-    g.policy = Policy::guard;
-    g.perms = perm_none;
-    auto other = reserve_region(kPage, g);  // would wait for the dispatch (and time out) if it held the epoch
-    if (!other.ok()) {
-      std::fprintf(stderr, "%s\n", other.error().message().c_str());
-      _exit(1);
-    }
-    if (!other->reset().ok()) _exit(2);
+    // Would wait for the dispatch (and time out) if it held the epoch.
+    auto other = must_reserve(kPage, on_signals("meanwhile", Policy::guard, perm_none), 1);
+    if (!other.reset().ok()) _exit(2);
     g_fill_release = 1;
     faulting.join();
     if (!same) _exit(3);
@@ -406,10 +385,7 @@ TEST(Pager, RegistrationGoesOnWhileAFaultWaitsForThePager) {
 
 TEST(Protect, LoweredPagesAreResolvedAgainWithTheirContents) {
   ChildResult r = run_child([] {
-    RegionOptions o;
-    o.backend = Backend::signals;  // this suite tests the signal backend
-    o.name = "heap";
-    auto reg = must_reserve(4 * kPage, o);
+    auto reg = must_reserve(4 * kPage, on_signals("heap", Policy::zero_fill));
     auto* p = static_cast<volatile char*>(reg.data());
     p[kPage] = 11;
     if (!reg.protect(1, 1, perm_none).ok()) _exit(1);
@@ -428,10 +404,7 @@ TEST(Protect, LoweredPagesAreResolvedAgainWithTheirContents) {
 
 TEST(Protect, BatchMergesAdjacentChangesAndKeepsOrderOfOverlaps) {
   ChildResult r = run_child([] {
-    RegionOptions o;
-    o.backend = Backend::signals;  // this suite tests the signal backend
-    o.name = "batched";
-    auto reg = must_reserve(16 * kPage, o);
+    auto reg = must_reserve(16 * kPage, on_signals("batched", Policy::zero_fill));
     if (!prefault(reg.data(), 16 * kPage, Access::write).ok()) _exit(91);
     ProtectBatch batch;
     for (std::size_t i : {5, 3, 4, 6, 2}) {
@@ -458,11 +431,7 @@ TEST(Protect, BatchMergesAdjacentChangesAndKeepsOrderOfOverlaps) {
 
 TEST(Protect, CollectDirtyCanDeferReArming) {
   ChildResult r = run_child([] {
-    RegionOptions o;
-    o.backend = Backend::signals;  // this suite tests the signal backend
-    o.name = "cards";
-    o.policy = Policy::track_dirty;
-    auto reg = must_reserve(8 * kPage, o);
+    auto reg = must_reserve(8 * kPage, on_signals("cards", Policy::track_dirty));
     auto* p = static_cast<volatile char*>(reg.data());
     for (std::size_t i : {1, 2, 3, 6}) p[i * kPage] = 1;
     ProtectBatch batch;
@@ -483,7 +452,7 @@ TEST(Protect, CollectDirtyCanDeferReArming) {
 TEST(Discard, PagesAreRefilledOrZeroedOnTheNextAccess) {
   ChildResult r = run_child([] {
     g_seen.calls = 0;
-    auto fil = must_reserve(4 * kPage, filled_on_signals("evictable", Policy::provider, recording_fill, reinterpret_cast<void*>(4)));
+    auto fil = must_reserve(4 * kPage, filled_on_signals("evictable", Policy::provider, recording_fill, fill_tag(4)));
     auto* p = static_cast<char*>(fil.data());
     p[kPage] = 99;  // fill page 1, then change it
     if (g_seen.calls != 1 || p[kPage] != 99) _exit(1);
@@ -491,11 +460,7 @@ TEST(Discard, PagesAreRefilledOrZeroedOnTheNextAccess) {
     if (!check_pattern(p, 4, kPage, kPage) || g_seen.calls != 2) _exit(3);  // refilled: the change is gone
     if (fil.discard(3, 2).ok()) _exit(4);                                   // outside the region
 
-    RegionOptions o;
-
-    o.backend = Backend::signals;  // this suite tests the signal backend
-    o.name = "zeroed";
-    auto zf = must_reserve(2 * kPage, o);
+    auto zf = must_reserve(2 * kPage, on_signals("zeroed", Policy::zero_fill));
     auto* z = static_cast<volatile char*>(zf.data());
     z[kPage + 1] = 5;
     if (!zf.discard(0, 2).ok() || z[kPage + 1] != 0) _exit(5);
@@ -549,35 +514,21 @@ FillStatus copy_from_image(const FillRequest& req, void*) {
 
 TEST(VmDispatcher, EveryKindOfWindowAndFaultsOutsideThem) {
   ChildResult r = run_child([] {
-    struct sigaction sa {};
-    sa.sa_sigaction = catching_handler;
-    sa.sa_flags = SA_SIGINFO;
-    sigaction(SIGSEGV, &sa, nullptr);
-    sigaction(SIGBUS, &sa, nullptr);
+    install_handler(SIGSEGV, catching_handler);
+    install_handler(SIGBUS, catching_handler);
 
     Image image;
     image.words.resize(Image::kPages * kPage / 8);
     g_image = &image;
-    auto pager = Pager::start(PagerOptions{"vm-pager", 2});
-    if (!pager.ok()) _exit(90);
+    const Pager pager = must_start_pager(PagerOptions{"vm-pager", 2});
 
-    RegionOptions empty;
-
-    empty.backend = Backend::signals;  // this suite tests the signal backend
-    empty.name = "empty";
-    empty.policy = Policy::guard;
-    empty.perms = perm_none;
-    RegionOptions anon;
-    anon.backend = Backend::signals;  // this suite tests the signal backend
-    anon.name = "anon";
+    const RegionOptions empty = on_signals("empty", Policy::guard, perm_none);
+    RegionOptions anon = on_signals("anon", Policy::zero_fill);
     anon.fault_around = 2;
-    RegionOptions content = filled_on_signals("content", Policy::provider, copy_from_image);
-    RegionOptions paged = filled_on_signals("paged", Policy::pager, pager_fill, reinterpret_cast<void*>(21));
-    paged.pager = *pager;
-    RegionOptions rom;
-    rom.backend = Backend::signals;  // this suite tests the signal backend
-    rom.name = "rom";
-    rom.perms = perm_read;
+    const RegionOptions content = filled_on_signals("content", Policy::provider, copy_from_image);
+    const RegionOptions paged =
+        with_pager(filled_on_signals("paged", Policy::pager, pager_fill, fill_tag(21)), pager);
+    const RegionOptions rom = on_signals("rom", Policy::zero_fill, perm_read);
     auto w_empty = reserve_region(2 * kPage, empty);
     auto w_anon = reserve_region(8 * kPage, anon);
     auto w_content = reserve_region(Image::kPages * kPage, content);

@@ -5,7 +5,6 @@
 #include <gtest/gtest.h>
 #include <setjmp.h>
 #include <sys/mman.h>
-#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -19,10 +18,10 @@
 #include <vector>
 
 #include "faultline/region.hpp"
-#include "faultline/remote_pager.hpp"
 #include "faultline/report.hpp"
 #include "support/child.hpp"
 #include "support/pages.hpp"
+#include "support/signals.hpp"
 
 namespace faultline {
 namespace {
@@ -33,13 +32,7 @@ using namespace test;  // tests/support/
 TEST(Uffd, MadviseWhileFaultsAreInFlight) {
   if (!userfaultfd_available().ok()) GTEST_SKIP() << "no userfaultfd";
   ChildResult r = run_child([] {
-    RegionOptions o;
-    o.name = "churn";
-    o.policy = Policy::provider;
-    o.fill = fill_pattern;
-    o.fill_data = reinterpret_cast<void*>(6);
-    o.backend = Backend::userfaultfd;
-    auto reg = must_reserve(256 * kPage, o);
+    auto reg = must_reserve(256 * kPage, filled_on_uffd("churn", Policy::provider, fill_pattern, fill_tag(6)));
     std::atomic<bool> stop{false};
     std::atomic<int> bad{0};
     std::vector<std::thread> ts;
@@ -80,31 +73,27 @@ TEST(Uffd, FileStoreWriteBackFlushAndEvict) {
     o.policy = Policy::provider;
     o.store = &store.value();
     o.write_back = true;
-    auto reg = reserve_region(16 * kPage, o);
-    if (!reg.ok()) {
-      std::fprintf(stderr, "%s\n", reg.error().message().c_str());
-      _exit(93);
-    }
-    auto* p = static_cast<volatile char*>(reg->data());
+    auto reg = must_reserve(16 * kPage, o, 93);
+    auto* p = static_cast<volatile char*>(reg.data());
     if (p[0] != 'a' || p[5 * kPage] != 'a') _exit(1);  // read: no page is dirty
     p[2 * kPage] = 'X';
     p[3 * kPage + 1] = 'Y';
     p[9 * kPage] = 'Z';
-    auto n = reg->flush();
+    auto n = reg.flush();
     if (!n.ok() || *n != 3) _exit(2);
     char c = 0;
     if (pread(fd, &c, 1, static_cast<off_t>(2 * kPage)) != 1 || c != 'X') _exit(3);
-    auto again = reg->flush();
+    auto again = reg.flush();
     if (!again.ok() || *again != 0) _exit(4);  // nothing written since
     p[9 * kPage + 5] = 'W';
     (void)p[12 * kPage];
-    auto ev = reg->evict(8, 8);  // writes back page 9, drops pages 8..15
-    if (resident_pages(reg->data() , 16) == 16 || resident_pages(static_cast<char*>(reg->data()) + 8 * kPage, 8) != 0) {
+    auto ev = reg.evict(8, 8);  // writes back page 9, drops pages 8..15
+    if (resident_pages(reg.data(), 16) == 16 || resident_pages(static_cast<char*>(reg.data()) + 8 * kPage, 8) != 0) {
       _exit(8);  // the kernel says they are gone
     }
     if (!ev.ok() || *ev != 1) _exit(5);
     if (p[9 * kPage + 5] != 'W' || p[9 * kPage] != 'Z') _exit(6);  // filled again, from the file
-    if (reg->flush().ok() && reg->evict(15, 2).ok()) _exit(7);      // range checked
+    if (reg.flush().ok() && reg.evict(15, 2).ok()) _exit(7);        // range checked
     unlink(path);
   });
   EXPECT_TRUE(r.exited() && r.exit_code() == 0) << r;
@@ -137,12 +126,9 @@ TEST(Uffd, WatermarkEvictsTheOldestAndWritesThemBack) {
       p[i * kPage + 1] = static_cast<char>('A' + i % 26);  // every page dirty
     }
     // The evictor works in the background: wait (bounded) until at most 8 + one window are resident.
-    std::vector<unsigned char> vec(64);
     std::size_t resident = 64;
     for (int k = 0; k < 10000 && resident > 9; ++k) {
-      mincore(reg.data(), 64 * kPage, vec.data());
-      resident = 0;
-      for (unsigned char v : vec) resident += v & 1;
+      resident = resident_pages(reg.data(), 64);
       if (resident > 9) std::this_thread::sleep_for(std::chrono::milliseconds(1));
     }
     if (resident > 9) {
@@ -164,16 +150,8 @@ void on_unmapped(int, siginfo_t*, void*) { siglongjmp(t_unmapped, 1); }
 TEST(Uffd, MunmapWhileFaultsAreInFlight) {
   if (!userfaultfd_available().ok()) GTEST_SKIP() << "no userfaultfd";
   ChildResult r = run_child([] {
-    struct sigaction sa {};
-    sa.sa_sigaction = on_unmapped;
-    sa.sa_flags = SA_SIGINFO;
-    sigaction(SIGSEGV, &sa, nullptr);  // installed before faultline: it gets the faults nobody resolves
-    RegionOptions o;
-    o.name = "vanishing";
-    o.policy = Policy::provider;
-    o.fill = fill_pattern;
-    o.fill_data = reinterpret_cast<void*>(2);
-    o.backend = Backend::userfaultfd;
+    install_handler(SIGSEGV, on_unmapped);  // installed before faultline: it gets the faults nobody resolves
+    RegionOptions o = filled_on_uffd("vanishing", Policy::provider, fill_pattern, fill_tag(2));
     auto a = must_reserve(512 * kPage, o);
     std::atomic<long> reads{0};
     std::atomic<int> bad{0};
@@ -201,7 +179,7 @@ TEST(Uffd, MunmapWhileFaultsAreInFlight) {
     auto rr = a.reset();
     if (rr.ok() || rr.error().code() != Errc::not_found || region_count() != before - 1) _exit(3);
     o.name = "after";
-    o.fill_data = reinterpret_cast<void*>(3);
+    o.fill_data = fill_tag(3);
     auto b = reserve_region(64 * kPage, o);
     if (!b.ok() || !check_pattern(b->data(), 3, 0, 64 * kPage)) _exit(2);  // the handler thread still serves
   }, 60);
@@ -213,33 +191,16 @@ TEST(Uffd, MunmapWhileFaultsAreInFlight) {
 TEST(Uffd, PagerInAnotherProcessAndItsDeath) {
   if (!userfaultfd_available().ok()) GTEST_SKIP() << "no userfaultfd";
   ChildResult r = run_child([] {
-    int sv[2];
-    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) _exit(90);
-    const pid_t pager = fork();
-    if (pager == 0) {  // the pager process
-      close(sv[0]);
-      auto region = remote_pager::receive(sv[1]);
-      if (!region.ok()) _exit(1);
-      (void)region->serve(fill_pattern, reinterpret_cast<void*>(5));
-      _exit(0);
-    }
-    close(sv[1]);
+    int socket = -1;
+    const pid_t pager = fork_remote_pager(5, &socket);
     if (!report::enable().ok()) _exit(91);
-    RegionOptions o;
-    o.name = "remote";
-    o.policy = Policy::pager;
-    o.remote_pager_socket = sv[0];
-    auto reg = reserve_region(16 * kPage, o);
-    if (!reg.ok()) {
-      std::fprintf(stderr, "%s\n", reg.error().message().c_str());
-      _exit(92);
-    }
-    if (!check_pattern(reg->data(), 5, 0, 4 * kPage)) _exit(2);  // served by the other process
+    auto reg = must_reserve(16 * kPage, remote_paged("remote", socket), 92);
+    if (!check_pattern(reg.data(), 5, 0, 4 * kPage)) _exit(2);  // served by the other process
     std::printf("remote content ok\n");
     std::fflush(stdout);
     kill(pager, SIGKILL);
     waitpid(pager, nullptr, 0);
-    (void)static_cast<volatile char*>(reg->data())[10 * kPage];  // nobody will ever supply this page
+    (void)static_cast<volatile char*>(reg.data())[10 * kPage];  // nobody will ever supply this page
     _exit(3);
   });
   EXPECT_TRUE(r.signaled() && r.signal() == SIGBUS) << r;
@@ -272,12 +233,7 @@ TEST(Uffd, ReadaheadDoublesOnSequentialFaultsAndHalvesOnRandomOnes) {
     std::vector<std::size_t> lengths;
     lengths.reserve(64);
     g_lengths = &lengths;
-    RegionOptions o;
-    o.name = "readahead";
-    o.policy = Policy::provider;
-    o.backend = Backend::userfaultfd;
-    o.fill = recording_pattern;
-    o.fill_data = reinterpret_cast<void*>(41);
+    RegionOptions o = filled_on_uffd("readahead", Policy::provider, recording_pattern, fill_tag(41));
     o.readahead_max = 16;
     auto reg = must_reserve(512 * kPage, o);
     auto* p = static_cast<const volatile char*>(reg.data());
@@ -308,16 +264,8 @@ void on_poisoned(int, siginfo_t*, void*) { siglongjmp(t_poisoned, 1); }
 TEST(Uffd, DiscardClearsAPoisonedPage) {
   if (!userfaultfd_available().ok()) GTEST_SKIP() << "no userfaultfd";
   ChildResult r = run_child([] {
-    struct sigaction sa {};
-    sa.sa_sigaction = on_poisoned;
-    sa.sa_flags = SA_SIGINFO | SA_NODEFER;
-    sigaction(SIGBUS, &sa, nullptr);
-    RegionOptions o;
-    o.name = "poisoned";
-    o.policy = Policy::provider;
-    o.backend = Backend::userfaultfd;
-    o.fill = fails_once;
-    o.fill_data = reinterpret_cast<void*>(42);
+    install_handler(SIGBUS, on_poisoned, SA_NODEFER);
+    RegionOptions o = filled_on_uffd("poisoned", Policy::provider, fails_once, fill_tag(42));
     o.readahead_max = 1;
     auto reg = must_reserve(4 * kPage, o);
     auto* p = static_cast<const volatile std::uint64_t*>(reg.data());
@@ -345,10 +293,7 @@ TEST(Uffd, DiscardClearsAPoisonedPage) {
 TEST(Uffd, ProtectIsRefused) {
   if (!userfaultfd_available().ok()) GTEST_SKIP() << "no userfaultfd";
   ChildResult r = run_child([] {
-    RegionOptions o;
-    o.name = "no-protect";
-    o.backend = Backend::userfaultfd;
-    auto reg = must_reserve(4 * kPage, o);
+    auto reg = must_reserve(4 * kPage, on_uffd("no-protect"));
     static_cast<volatile char*>(reg.data())[0] = 1;
     auto p = reg.protect(0, 1, perm_read);
     if (p.ok() || p.error().code() != Errc::unsupported) _exit(1);

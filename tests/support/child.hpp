@@ -3,8 +3,10 @@
 // run_child() forks; the child runs `body` with stdout and stderr sent to a pipe, under an alarm so that
 // a hang ends as SIGALRM instead of blocking the suite, and exits 0 if `body` returns. The parent
 // collects everything the child wrote and how it ended; the child runs in a process group of its own,
-// killed when it ends (so a process it forked cannot outlive it and hold the test up). Shared<T> is memory both sides see (MAP_SHARED),
-// for what a child's handler observed.
+// killed when it ends (so a process it forked cannot outlive it and hold the test up). fork_child() is
+// its first half, for runners whose child writes elsewhere (a terminal, a file); fork_and_wait() forks
+// again from inside a child.
+// Shared<T> is memory both sides see (MAP_SHARED), for what a child's handler observed.
 #pragma once
 
 #include <poll.h>
@@ -13,6 +15,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cerrno>
+#include <cstdio>
 #include <cstdlib>
 #include <functional>
 #include <new>
@@ -35,22 +39,31 @@ struct ChildResult {
   }
 };
 
-inline ChildResult run_child(const std::function<void()>& body, unsigned timeout_s = 60) {
-  int fds[2];
-  if (pipe(fds) != 0) std::abort();
+// Forks a child that closes `parents_end` (when it is not -1), writes its stdout and stderr to `out`, and
+// runs `body` under an alarm of `timeout_s`; it exits 0 if `body` returns. Returns the child's pid.
+// `own_group`: the child leads a process group of its own (run_child kills it when the child ends).
+inline pid_t fork_child(int out, int parents_end, const std::function<void()>& body, unsigned timeout_s,
+                        bool own_group = false) {
   pid_t pid = fork();
   if (pid < 0) std::abort();
   if (pid == 0) {
-    setpgid(0, 0);  // a group of its own: whatever it forks ends with it (below)
-    close(fds[0]);
-    dup2(fds[1], 1);
-    dup2(fds[1], 2);
-    close(fds[1]);
+    if (own_group) setpgid(0, 0);
+    if (parents_end >= 0) close(parents_end);
+    dup2(out, 1);
+    dup2(out, 2);
+    close(out);
     alarm(timeout_s);
     body();
     std::fflush(nullptr);
     _exit(0);
   }
+  return pid;
+}
+
+inline ChildResult run_child(const std::function<void()>& body, unsigned timeout_s = 60) {
+  int fds[2];
+  if (pipe(fds) != 0) std::abort();
+  const pid_t pid = fork_child(fds[1], fds[0], body, timeout_s, true);
   setpgid(pid, pid);
   close(fds[1]);
   ChildResult r;
@@ -91,6 +104,21 @@ inline ChildResult run_child(const std::function<void()>& body, unsigned timeout
 }
 
 inline std::ostream& operator<<(std::ostream& os, const ChildResult& r) { return os << r.describe(); }
+
+// From inside a child: forks a grandchild that runs `body` (which ends it with _exit, or exits 0 when it
+// returns) and returns its wait status.
+inline int fork_and_wait(const std::function<void()>& body) {
+  const pid_t pid = fork();
+  if (pid < 0) std::abort();
+  if (pid == 0) {
+    body();
+    _exit(0);
+  }
+  int status = 0;
+  while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  }
+  return status;
+}
 
 // A T in memory shared between parent and forked child.
 template <class T>

@@ -1,6 +1,6 @@
 // tests/support/spin.hpp: a thread that spins with known values in every general register, the flags and
 // every vector register (tests/thread/spin_x86_64.S), and the signal helpers the stop-the-world and
-// injection tests share.
+// injection tests share (exit_spin_handler runs in signal context; installing handlers is in signals.hpp).
 #pragma once
 
 #include <signal.h>
@@ -12,6 +12,8 @@
 #include <chrono>
 #include <cstdint>
 #include <thread>
+
+#include "support/signals.hpp"
 
 extern "C" {
 void faultline_test_spin(const std::uint64_t* table);
@@ -51,13 +53,6 @@ inline void exit_spin_handler(int, siginfo_t*, void* ucv) {
   }
 }
 
-inline void install_handler(int sig, void (*fn)(int, siginfo_t*, void*)) {
-  struct sigaction sa {};
-  sa.sa_sigaction = fn;
-  sa.sa_flags = SA_SIGINFO;
-  sigaction(sig, &sa, nullptr);
-}
-
 // Sends `sig` to `tid` until `done` (bounded: about 20 s).
 template <class Pred>
 inline bool signal_until(long tid, int sig, Pred done) {
@@ -69,11 +64,5 @@ inline bool signal_until(long tid, int sig, Pred done) {
 }
 
 inline long gettid_() { return syscall(SYS_gettid); }
-
-#if defined(__SANITIZE_THREAD__)
-constexpr bool kTsan = true;
-#else
-constexpr bool kTsan = false;
-#endif
 
 }  // namespace faultline::test

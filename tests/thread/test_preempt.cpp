@@ -83,11 +83,7 @@ void green_body(int i) {
 }
 
 TEST(Preempt, SchedulerSwitchesAwayFromAnEndlessLoop) {
-#if defined(__SANITIZE_THREAD__)
-  // TSan defers asynchronous signals to its own safe points and runs the handler on a copy of the
-  // context: a loop of plain instructions never stops, and changes to the context are lost.
-  GTEST_SKIP() << "TSan defers asynchronous signals and discards changes to their context";
-#endif
+  if (kTsan) GTEST_SKIP() << kTsanDefersAsyncSignals;
   ChildResult r = run_child([] {
     auto self = attach_thread();
     for (int i = 0; i < 3; ++i) {

@@ -280,10 +280,7 @@ TEST(World, StopRefusesASignalTakenSinceTheLastStop) {
     auto self = attach_thread();
     if (!self.ok()) _exit(90);
     if (!world::stop().ok() || !world::resume().ok()) _exit(1);
-    struct sigaction sa {};
-    sa.sa_sigaction = foreign_handler;
-    sa.sa_flags = SA_SIGINFO;
-    sigaction(SIGRTMIN + 4, &sa, nullptr);  // faultline's default stop signal, taken by someone else
+    install_handler(SIGRTMIN + 4, foreign_handler);  // faultline's default stop signal, taken by someone else
     std::atomic<bool> go{true};
     std::thread other([&] {
       auto a = attach_thread();
@@ -334,26 +331,19 @@ TEST(World, StopRefusesASignalAnotherHandlerOwns) {
   ChildResult r = run_child([] {
     auto self = attach_thread();
     const int sig = SIGRTMIN + 4;  // the default stop signal
-    struct sigaction mine {};
-    mine.sa_handler = someone_elses;
-    sigaction(sig, &mine, nullptr);
+    install_plain_handler(sig, someone_elses);
     auto st = world::stop();
     if (st.ok() || st.error().code() != Errc::already_exists) _exit(1);
     struct sigaction cur {};
     sigaction(sig, nullptr, &cur);
     if (cur.sa_handler != someone_elses) _exit(2);  // still the owner's
-    struct sigaction info {};
-    info.sa_sigaction = someone_elses_info;
-    info.sa_flags = SA_SIGINFO;
-    sigaction(sig, &info, nullptr);
+    install_handler(sig, someone_elses_info);
     st = world::stop();
     if (st.ok() || st.error().code() != Errc::already_exists) _exit(3);
     sigaction(sig, nullptr, &cur);
     if (cur.sa_sigaction != someone_elses_info) _exit(4);
     if (world::stopped()) _exit(5);
-    struct sigaction dfl {};
-    dfl.sa_handler = SIG_DFL;
-    sigaction(sig, &dfl, nullptr);
+    install_plain_handler(sig, SIG_DFL);
     if (!world::stop() || !world::resume()) _exit(6);  // free again: stop() takes it
   });
   EXPECT_TRUE(r.exited() && r.exit_code() == 0) << r;
@@ -472,9 +462,7 @@ Disposition slow_barrier(FaultContext& ctx, const RegionInfo& r, void*) {
 }
 
 TEST(World, ThreadInsideAFaultHandlerStopsToo) {
-#if defined(__SANITIZE_THREAD__)
-  GTEST_SKIP() << "TSan defers asynchronous signals and discards changes to their context";
-#endif
+  if (kTsan) GTEST_SKIP() << kTsanDefersAsyncSignals;
   ChildResult r = run_child([] {
     auto self = attach_thread();
     RegionOptions o;
@@ -521,11 +509,7 @@ struct Roots {
 };
 
 TEST(World, ScanRootsSeesRegistersSimdLanesAndStacks) {
-#if defined(__SANITIZE_THREAD__)
-  // TSan defers asynchronous signals to its own safe points and runs the handler on a copy of the
-  // context: a loop of plain instructions never stops, and changes to the context are lost.
-  GTEST_SKIP() << "TSan defers asynchronous signals and discards changes to their context";
-#endif
+  if (kTsan) GTEST_SKIP() << kTsanDefersAsyncSignals;
   ChildResult r = run_child([] {
     auto self = attach_thread();
     install_handler(SIGUSR2, exit_spin_handler);

@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "support/child.hpp"
+#include "support/signals.hpp"
 #include "faultline/report.hpp"
 #include "faultline/trap.hpp"
 
@@ -89,17 +90,11 @@ TracedResult run_traced_child(const std::function<void()>& body, unsigned timeou
   // that writes much never blocks on a full pipe while the tracer waits for it.
   const int out = memfd_create("traced-child-output", MFD_CLOEXEC);
   if (out < 0) std::abort();
-  pid_t pid = fork();
-  if (pid < 0) std::abort();
-  if (pid == 0) {
-    dup2(out, 1);
-    dup2(out, 2);
+  // A hang ends as SIGALRM, which the tracer passes on.
+  const pid_t pid = fork_child(out, -1, [&] {
     if (ptrace(PTRACE_TRACEME, 0, nullptr, nullptr) != 0) _exit(95);
-    alarm(timeout_s);  // a hang ends as SIGALRM, which the tracer passes on
     body();
-    std::fflush(nullptr);
-    _exit(0);
-  }
+  }, timeout_s);
   TracedResult r;
   for (unsigned stops = 0;;) {
     int st = 0;
@@ -231,21 +226,25 @@ INSTANTIATE_TEST_SUITE_P(Matrix, Chaining,
                                                               Fault::not_ours, Fault::tgkill)),
                          case_name);
 
+// In a child: `prev` (with the further `flags`, and `blocked` in its mask) is the previous SIGSEGV action
+// when faultline is installed; then an access to a PROT_NONE page that no handler resolves.
+ChildResult unresolved_fault_after(Seen* seen, void (*prev)(int, siginfo_t*, void*), int flags,
+                                   std::initializer_list<int> blocked = {}) {
+  Page other(PROT_NONE);
+  return run_child([&] {
+    g_seen = seen;
+    install_handler(SIGSEGV, prev, flags, blocked);
+    if (!install().ok()) _exit(90);
+    *reinterpret_cast<volatile char*>(other.get()) = 1;
+  });
+}
+
 // SA_RESETHAND: the previous handler runs once; the re-executed fault then meets SIG_DFL.
 void prev_resethand(int, siginfo_t*, void*) { g_seen->prev_calls++; }
 
 TEST(ChainingDetails, ResetHandRunsPreviousOnceThenDefault) {
   Shared<Seen> seen;
-  Page other(PROT_NONE);
-  ChildResult r = run_child([&] {
-    g_seen = &*seen;
-    struct sigaction sa {};
-    sa.sa_sigaction = prev_resethand;
-    sa.sa_flags = SA_SIGINFO | SA_RESETHAND;
-    sigaction(SIGSEGV, &sa, nullptr);
-    if (!install().ok()) _exit(90);
-    *reinterpret_cast<volatile char*>(other.get()) = 1;
-  });
+  ChildResult r = unresolved_fault_after(&*seen, prev_resethand, SA_RESETHAND);
   EXPECT_TRUE(r.signaled() && r.signal() == SIGSEGV) << r;
   EXPECT_EQ(seen->prev_calls.load(), 1);
 }
@@ -264,18 +263,7 @@ void prev_mask(int, siginfo_t*, void*) {
 
 TEST(ChainingDetails, PreviousHandlerGetsItsMask) {
   Shared<Seen> seen;
-  Page other(PROT_NONE);
-  ChildResult r = run_child([&] {
-    g_seen = &*seen;
-    struct sigaction sa {};
-    sa.sa_sigaction = prev_mask;
-    sa.sa_flags = SA_SIGINFO;
-    sigemptyset(&sa.sa_mask);
-    sigaddset(&sa.sa_mask, SIGUSR1);
-    sigaction(SIGSEGV, &sa, nullptr);
-    if (!install().ok()) _exit(90);
-    *reinterpret_cast<volatile char*>(other.get()) = 1;
-  });
+  ChildResult r = unresolved_fault_after(&*seen, prev_mask, 0, {SIGUSR1});
   ASSERT_EQ(r.exit_code(), 44) << r;
   EXPECT_TRUE(seen->blocked_mask & (1ull << (SIGUSR1 - 1)));
   EXPECT_TRUE(seen->blocked_mask & (1ull << (SIGSEGV - 1)));

@@ -9,6 +9,7 @@
 #include <string>
 
 #include "support/child.hpp"
+#include "support/signals.hpp"
 #include "faultline/report.hpp"
 #include "faultline/trap.hpp"
 #include "os/linux/maps.hpp"
@@ -23,6 +24,17 @@ __attribute__((noinline)) void crash_here_for_report(char* p) {
   __asm__ volatile("" ::: "memory");
 }
 
+void write_to(char* p) { *reinterpret_cast<volatile char*>(p) = 1; }
+
+// A child body: faultline and its report (in `color`) are installed, then `crash(page)` faults.
+void crash_with_report(report::Color color, void (*crash)(char*), char* page) {
+  report::Options o;
+  o.color = color;
+  if (!install().ok() || !report::enable(o).ok()) _exit(90);
+  crash(page);
+  _exit(1);
+}
+
 std::string hex(const void* p) {
   char b[32];
   std::snprintf(b, sizeof b, "%p", p);
@@ -31,13 +43,7 @@ std::string hex(const void* p) {
 
 TEST(Report, FatalFaultReportNamesEverythingAndStillDiesBySignal) {
   Page page(PROT_NONE);
-  ChildResult r = run_child([&] {
-    report::Options o;
-    o.color = report::Color::never;
-    if (!install().ok() || !report::enable(o).ok()) _exit(90);
-    crash_here_for_report(page.get());
-    _exit(1);
-  });
+  ChildResult r = run_child([&] { crash_with_report(report::Color::never, crash_here_for_report, page.get()); });
   EXPECT_TRUE(r.signaled() && r.signal() == SIGSEGV) << r;
   const std::string& out = r.output;
   EXPECT_NE(out.find("SIGSEGV (SEGV_ACCERR)"), std::string::npos) << out;
@@ -75,12 +81,7 @@ TEST(Report, BadEnvironmentValueIsAClearError) {
 
 TEST(Report, ColourOnlyWhenAsked) {
   Page page(PROT_NONE);
-  ChildResult r = run_child([&] {
-    report::Options o;
-    o.color = report::Color::always;
-    if (!install().ok() || !report::enable(o).ok()) _exit(90);
-    *reinterpret_cast<volatile char*>(page.get()) = 1;
-  });
+  ChildResult r = run_child([&] { crash_with_report(report::Color::always, write_to, page.get()); });
   EXPECT_NE(r.output.find("\033[1;31m"), std::string::npos) << r;
 }
 
@@ -89,18 +90,7 @@ TEST(Report, ColourOnlyWhenAsked) {
 ChildResult run_child_on_terminal(const std::function<void()>& body, unsigned timeout_s = 60) {
   int master = -1, slave = -1;
   if (openpty(&master, &slave, nullptr, nullptr, nullptr) != 0) std::abort();
-  pid_t pid = fork();
-  if (pid < 0) std::abort();
-  if (pid == 0) {
-    close(master);
-    dup2(slave, 1);
-    dup2(slave, 2);
-    close(slave);
-    alarm(timeout_s);
-    body();
-    std::fflush(nullptr);
-    _exit(0);
-  }
+  const pid_t pid = fork_child(slave, master, body, timeout_s);
   close(slave);
   ChildResult r;
   char buf[4096];
@@ -123,8 +113,7 @@ ChildResult crash_on_terminal(const char* no_color, char* page) {
   return run_child_on_terminal([&] {
     if (no_color != nullptr) setenv("NO_COLOR", no_color, 1);
     else unsetenv("NO_COLOR");
-    if (!install().ok() || !report::enable().ok()) _exit(90);
-    *reinterpret_cast<volatile char*>(page) = 1;
+    crash_with_report(report::Color::automatic, write_to, page);
   });
 }
 
@@ -174,11 +163,7 @@ __attribute__((noinline)) void caller_of_code_without_unwind_info(char* p) {
 TEST(Report, FramePointerWalkWhenLibunwindFindsNoCaller) {
   Page page(PROT_NONE);
   ChildResult r = run_child([&] {
-    report::Options o;
-    o.color = report::Color::never;
-    if (!install().ok() || !report::enable(o).ok()) _exit(90);
-    caller_of_code_without_unwind_info(page.get());
-    _exit(1);
+    crash_with_report(report::Color::never, caller_of_code_without_unwind_info, page.get());
   });
   EXPECT_TRUE(r.signaled() && r.signal() == SIGSEGV) << r;
   const std::size_t walk = r.output.find("frame-pointer walk");
@@ -204,11 +189,9 @@ TEST(Report, EnableRejectsBadOptions) {
 TEST(Report, NoReportWhenAPreviousHandlerTakesTheFault) {
   Page page(PROT_NONE);
   ChildResult r = run_child([&] {
-    struct sigaction sa {};
-    sa.sa_handler = [](int) { _exit(12); };
-    sigaction(SIGSEGV, &sa, nullptr);
+    install_plain_handler(SIGSEGV, [](int) { _exit(12); });
     if (!install().ok() || !report::enable().ok()) _exit(90);
-    *reinterpret_cast<volatile char*>(page.get()) = 1;
+    write_to(page.get());
   });
   EXPECT_EQ(r.exit_code(), 12) << r;
   EXPECT_EQ(r.output.find("faultline"), std::string::npos) << r;

@@ -12,6 +12,7 @@
 #include <thread>
 
 #include "support/child.hpp"
+#include "support/signals.hpp"
 #include "faultline/report.hpp"
 #include "faultline/thread.hpp"
 #include "faultline/trap.hpp"
@@ -35,12 +36,7 @@ void marker_handler(int) {}
 
 TEST(Install, InstallUninstallInstallRestoresExactly) {
   ChildResult r = run_child([] {
-    struct sigaction mine {};
-    mine.sa_handler = marker_handler;
-    mine.sa_flags = SA_RESTART;
-    sigemptyset(&mine.sa_mask);
-    sigaddset(&mine.sa_mask, SIGUSR2);
-    sigaction(SIGSEGV, &mine, nullptr);
+    install_plain_handler(SIGSEGV, marker_handler, SA_RESTART, {SIGUSR2});
     for (int round = 0; round < 3; ++round) {
       if (!install().ok()) _exit(10 + round);
       if (!install().ok()) _exit(20 + round);  // idempotent
@@ -90,10 +86,7 @@ TEST(Override, DetectsLaterSigactionAndReasserts) {
   ChildResult r = run_child([&] {
     if (!install().ok()) _exit(90);
     if (overridden() != 0) _exit(1);
-    struct sigaction sa {};
-    sa.sa_sigaction = newcomer;
-    sa.sa_flags = SA_SIGINFO;
-    sigaction(SIGSEGV, &sa, nullptr);
+    install_handler(SIGSEGV, newcomer);
     if (overridden() != trap_segv) _exit(2);
     auto u = uninstall();
     if (u.ok() || u.error().code() != Errc::overridden) _exit(3);
@@ -106,12 +99,29 @@ TEST(Override, DetectsLaterSigactionAndReasserts) {
   EXPECT_EQ(r.exit_code(), 44) << r;
 }
 
+// The child's PROT_NONE page (4096 bytes), which the handlers below resolve by opening it (in signal
+// context: mprotect only).
+char* g_page = nullptr;
+Disposition open_page() {
+  mprotect(g_page, 4096, PROT_READ | PROT_WRITE);
+  return Disposition::resolved;
+}
+
+// Runs `body` in a child with faultline installed and g_page a fresh PROT_NONE page.
+ChildResult run_child_with_a_page(const std::function<void()>& body, unsigned timeout_s = 60) {
+  Page page(PROT_NONE);
+  return run_child([&] {
+    g_page = page.get();
+    if (!install().ok()) _exit(90);
+    body();
+  }, timeout_s);
+}
+
 struct Counts {
   std::atomic<int> calls{0};
   int errno_in_handler = 0;
 };
 Counts* g_counts = nullptr;
-char* g_page = nullptr;
 
 Disposition resolve_page(FaultContext& ctx, void*) {
   g_counts->calls++;
@@ -122,23 +132,20 @@ Disposition resolve_page(FaultContext& ctx, void*) {
   // Clobber errno the way real handler code does (close(-1) fails with EBADF).
   close(-1);
   g_counts->errno_in_handler = errno;
-  mprotect(g_page, 4096, PROT_READ | PROT_WRITE);
-  return Disposition::resolved;
+  return open_page();
 }
 
 TEST(Dispatch, ErrnoSurvivesAResolvedFaultAndCountersCount) {
   Shared<Counts> counts;
-  Page page(PROT_NONE);
-  ChildResult r = run_child([&] {
+  ChildResult r = run_child_with_a_page([&] {
     g_counts = &*counts;
-    g_page = page.get();
-    if (!install().ok() || !add_handler(resolve_page, nullptr).ok()) _exit(90);
+    if (!add_handler(resolve_page, nullptr).ok()) _exit(90);
     TrapCounters before = counters(SIGSEGV);
     errno = 1234;
-    page.get()[100] = 7;  // faults, resolved
+    g_page[100] = 7;  // faults, resolved
     int after = errno;
     if (after != 1234) _exit(1);
-    if (page.get()[100] != 7) _exit(2);
+    if (g_page[100] != 7) _exit(2);
     TrapCounters c = counters(SIGSEGV);
     if (c.seen != before.seen + 1 || c.resolved != before.resolved + 1 || c.passed != before.passed) _exit(3);
   });
@@ -185,27 +192,21 @@ struct RemoveState {
   std::atomic<bool> removed{false};
 };
 RemoveState* g_remove = nullptr;
-char* g_ping = nullptr;
 
 Disposition ping_handler(FaultContext& ctx, void*) {
-  if (ctx.address() != reinterpret_cast<std::uintptr_t>(g_ping)) return Disposition::declined;
+  if (ctx.address() != reinterpret_cast<std::uintptr_t>(g_page)) return Disposition::declined;
   if (g_remove->removed.load()) g_remove->calls_after_remove++;
-  mprotect(g_ping, 4096, PROT_READ | PROT_WRITE);
-  return Disposition::resolved;
+  return open_page();
 }
 Disposition ping_fallback(FaultContext& ctx, void*) {
-  if (ctx.address() != reinterpret_cast<std::uintptr_t>(g_ping)) return Disposition::declined;
-  mprotect(g_ping, 4096, PROT_READ | PROT_WRITE);
-  return Disposition::resolved;
+  if (ctx.address() != reinterpret_cast<std::uintptr_t>(g_page)) return Disposition::declined;
+  return open_page();
 }
 
 TEST(Handlers, RemoveWaitsForHandlersInFlight) {
   Shared<RemoveState> st;
-  Page page(PROT_NONE);
-  ChildResult r = run_child([&] {
+  ChildResult r = run_child_with_a_page([&] {
     g_remove = &*st;
-    g_ping = page.get();
-    if (!install().ok()) _exit(90);
     // Handlers are asked in registration order: ping_handler first, the fallback after it is gone.
     auto id = add_handler(ping_handler, nullptr);
     auto fallback = add_handler(ping_fallback, nullptr);
@@ -213,8 +214,8 @@ TEST(Handlers, RemoveWaitsForHandlersInFlight) {
     std::atomic<bool> stop{false};
     std::thread faulter([&] {
       while (!stop.load()) {
-        mprotect(g_ping, 4096, PROT_NONE);
-        *reinterpret_cast<volatile char*>(g_ping) = 1;
+        mprotect(g_page, 4096, PROT_NONE);
+        *reinterpret_cast<volatile char*>(g_page) = 1;
       }
     });
     for (int i = 0; i < 200; ++i) std::this_thread::yield();
@@ -238,27 +239,23 @@ struct StuckState {
 StuckState* g_stuck = nullptr;
 
 Disposition stuck_handler(FaultContext& ctx, void*) {
-  if (ctx.address() != reinterpret_cast<std::uintptr_t>(g_ping)) return Disposition::declined;
+  if (ctx.address() != reinterpret_cast<std::uintptr_t>(g_page)) return Disposition::declined;
   g_stuck->inside = 1;
   while (g_stuck->release.load() == 0) {
     struct timespec ms {0, 1'000'000};
     nanosleep(&ms, nullptr);  // async-signal-safe
   }
-  mprotect(g_ping, 4096, PROT_READ | PROT_WRITE);
-  return Disposition::resolved;
+  return open_page();
 }
 
 TEST(Handlers, RemoveGivesUpOnAHandlerThatNeverReturns) {
   Shared<StuckState> st;
-  Page page(PROT_NONE);
-  ChildResult r = run_child(
+  ChildResult r = run_child_with_a_page(
       [&] {
         g_stuck = &*st;
-        g_ping = page.get();
-        if (!install().ok()) _exit(90);
         auto id = add_handler(stuck_handler, nullptr);
         if (!id.ok()) _exit(91);
-        std::thread faulter([] { *reinterpret_cast<volatile char*>(g_ping) = 1; });
+        std::thread faulter([] { *reinterpret_cast<volatile char*>(g_page) = 1; });
         const auto limit = std::chrono::steady_clock::now() + std::chrono::seconds(30);
         while (st->inside.load() == 0) {
           if (std::chrono::steady_clock::now() > limit) _exit(92);
@@ -309,44 +306,41 @@ TEST(Nested, FaultInsideHandlerReportsBothAndDies) {
   EXPECT_NE(r.output.find(want), std::string::npos) << "the outer fault's address: " << r;
 }
 
-// A handler that leaves by siglongjmp after leave_handler(), then faults again: the second fault is a
-// fresh one, not "nested".
+// A handler that leaves by siglongjmp (after leave_handler() when kLeave), and a child body that faults
+// on g_bad (a PROT_NONE page) three times through it: _exit(1) unless each fault jumped back.
 sigjmp_buf g_jmp;
+template <bool kLeave>
 Disposition jumping_handler(FaultContext& ctx, void*) {
   if (ctx.address() != reinterpret_cast<std::uintptr_t>(g_bad)) return Disposition::declined;
-  leave_handler();
+  if constexpr (kLeave) leave_handler();
   siglongjmp(g_jmp, 1);
 }
 
+void fault_three_times_jumping_out(char* bad, FaultHandler handler) {
+  g_bad = bad;
+  if (!install().ok() || !add_handler(handler, nullptr).ok()) _exit(90);
+  volatile int jumps = 0;
+  if (sigsetjmp(g_jmp, 1) != 0) jumps = jumps + 1;
+  if (jumps < 3) *reinterpret_cast<volatile char*>(g_bad) = 1;
+  if (jumps != 3) _exit(1);
+}
+
+// Leaving by siglongjmp after leave_handler(), then faulting again: the second fault is a fresh one,
+// not "nested".
 TEST(Nested, LongjmpOutOfHandlerThenFaultAgain) {
   Page bad(PROT_NONE);
   ChildResult r = run_child([&] {
-    g_bad = bad.get();
-    if (!install().ok() || !add_handler(jumping_handler, nullptr).ok()) _exit(90);
-    volatile int jumps = 0;
-    if (sigsetjmp(g_jmp, 1) != 0) jumps = jumps + 1;
-    if (jumps < 3) *reinterpret_cast<volatile char*>(g_bad) = 1;
-    if (jumps != 3) _exit(1);
+    fault_three_times_jumping_out(bad.get(), jumping_handler<true>);
     if (in_handler()) _exit(2);
   });
   EXPECT_TRUE(r.exited() && r.exit_code() == 0) << r;
 }
 
 // The same without leave_handler(): faultline repairs its bookkeeping on the next fault.
-Disposition jumping_handler_no_leave(FaultContext& ctx, void*) {
-  if (ctx.address() != reinterpret_cast<std::uintptr_t>(g_bad)) return Disposition::declined;
-  siglongjmp(g_jmp, 1);
-}
-
 TEST(Nested, LongjmpWithoutLeaveHandlerIsRepaired) {
   Page bad(PROT_NONE);
   ChildResult r = run_child([&] {
-    g_bad = bad.get();
-    if (!install().ok() || !add_handler(jumping_handler_no_leave, nullptr).ok()) _exit(90);
-    volatile int jumps = 0;
-    if (sigsetjmp(g_jmp, 1) != 0) jumps = jumps + 1;
-    if (jumps < 3) *reinterpret_cast<volatile char*>(g_bad) = 1;
-    if (jumps != 3) _exit(1);
+    fault_three_times_jumping_out(bad.get(), jumping_handler<false>);
     // Writers are not blocked by the abandoned dispatches: removing a handler returns.
     auto id = add_handler(decline_all, nullptr);
     if (!id.ok() || !remove_handler(*id).ok()) _exit(2);
@@ -446,9 +440,7 @@ TEST(OtherTraps, SigfpeOnRequest) {
   Shared<FpeSeen> seen;
   ChildResult r = run_child([&] {
     g_fpe = &*seen;
-    InstallOptions o;
-    o.signals = trap_memory | trap_fpe;
-    if (!install(o).ok() || !add_handler(skip_div, nullptr, trap_fpe).ok()) _exit(90);
+    if (!install({.signals = trap_memory | trap_fpe}).ok() || !add_handler(skip_div, nullptr, trap_fpe).ok()) _exit(90);
     long q;
     __asm__ volatile(
         "mov $7, %%rax\n"
@@ -517,9 +509,7 @@ TEST(OtherTraps, SigillAndSigtrapOnRequest) {
   Shared<TrapSeen> seen;
   ChildResult r = run_child([&] {
     g_traps = &*seen;
-    InstallOptions o;
-    o.signals = trap_memory | trap_ill | trap_trap;
-    if (!install(o).ok() || !add_handler(on_ill_or_trap, nullptr, trap_ill | trap_trap).ok()) _exit(90);
+    if (!install({.signals = trap_memory | trap_ill | trap_trap}).ok() || !add_handler(on_ill_or_trap, nullptr, trap_ill | trap_trap).ok()) _exit(90);
     faultline_test_ud2();
     faultline_test_int3();
     faultline_test_ud2();
