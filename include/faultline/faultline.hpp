@@ -16,14 +16,18 @@
 //   inject.hpp        make an interrupted thread run a call, then resume exactly
 //   report.hpp        the crash report
 //   kernel.hpp        what this kernel offers (userfaultfd features, soft-dirty, ...)
+//   kernel_mask.hpp   behave as on an older kernel (5.15, 6.1, none): hide kernel facilities
+//   fault_injection.hpp  make faultline's own system calls fail or stall, on purpose; watch them
 //   result.hpp        Result<T> and Error, what every call returns
 #pragma once
 
 #include "faultline/backend.hpp"
 #include "faultline/context.hpp"
 #include "faultline/emulate.hpp"
+#include "faultline/fault_injection.hpp"
 #include "faultline/inject.hpp"
 #include "faultline/kernel.hpp"
+#include "faultline/kernel_mask.hpp"
 #include "faultline/pager.hpp"
 #include "faultline/policy.hpp"
 #include "faultline/preempt.hpp"

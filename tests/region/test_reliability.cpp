@@ -420,7 +420,7 @@ void remote_pager_outage(int how, long* worst_ms) {
 }
 
 TEST(ReliabilityRemote, StoppedOrKilledPagerFailsWithinTheTimeout) {
-  if (!userfaultfd_available().ok()) GTEST_SKIP() << "no userfaultfd";
+  FAULTLINE_SKIP_WITHOUT_USERFAULTFD();
   for (int how : {SIGSTOP, SIGKILL}) {
     ChildResult r = run_child([&] {
       install_handler(SIGBUS, on_fault_jump, SA_NODEFER);
@@ -436,7 +436,7 @@ TEST(ReliabilityRemote, StoppedOrKilledPagerFailsWithinTheTimeout) {
 
 // The program requires the pager's uid: a pager running as someone else gets nothing.
 TEST(ReliabilityRemote, PagerCredentialsAreChecked) {
-  if (!userfaultfd_available().ok()) GTEST_SKIP() << "no userfaultfd";
+  FAULTLINE_SKIP_WITHOUT_USERFAULTFD();
   ChildResult r = run_child([] {
     int sv[2];
     if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) _exit(90);
@@ -457,7 +457,7 @@ TEST(ReliabilityRemote, PagerCredentialsAreChecked) {
 // The userfaultfd handler thread's buffer cannot be mapped, or the thread cannot be created: the call
 // that needed it fails with the cause; nothing hangs.
 TEST(ReliabilityUffd, HandlerThreadThatCannotStartIsAnError) {
-  if (!userfaultfd_available().ok()) GTEST_SKIP() << "no userfaultfd";
+  FAULTLINE_SKIP_WITHOUT_USERFAULTFD();
   for (const char* spec : {"thread_create:1:EAGAIN", "mmap:2:ENOMEM"}) {
     ChildResult r = run_child([&] {
       const RegionOptions o = filled_on_uffd("needs-the-thread", Policy::provider, fill_pattern);
@@ -510,7 +510,7 @@ TEST(ReliabilityApi, NoExceptionAndNoInvalidValue) {
 // One EMFILE while opening a userfaultfd is not the last word: descriptors freed, the next request works,
 // even when userfaultfd was asked for explicitly.
 TEST(ReliabilityUffd, TransientFailureIsTriedAgain) {
-  if (!userfaultfd_available().ok()) GTEST_SKIP() << "no userfaultfd";
+  FAULTLINE_SKIP_WITHOUT_USERFAULTFD();
   ChildResult r = run_child([] {
     const RegionOptions o = on_uffd("retry");
     if (!fault_injection::arm_from_spec("userfaultfd:1:EMFILE:count=2").ok()) _exit(90);

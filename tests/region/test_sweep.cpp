@@ -193,7 +193,7 @@ class Sweep : public ::testing::TestWithParam<SweepCase> {};
 
 TEST_P(Sweep, EveryFailureEndsWell) {
   const SweepCase& c = GetParam();
-  if (c.backend.backend == Backend::userfaultfd && !userfaultfd_available().ok()) GTEST_SKIP() << "no userfaultfd";
+  if (c.backend.backend == Backend::userfaultfd) FAULTLINE_SKIP_WITHOUT_USERFAULTFD();
   // Count what the scenario calls.
   Shared<std::array<std::uint64_t, static_cast<unsigned>(Op::count)>> counted;
   ChildResult counting = run_child([&] {

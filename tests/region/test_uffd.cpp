@@ -30,7 +30,7 @@ using namespace test;  // tests/support/
 
 // A program that madvises a region away while faults are in flight does not wedge the handler thread.
 TEST(Uffd, MadviseWhileFaultsAreInFlight) {
-  if (!userfaultfd_available().ok()) GTEST_SKIP() << "no userfaultfd";
+  FAULTLINE_SKIP_WITHOUT_USERFAULTFD();
   ChildResult r = run_child([] {
     auto reg = must_reserve(256 * kPage, filled_on_uffd("churn", Policy::provider, fill_pattern, fill_tag(6)));
     std::atomic<bool> stop{false};
@@ -59,7 +59,7 @@ TEST(Uffd, MadviseWhileFaultsAreInFlight) {
 // Dirty pages of a file-backed region go back to the file on flush() and evict(); evicted pages come
 // back from the file with what was written.
 TEST(Uffd, FileStoreWriteBackFlushAndEvict) {
-  if (!userfaultfd_available().ok()) GTEST_SKIP() << "no userfaultfd";
+  FAULTLINE_SKIP_WITHOUT_USERFAULTFD();
   ChildResult r = run_child([] {
     char path[] = "/tmp/faultline-writeback-XXXXXX";
     const int fd = mkstemp(path);
@@ -108,7 +108,7 @@ TEST(Uffd, WatermarkEvictsTheOldestAndWritesThemBack) {
   // kernel, which TSan cannot see, so it reports a race that is not one.
   GTEST_SKIP() << "TSan cannot see the ordering a userfaultfd write-protect fault provides";
 #endif
-  if (!userfaultfd_available().ok()) GTEST_SKIP() << "no userfaultfd";
+  FAULTLINE_SKIP_WITHOUT_USERFAULTFD();
   ChildResult r = run_child([] {
     std::vector<char> backing(64 * kPage, 'b');
     VectorStore store(backing);
@@ -148,7 +148,7 @@ thread_local sigjmp_buf t_unmapped;
 void on_unmapped(int, siginfo_t*, void*) { siglongjmp(t_unmapped, 1); }
 
 TEST(Uffd, MunmapWhileFaultsAreInFlight) {
-  if (!userfaultfd_available().ok()) GTEST_SKIP() << "no userfaultfd";
+  FAULTLINE_SKIP_WITHOUT_USERFAULTFD();
   ChildResult r = run_child([] {
     install_handler(SIGSEGV, on_unmapped);  // installed before faultline: it gets the faults nobody resolves
     RegionOptions o = filled_on_uffd("vanishing", Policy::provider, fill_pattern, fill_tag(2));
@@ -189,7 +189,7 @@ TEST(Uffd, MunmapWhileFaultsAreInFlight) {
 // A pager in another process: it serves the faults until it is killed; then the region's missing pages
 // are poisoned and the next access ends in SIGBUS with a report, not a zero page or a hang.
 TEST(Uffd, PagerInAnotherProcessAndItsDeath) {
-  if (!userfaultfd_available().ok()) GTEST_SKIP() << "no userfaultfd";
+  FAULTLINE_SKIP_WITHOUT_USERFAULTFD();
   ChildResult r = run_child([] {
     int socket = -1;
     const pid_t pager = fork_remote_pager(5, &socket);
@@ -228,7 +228,7 @@ std::vector<std::size_t> recorded_lengths() {
 }
 
 TEST(Uffd, ReadaheadDoublesOnSequentialFaultsAndHalvesOnRandomOnes) {
-  if (!userfaultfd_available().ok()) GTEST_SKIP() << "no userfaultfd";
+  FAULTLINE_SKIP_WITHOUT_USERFAULTFD();
   ChildResult r = run_child([] {
     std::vector<std::size_t> lengths;
     lengths.reserve(64);
@@ -262,7 +262,7 @@ thread_local sigjmp_buf t_poisoned;
 void on_poisoned(int, siginfo_t*, void*) { siglongjmp(t_poisoned, 1); }
 
 TEST(Uffd, DiscardClearsAPoisonedPage) {
-  if (!userfaultfd_available().ok()) GTEST_SKIP() << "no userfaultfd";
+  FAULTLINE_SKIP_WITHOUT_USERFAULTFD();
   ChildResult r = run_child([] {
     install_handler(SIGBUS, on_poisoned, SA_NODEFER);
     RegionOptions o = filled_on_uffd("poisoned", Policy::provider, fails_once, fill_tag(42));
@@ -291,7 +291,7 @@ TEST(Uffd, DiscardClearsAPoisonedPage) {
 
 // Protection changes are the signal backend's: a userfaultfd region refuses them, alone or in a batch.
 TEST(Uffd, ProtectIsRefused) {
-  if (!userfaultfd_available().ok()) GTEST_SKIP() << "no userfaultfd";
+  FAULTLINE_SKIP_WITHOUT_USERFAULTFD();
   ChildResult r = run_child([] {
     auto reg = must_reserve(4 * kPage, on_uffd("no-protect"));
     static_cast<volatile char*>(reg.data())[0] = 1;

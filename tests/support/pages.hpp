@@ -21,6 +21,15 @@
 #include "faultline/remote_pager.hpp"
 #include "faultline/store.hpp"
 
+// In a gtest body: skips the test, saying why, when this process cannot use userfaultfd (the kernel, a
+// seccomp filter, vm.unprivileged_userfaultfd, or FAULTLINE_KERNEL=none).
+#define FAULTLINE_SKIP_WITHOUT_USERFAULTFD()                                                      \
+  do {                                                                                            \
+    if (auto u_ = ::faultline::userfaultfd_available(); !u_.ok()) {                               \
+      GTEST_SKIP() << "needs userfaultfd: " << u_.error().message();                              \
+    }                                                                                             \
+  } while (0)
+
 namespace faultline::test {
 
 inline const std::size_t kPage = static_cast<std::size_t>(sysconf(_SC_PAGESIZE));
