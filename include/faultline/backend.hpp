@@ -18,8 +18,9 @@
 //     and queues SIGBUS to the faulting thread): the faulting thread gets SIGBUS and the report names the
 //     region and the cause; the page stays failed until Region::discard();
 //   - track_dirty: asynchronous write-protection (WP_ASYNC, Linux 6.7): the kernel records the first write
-//     to each page and collect_dirty() harvests and re-arms with one PAGEMAP_SCAN ioctl; on older kernels
-//     (or with DirtyTracking::sync_wp) synchronous write-protect faults that the handler thread records;
+//     to each page and collect_dirty() harvests and re-arms with one PAGEMAP_SCAN ioctl; with
+//     DirtyTracking::sync_wp, synchronous write-protect faults that the handler thread records (slower
+//     than mprotect tracking, which Backend::automatic picks on kernels without WP_ASYNC);
 //   - write-back (RegionOptions::write_back), flush(), evict() and the resident-page watermark
 //     (RegionOptions::max_resident_pages) are offered on this backend only.
 // Backend::automatic picks userfaultfd when the kernel offers what the policy needs and signals
@@ -41,7 +42,9 @@ const char* backend_name(Backend b) noexcept;
 
 // How a userfaultfd track_dirty region learns about writes.
 enum class DirtyTracking : std::uint8_t {
-  automatic,  // async_wp when the kernel has WP_ASYNC and PAGEMAP_SCAN (Linux 6.7), sync_wp otherwise
+  automatic,  // async_wp when the kernel has WP_ASYNC and PAGEMAP_SCAN (Linux 6.7); otherwise, with
+              // Backend::automatic, the signal backend's mprotect tracking (faster than sync_wp, as
+              // `faultline bench` measures), and with Backend::userfaultfd, sync_wp
   async_wp,  // UFFD_FEATURE_WP_ASYNC: the kernel records writes, no fault reaches user space
   sync_wp,   // synchronous write-protect: the first write to a page is a fault the handler thread
              // records before it lifts the protection (kernels without WP_ASYNC)

@@ -40,6 +40,24 @@ out=$("$cli" catch -- /nonexistent/program 2>&1); st=$?
 [ $st -eq 127 ] || fail "missing program: status $st, expected 127"
 grep -q "cannot run /nonexistent/program" <<<"$out" || fail "missing program: no message"
 
+# 6. The program gets exactly its arguments: everything after --, or from the first word that is not
+#    one of catch's options; its own --help, --, empty strings and spaces included.
+expect_args() {  # $1: what is checked; $2: the expected output; the rest: catch's arguments
+  local what=$1 want=$2
+  shift 2
+  local got
+  got=$("$cli" catch "$@" 2>&1); local st=$?
+  [ $st -eq 0 ] || fail "argv ($what): status $st: $got"
+  [ "$got" = "$want" ] || fail "argv ($what): got <$got>, expected <$want>"
+}
+expect_args "after --" $'[a]\n[b]' -- "$dir/prog_argv" a b
+expect_args "options reordered" $'[x]\n[-c]\n[y]\n[--zz]' "$dir/prog_argv" x -c y --zz
+expect_args "the program's --help" '[--help]' "$dir/prog_argv" --help
+expect_args "--, empty, spaces" $'[--]\n[]\n[a b]' --no-color -- "$dir/prog_argv" -- "" "a b"
+expect_args "catch's option names" $'[--fd]\n[3]\n[--no-color]' --fd 2 "$dir/prog_argv" --fd 3 --no-color
+"$cli" catch --bogus "$dir/prog_argv" >/dev/null 2>&1 && fail "an unknown catch option was accepted"
+"$cli" catch --help | grep -q "PROGRAM gets exactly its arguments" || fail "catch --help"
+
 if [ $failures -ne 0 ]; then
   echo "$failures checks failed"
   exit 1

@@ -141,32 +141,36 @@ TEST(KernelMask, HiddenFacilitiesFailAsTheOldKernelFailsThem) {
   EXPECT_TRUE(r.exited() && r.exit_code() == 0) << r;
 }
 
-// Linux 6.1 has no WP_ASYNC: dirty tracking falls back to synchronous write-protect and says why; asking
+// Linux 6.1 has no WP_ASYNC: dirty tracking falls back to mprotect (the signal backend, faster than
+// synchronous write-protect) and says why; on Backend::userfaultfd to synchronous write-protect; asking
 // for the asynchronous kind there is refused, naming the feature.
-TEST(OlderKernels, DirtyTrackingFallsBackToSynchronousAndSaysWhy) {
+TEST(OlderKernels, DirtyTrackingFallsBackAndSaysWhy) {
   FAULTLINE_SKIP_WITHOUT_USERFAULTFD();
   ChildResult r = run_child([] {
     must_set("6.1");
-    RegionOptions o = on_backend(Backend::automatic, "cards", Policy::track_dirty);
-    auto reg = reserve_region(16 * kPage, o);
-    if (!reg.ok()) _exit(1);
-    const std::string why = reg->backend_reason();
-    std::printf("%s\n", why.c_str());
-    if (reg->backend() != Backend::userfaultfd || why.find("synchronous write-protect") == std::string::npos ||
-        why.find("WP_ASYNC (Linux 6.7)") == std::string::npos) {
-      _exit(2);
+    for (Backend b : {Backend::automatic, Backend::userfaultfd}) {
+      RegionOptions o = on_backend(b, "cards", Policy::track_dirty);
+      auto reg = reserve_region(16 * kPage, o);
+      if (!reg.ok()) _exit(1);
+      const std::string why = reg->backend_reason();
+      std::printf("%s: %s\n", backend_name(b), why.c_str());
+      if (why.find("WP_ASYNC (Linux 6.7)") == std::string::npos) _exit(2);
+      if (b == Backend::automatic ? reg->backend() != Backend::signals
+                                  : why.find("synchronous write-protect") == std::string::npos) {
+        _exit(3);
+      }
+      auto* p = static_cast<volatile char*>(reg->data());
+      p[3 * kPage] = 1;
+      p[9 * kPage] = 1;
+      auto d = reg->collect_dirty();
+      if (!d.ok() || *d != std::vector<std::size_t>{3, 9}) _exit(4);
     }
-    auto* p = static_cast<volatile char*>(reg->data());
-    p[3 * kPage] = 1;
-    p[9 * kPage] = 1;
-    auto d = reg->collect_dirty();
-    if (!d.ok() || *d != std::vector<std::size_t>{3, 9}) _exit(3);
+    RegionOptions o = on_backend(Backend::userfaultfd, "cards", Policy::track_dirty);
     o.dirty_tracking = DirtyTracking::async_wp;
-    o.backend = Backend::userfaultfd;
     auto refused = reserve_region(kPage, o);
     if (refused.ok() || refused.error().code() != Errc::unsupported ||
         refused.error().message().find("WP_ASYNC") == std::string::npos) {
-      _exit(4);
+      _exit(5);
     }
   });
   EXPECT_TRUE(r.exited() && r.exit_code() == 0) << r;

@@ -64,9 +64,9 @@ std::vector<Capability> capabilities(const KernelInfo& k) {
   o.policy = Policy::track_dirty;
   const std::string dirty = chosen(o);
   out.push_back({"dirty tracking", dirty,
-                 contains(dirty, "WP_ASYNC")           ? ""
-                 : contains(dirty, "write-protect")    ? "a fault per first write to a page (no WP_ASYNC)"
-                                                       : "a SIGSEGV and an mprotect per first write to a page"});
+                 contains(dirty, "WP_ASYNC + PAGEMAP_SCAN")  ? ""
+                 : contains(dirty, "userfaultfd (")          ? "a fault per first write to a page (no WP_ASYNC)"
+                                                             : "a SIGSEGV and an mprotect per first write to a page"});
   out.push_back({"a failed fill", !uffd ? "SIGBUS raised in the faulting thread (signal backend)"
                                   : poison ? "UFFDIO_POISON: the page raises SIGBUS until discard()"
                                            : "SIGBUS queued to the faulting thread; the page is remembered as failed",

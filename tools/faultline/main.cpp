@@ -1,9 +1,63 @@
 // tools/faultline/main.cpp: the `faultline` command line (info, bench, catch).
 #include <CLI/CLI.hpp>
 
+#include <climits>
+#include <cstdio>
+#include <cstdlib>
+#include <string>
+
 #include "commands.hpp"
 
+namespace {
+
+constexpr const char* kCatchUsage =
+    "Usage: faultline catch [--fd N] [--no-color] [--] PROGRAM ARGS...\n"
+    "Run a program with the crash report preloaded (like the old catchsegv).\n"
+    "  --fd N       the program's file descriptor the report goes to (default 2)\n"
+    "  --no-color   no colour in the report\n"
+    "PROGRAM gets exactly its arguments: everything after `--`, or, without `--`, everything from the\n"
+    "first word that is not one of catch's own options.\n";
+
+// `faultline catch` parses its own few options and hands the program its arguments untouched (a
+// general-purpose parser would reorder them or take the program's --help).
+int catch_main(int argc, char** argv) {
+  faultline::cli::CatchArgs a;
+  int i = 2;
+  for (; i < argc; ++i) {
+    const std::string w = argv[i];
+    if (w == "--") {
+      ++i;
+      break;
+    }
+    if (w == "--no-color") {
+      a.no_color = true;
+    } else if (w == "--fd" || w.rfind("--fd=", 0) == 0) {
+      std::string v = w == "--fd" ? (i + 1 < argc ? argv[++i] : "") : w.substr(5);
+      char* end = nullptr;
+      const long fd = std::strtol(v.c_str(), &end, 10);
+      if (v.empty() || *end != '\0' || fd < 0 || fd > INT_MAX) {
+        std::fprintf(stderr, "faultline catch: --fd needs a file descriptor number\n%s", kCatchUsage);
+        return 2;
+      }
+      a.fd = static_cast<int>(fd);
+    } else if (w == "-h" || w == "--help") {
+      std::fputs(kCatchUsage, stdout);
+      return 0;
+    } else if (w.size() > 1 && w[0] == '-') {
+      std::fprintf(stderr, "faultline catch: unknown option %s (put -- before the program)\n%s", w.c_str(), kCatchUsage);
+      return 2;
+    } else {
+      break;  // the program
+    }
+  }
+  for (; i < argc; ++i) a.command.emplace_back(argv[i]);
+  return faultline::cli::run_catch(a);
+}
+
+}  // namespace
+
 int main(int argc, char** argv) {
+  if (argc >= 2 && std::string(argv[1]) == "catch") return catch_main(argc, argv);
   CLI::App app{"faultline: take charge of memory faults and traps on Linux"};
   app.require_subcommand(1);
 
@@ -31,12 +85,9 @@ int main(int argc, char** argv) {
   bench->add_option("--svg", bench_args.svg_path, "Draw the ratios as a bar chart in FILE");
   bench->add_option("--as", bench_args.as, "Measure as on another kernel (see `faultline info --as`)");
 
-  faultline::cli::CatchArgs catch_args;
-  auto* catch_cmd = app.add_subcommand("catch", "Run a program with the crash report preloaded (like the old catchsegv)");
-  catch_cmd->add_option("--fd", catch_args.fd, "The program's file descriptor the report goes to (default 2)");
-  catch_cmd->add_flag("--no-color", catch_args.no_color, "No colour in the report");
-  catch_cmd->add_option("command", catch_args.command, "PROGRAM ARGS... (after --)")->required();
-  catch_cmd->prefix_command();
+  // Listed for the help; parsed by catch_main.
+  app.add_subcommand("catch", "Run a program with the crash report preloaded (like the old catchsegv); "
+                              "faultline catch --help");
 
   CLI11_PARSE(app, argc, argv);
   if (info->parsed()) {
@@ -44,9 +95,5 @@ int main(int argc, char** argv) {
     return faultline::cli::run_info(info_args);
   }
   if (bench->parsed()) return faultline::cli::run_bench(bench_args);
-  if (catch_cmd->parsed()) {
-    for (const std::string& extra : catch_cmd->remaining()) catch_args.command.push_back(extra);
-    return faultline::cli::run_catch(catch_args);
-  }
   return 2;
 }
