@@ -1,6 +1,7 @@
 // compat/sigsegv/sigsegv.cpp: libsigsegv's installation and dispatcher-registration calls on faultline.
 // Not signal path (sigsegv_sig.cpp is).
 #include <signal.h>
+#include <sys/auxv.h>
 
 #include <algorithm>
 #include <chrono>
@@ -81,14 +82,27 @@ void sigsegv_deinstall_handler(void) {
 
 int stackoverflow_install_handler(stackoverflow_handler_t handler, void* extra_stack, size_t extra_stack_size) {
   return c_entry(-1, [&] {
-    if (handler == nullptr || extra_stack == nullptr || extra_stack_size < static_cast<size_t>(MINSIGSTKSZ)) return -1;
+    if (handler == nullptr || extra_stack == nullptr) return -1;
     std::lock_guard lock(g_mutex);
     stack_t cur{};
-    if (sigaltstack(nullptr, &cur) == 0 && (cur.ss_flags & SS_DISABLE)) {
-      stack_t ss{};
-      ss.ss_sp = extra_stack;
-      ss.ss_size = extra_stack_size;
+    stack_t ss{};
+    ss.ss_sp = extra_stack;
+    ss.ss_size = extra_stack_size;
+    if (sigaltstack(nullptr, &cur) == 0 && !(cur.ss_flags & SS_DISABLE)) {
+      // The thread has an alternate stack already (it stays): the kernel still judges this one, as
+      // libsigsegv's sigaltstack call would have it judged.
       if (sigaltstack(&ss, nullptr) != 0) return -1;
+      cur.ss_flags &= ~SS_ONSTACK;
+      (void)sigaltstack(&cur, nullptr);
+    } else {
+      if (sigaltstack(&ss, nullptr) != 0) return -1;  // what libsigsegv refuses too
+      // Too small for this CPU's signal frame and faultline's handler: accepted, but faultline's own
+      // alternate stack serves the thread (install() attaches it with one when none is set).
+      if (extra_stack_size < getauxval(AT_MINSIGSTKSZ) + (std::size_t{32} << 10)) {
+        stack_t off{};
+        off.ss_flags = SS_DISABLE;
+        (void)sigaltstack(&off, nullptr);
+      }
     }
     if (!install()) return -1;  // attaches this thread, keeping the alternate stack just set
     g_overflow.store(handler, std::memory_order_release);

@@ -16,8 +16,17 @@
 #ifndef _SIGSEGV_H
 #define _SIGSEGV_H
 
+#include <signal.h>
 #include <stddef.h>
 #include <ucontext.h>
+
+/* As libsigsegv's header does on glibc: SIGSTKSZ is a constant large enough for a stack overflow
+   handler's stack (glibc 2.34+ makes it sysconf(_SC_SIGSTKSZ) under _GNU_SOURCE, which cannot size an
+   array at file scope). */
+#if defined __GLIBC__
+#undef SIGSTKSZ
+#define SIGSTKSZ 65536
+#endif
 
 /* HAVE_SIGSEGV_RECOVERY: catching SIGSEGV works on this platform. */
 #define HAVE_SIGSEGV_RECOVERY 1
@@ -64,8 +73,10 @@ typedef void (*stackoverflow_handler_t)(int emergency, stackoverflow_context_t s
 
 /* Installs the stack overflow handler. extra_stack/extra_stack_size become the calling thread's
    alternate signal stack unless it already has one; other threads use the one faultline gives them
-   when they attach. Returns 0, or -1 (extra_stack_size below MINSIGSTKSZ, or faultline cannot
-   install). */
+   when they attach. A stack the kernel accepts (sigaltstack) but smaller than this CPU's signal frame
+   and faultline's handler need (getauxval(AT_MINSIGSTKSZ) + 32 KiB) is accepted too, as libsigsegv
+   accepts it, and left unused: faultline gives the thread an alternate stack of its own, where the
+   handler then runs. Returns 0, or -1 (a stack the kernel refuses, or faultline cannot install). */
 extern int stackoverflow_install_handler(stackoverflow_handler_t handler, void* extra_stack,
                                          size_t extra_stack_size);
 

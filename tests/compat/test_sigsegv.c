@@ -184,6 +184,26 @@ static void case_stack_overflow(void) {
   REQUIRE(stackoverflow_install_handler(overflow_handler, extra_stack, 16) == -1); /* too small */
 }
 
+/* Stacks as programs written for libsigsegv pass them. With _GNU_SOURCE (defined above) glibc's own
+   SIGSTKSZ is sysconf(_SC_SIGSTKSZ), not a constant; sigsegv.h makes it 65536, as libsigsegv's header
+   does, so this declaration compiles. And a stack smaller than this CPU's signal frame needs (4 KiB, or
+   8 KiB: 13 504 bytes is SIGSTKSZ with AVX-512) is accepted as libsigsegv accepts it: the overflow is
+   still caught (faultline runs the handler on an alternate stack of its own). */
+static char sigstksz_stack[SIGSTKSZ];
+_Static_assert(SIGSTKSZ == 65536, "sigsegv.h defines SIGSTKSZ as libsigsegv's does");
+static char small_stack[4096];
+
+static void overflow_once_on(void* stack, size_t size) {
+  REQUIRE(stackoverflow_install_handler(overflow_handler, stack, size) == 0);
+  if (sigsetjmp(jump, 1) == 0) {
+    depth_sink = recurse(0);
+    _exit(1);
+  }
+  REQUIRE(seen->overflows == 1 && last_emergency == 0);
+}
+static void case_overflow_sigstksz_stack(void) { overflow_once_on(sigstksz_stack, sizeof sigstksz_stack); }
+static void case_overflow_small_stack(void) { overflow_once_on(small_stack, sizeof small_stack); }
+
 /* The serious=0 call: with a stack overflow handler, the global handler is asked first. */
 static volatile int asked_not_serious;
 static int curious_handler(void* addr, int serious) {
@@ -368,6 +388,8 @@ static const struct test_case cases[] = {
     {"chains_previous", case_chains_previous, 0, 1, -1},
     {"leave_handler", case_leave_handler, 0, 3, -1},
     {"stack_overflow", case_stack_overflow, 0, -1, 2},
+    {"overflow_sigstksz_stack", case_overflow_sigstksz_stack, 0, -1, 1},
+    {"overflow_small_stack", case_overflow_small_stack, 0, -1, 1},
     {"overflow_asks_global_handler_first", case_overflow_asks_global_handler_first, 0, -1, 1},
     /* Dies of the overflow without calling the deinstalled handler (which, called, would also die: it
        jumps through a buffer that was never set). */
