@@ -53,6 +53,7 @@ enum {
   FL_TRAP_ILL = 1u << 2,
   FL_TRAP_FPE = 1u << 3,
   FL_TRAP_TRAP = 1u << 4,
+  FL_TRAP_ABRT = 1u << 5, /* abort(), failed asserts, uncaught C++ exceptions: reported, then the previous action */
   FL_TRAP_MEMORY = FL_TRAP_SEGV | FL_TRAP_BUS
 };
 

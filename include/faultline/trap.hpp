@@ -53,8 +53,10 @@ enum TrapSignal : unsigned {
   trap_ill = 1u << 2,
   trap_fpe = 1u << 3,
   trap_trap = 1u << 4,
+  trap_abrt = 1u << 5,  // abort(), a failed assert, an uncaught C++ exception: reported, then the
+                        // previous action (never a handler: SIGABRT is not a fault)
   trap_memory = trap_segv | trap_bus,  // the default
-  trap_all = trap_segv | trap_bus | trap_ill | trap_fpe | trap_trap,
+  trap_all = trap_segv | trap_bus | trap_ill | trap_fpe | trap_trap,  // the faults and traps (not SIGABRT)
 };
 
 struct InstallOptions {

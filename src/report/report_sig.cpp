@@ -109,25 +109,30 @@ void write_report(const FaultContext& ctx, int fd, bool color, bool backtrace, u
   if (ctx.siginfo() != nullptr && !ctx.is_kernel_fault()) {
     f.put("sender    pid ").dec(ctx.siginfo()->si_pid).put(" uid ").udec(ctx.siginfo()->si_uid).put('\n');
   }
-  f.put("address   ").put(st.bold()).hex(ctx.address()).put(st.off());
-  if (ctx.access() != Access::unknown) {
-    f.put("  access ").put(st.bold()).put(access_name(ctx.access())).put(st.off())
-        .put(ctx.hw_present() ? " (page present, protection forbade it)" : " (page not present)");
+  // A signal a process sent has no fault address (si_addr overlaps the sender's pid), except the SIGBUS
+  // faultline queues for a failed page (SI_QUEUE, the page in si_addr).
+  const bool has_address = ctx.is_kernel_fault() || (ctx.signal() == SIGBUS && ctx.code() == SI_QUEUE);
+  if (has_address) {
+    f.put("address   ").put(st.bold()).hex(ctx.address()).put(st.off());
+    if (ctx.access() != Access::unknown) {
+      f.put("  access ").put(st.bold()).put(access_name(ctx.access())).put(st.off())
+          .put(ctx.hw_present() ? " (page present, protection forbade it)" : " (page not present)");
+    }
+    f.put('\n');
   }
-  f.put('\n');
   if (overflow != nullptr) {
     f.put(st.red()).put("cause     stack overflow").put(st.off()).put(" (thread stack ").hex(overflow->stack_lo)
         .put('-').hex(overflow->stack_hi).put(")\n");
   }
   if (cause != nullptr) f.put(st.red()).put("cause     ").put(cause).put(st.off()).put('\n');
   os::MapsEntry m;
-  if (ctx.address() != 0) {
+  if (has_address && ctx.address() != 0) {
     f.put("mapping   ");
     if (os::find_mapping(ctx.address(), &m)) put_mapping(f, m);
     else f.put("none (no mapping holds this address)");
     f.put('\n');
   }
-  if (ctx.address() != 0) trap::describe_address(ctx.address(), describe_sink, &f);
+  if (has_address && ctx.address() != 0) trap::describe_address(ctx.address(), describe_sink, &f);
 
   f.put(st.dim()).put("registers").put(st.off()).put('\n');
   for (unsigned i = 0; i < A::kRegCount; ++i) {

@@ -64,6 +64,7 @@ constexpr unsigned signal_bit(int sig) noexcept {
     case SIGILL: return trap_ill;
     case SIGFPE: return trap_fpe;
     case SIGTRAP: return trap_trap;
+    case SIGABRT: return trap_abrt;
     default: return 0;
   }
 }

@@ -31,7 +31,8 @@ std::mutex g_install_mutex;
 // thread cannot remove an alternate stack, and the installing thread may still be using it.
 std::optional<ThreadAttachment> g_installer_attachment;
 
-constexpr int kSignals[] = {SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGTRAP};
+constexpr int kSignals[] = {SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGTRAP, SIGABRT};
+constexpr unsigned kValidSignals = trap_all | trap_abrt;
 
 bool is_ours(const struct sigaction& sa) {
   return (sa.sa_flags & SA_SIGINFO) && sa.sa_sigaction == trap::faultline_trap_entry;
@@ -134,7 +135,7 @@ std::string signals_text(unsigned bits) {
 
 Result<void> install(const InstallOptions& opts) {
   return core::guarded([&]() -> Result<void> {
-    if (opts.signals == 0 || (opts.signals & ~static_cast<unsigned>(trap_all)) != 0) {
+    if (opts.signals == 0 || (opts.signals & ~kValidSignals) != 0) {
       return Error(Errc::invalid_argument, "install: signals must be a non-empty set of TrapSignal bits");
     }
     os::fork_hooks::add({os::fork_hooks::kTrap, [] { g_install_mutex.lock(); }, [] { g_install_mutex.unlock(); },
@@ -237,7 +238,7 @@ Result<void> reassert() {
 Result<HandlerId> add_handler(FaultHandler fn, void* data, unsigned signals, FaultDescriber describe) {
   return core::guarded([&]() -> Result<HandlerId> {
     if (fn == nullptr) return Error(Errc::invalid_argument, "add_handler: handler function is null");
-    if (signals == 0 || (signals & ~static_cast<unsigned>(trap_all)) != 0) {
+    if (signals == 0 || (signals & ~kValidSignals) != 0) {
       return Error(Errc::invalid_argument, "add_handler: signals must be a non-empty set of TrapSignal bits");
     }
     std::lock_guard lock(g_install_mutex);

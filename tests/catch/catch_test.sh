@@ -40,7 +40,21 @@ out=$("$cli" catch -- /nonexistent/program 2>&1); st=$?
 [ $st -eq 127 ] || fail "missing program: status $st, expected 127"
 grep -q "cannot run /nonexistent/program" <<<"$out" || fail "missing program: no message"
 
-# 6. The program gets exactly its arguments: everything after --, or from the first word that is not
+# 6. SIGABRT: abort(), a failed assert and an uncaught exception are reported (the exception's type and
+#    what()), and catch ends by SIGABRT.
+for how in abort assert throw throw-int; do
+  out=$("$cli" catch --no-color -- "$dir/prog_abort" "$how" 2>&1); st=$?
+  [ $st -eq $((128 + 6)) ] || fail "$how: status $st, expected killed by SIGABRT (134)"
+  grep -q "about to $how" <<<"$out" || fail "$how: the program's own output is missing"
+  grep -q '\*\*\* faultline: fatal signal: SIGABRT' <<<"$out" || fail "$how: no report headline: $out"
+done
+out=$("$cli" catch --no-color -- "$dir/prog_abort" throw 2>&1)
+grep -q 'uncaught exception of type std::runtime_error: what(): disk on fire' <<<"$out" \
+  || fail "throw: the exception's type and what() are not named: $out"
+out=$("$cli" catch --no-color -- "$dir/prog_abort" throw-int 2>&1)
+grep -q 'uncaught exception of type int \*\*\*' <<<"$out" || fail "throw-int: the exception's type is not named: $out"
+
+# 7. The program gets exactly its arguments: everything after --, or from the first word that is not
 #    one of catch's options; its own --help, --, empty strings and spaces included.
 expect_args() {  # $1: what is checked; $2: the expected output; the rest: catch's arguments
   local what=$1 want=$2

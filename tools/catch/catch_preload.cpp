@@ -1,6 +1,8 @@
 // tools/catch/catch_preload.cpp: libfaultline_catch.so, the library `faultline catch` preloads.
 //
-// At load it installs faultline for SIGSEGV, SIGBUS, SIGILL and SIGFPE and enables the crash report
+// At load it installs faultline for SIGSEGV, SIGBUS, SIGILL, SIGFPE and SIGABRT (abort(), a failed
+// assert, an uncaught C++ exception, whose type and what() a terminate handler writes first) and enables
+// the crash report
 // (FAULTLINE_CATCH_FD, FAULTLINE_CATCH_COLOR). It interposes sigaction() and signal() so that a handler
 // the program installs for one of those signals does not displace faultline: the program's handler
 // becomes faultline's previous action (faultline::reassert), so faults reach faultline first and then
@@ -11,9 +13,14 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <cxxabi.h>
+
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <exception>
+#include <string>
+#include <typeinfo>
 
 #include "faultline/report.hpp"
 #include "faultline/trap.hpp"
@@ -27,7 +34,31 @@ int g_fd = 2;
 struct sigaction g_program_view[65];  // what the program believes is installed, per signal
 __thread int t_inside = 0;             // faultline itself is calling sigaction
 
-bool caught(int sig) { return sig == SIGSEGV || sig == SIGBUS || sig == SIGILL || sig == SIGFPE; }
+bool caught(int sig) { return sig == SIGSEGV || sig == SIGBUS || sig == SIGILL || sig == SIGFPE || sig == SIGABRT; }
+
+std::terminate_handler g_prev_terminate = nullptr;
+
+// std::terminate: names the uncaught exception (its demangled type, and what() for a std::exception),
+// then the previous handler (libstdc++'s prints its own line and aborts: the SIGABRT report follows).
+// Not signal context: allocating and rethrowing are allowed here.
+[[noreturn]] void on_terminate() {
+  if (const std::type_info* t = abi::__cxa_current_exception_type(); t != nullptr) {
+    int status = 0;
+    char* demangled = abi::__cxa_demangle(t->name(), nullptr, nullptr, &status);
+    std::string line = std::string("*** faultline: uncaught exception of type ") + (demangled != nullptr ? demangled : t->name());
+    std::free(demangled);
+    try {
+      throw;
+    } catch (const std::exception& e) {
+      line += std::string(": what(): ") + e.what();
+    } catch (...) {
+    }
+    line += " ***\n";
+    (void)!write(g_fd, line.data(), line.size());
+  }
+  if (g_prev_terminate != nullptr) g_prev_terminate();
+  std::abort();
+}
 
 int real_sigaction(int sig, const struct sigaction* act, struct sigaction* old) {
   if (g_real == nullptr) g_real = reinterpret_cast<SigactionFn>(dlsym(RTLD_NEXT, "sigaction"));
@@ -36,7 +67,7 @@ int real_sigaction(int sig, const struct sigaction* act, struct sigaction* old) 
 
 __attribute__((constructor)) void catch_init() {
   g_real = reinterpret_cast<SigactionFn>(dlsym(RTLD_NEXT, "sigaction"));
-  for (int sig : {SIGSEGV, SIGBUS, SIGILL, SIGFPE}) real_sigaction(sig, nullptr, &g_program_view[sig]);
+  for (int sig : {SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGABRT}) real_sigaction(sig, nullptr, &g_program_view[sig]);
   const char* fd_env = secure_getenv("FAULTLINE_CATCH_FD");
   const char* color_env = secure_getenv("FAULTLINE_CATCH_COLOR");
   faultline::report::Options opts;
@@ -47,11 +78,12 @@ __attribute__((constructor)) void catch_init() {
   }
   t_inside++;
   faultline::InstallOptions io;
-  io.signals = faultline::trap_segv | faultline::trap_bus | faultline::trap_ill | faultline::trap_fpe;
+  io.signals = faultline::trap_segv | faultline::trap_bus | faultline::trap_ill | faultline::trap_fpe | faultline::trap_abrt;
   auto r = faultline::install(io);
   if (r) r = faultline::report::enable(opts);
   t_inside--;
   g_ready = r.ok();
+  if (g_ready) g_prev_terminate = std::set_terminate(on_terminate);
   if (!r) std::fprintf(stderr, "faultline catch: could not install the crash report: %s\n", r.error().message().c_str());
 }
 
