@@ -1,5 +1,6 @@
 // report/report_sig.cpp: writes the crash report (signal path: no allocation, no stdio, no locks of ours).
 #define UNW_LOCAL_ONLY
+#include <fcntl.h>
 #include <libunwind.h>
 
 #include "arch/arch.hpp"
@@ -52,6 +53,23 @@ void put_frame(core::Formatter& f, const Style& st, unsigned i, std::uintptr_t i
   f.put('\n');
 }
 
+// The calling thread's name (/proc/thread-self/comm, at most 15 characters), or "" when unreadable.
+void thread_name(char (&out)[20]) {
+  out[0] = '\0';
+  const long fd = os::raw_open("/proc/thread-self/comm", O_RDONLY | O_CLOEXEC);
+  if (os::is_err(fd)) return;
+  const long n = os::raw_read(static_cast<int>(fd), out, sizeof out - 1);
+  os::raw_close(static_cast<int>(fd));
+  std::size_t len = n > 0 ? static_cast<std::size_t>(n) : 0;
+  while (len > 0 && (out[len - 1] == '\n' || out[len - 1] == '\0')) --len;
+  out[len] = '\0';
+}
+
+// A long backtrace shows its first frames and its last (main and the thread's start always appear),
+// with the count of those in between: a deep recursion's report stays readable and still ends at main.
+constexpr unsigned kTailMax = 32;
+constexpr unsigned kStepLimit = 1u << 20;  // a corrupt stack cannot make the walk endless
+
 unsigned backtrace_libunwind(core::Formatter& f, const Style& st, const FaultContext& ctx, unsigned max) {
   unw_cursor_t cursor;
   // On x86-64 Linux, unw_context_t is ucontext_t: the signal frame's context starts the walk at the
@@ -59,13 +77,21 @@ unsigned backtrace_libunwind(core::Formatter& f, const Style& st, const FaultCon
   if (unw_init_local2(&cursor, reinterpret_cast<unw_context_t*>(ctx.ucontext()), UNW_INIT_SIGNAL_FRAME) < 0) {
     return 0;
   }
+  const unsigned tail_cap = max / 2 < kTailMax ? max / 2 : kTailMax;
+  const unsigned head = max - tail_cap;
+  unw_word_t tail[kTailMax];
   unsigned n = 0;
   do {
     unw_word_t ip = 0;
     unw_get_reg(&cursor, UNW_REG_IP, &ip);
-    put_frame(f, st, n, ip);
+    if (n < head) put_frame(f, st, n, ip);
+    else if (tail_cap != 0) tail[(n - head) % tail_cap] = ip;
     ++n;
-  } while (n < max && unw_step(&cursor) > 0);
+  } while (n < kStepLimit && (n < head || tail_cap != 0) && unw_step(&cursor) > 0);
+  if (n <= head) return n;
+  const unsigned kept = n - head < tail_cap ? n - head : tail_cap;
+  if (n - head > kept) f.put("  ... ").udec(n - head - kept).put(" frames not shown ...\n");
+  for (unsigned i = n - kept; i < n; ++i) put_frame(f, st, i, tail[(i - head) % tail_cap]);
   return n;
 }
 
@@ -104,8 +130,11 @@ void write_report(const FaultContext& ctx, int fd, bool color, bool backtrace, u
   using A = arch::Current;
 
   f.put('\n').put(st.red()).put("*** faultline: ").put(reason != nullptr ? reason : "fatal signal").put(": ")
-      .put(ctx.signal_name()).put(" (").put(ctx.code_name()).put(")").put(" in thread ").dec(os::raw_gettid())
-      .put(" of process ").dec(os::raw_getpid()).put(" ***").put(st.off()).put('\n');
+      .put(ctx.signal_name()).put(" (").put(ctx.code_name()).put(")").put(" in thread ").dec(os::raw_gettid());
+  char name[20];
+  thread_name(name);
+  if (name[0] != '\0') f.put(" \"").put(name).put('"');
+  f.put(" of process ").dec(os::raw_getpid()).put(" ***").put(st.off()).put('\n');
   if (ctx.siginfo() != nullptr && !ctx.is_kernel_fault()) {
     f.put("sender    pid ").dec(ctx.siginfo()->si_pid).put(" uid ").udec(ctx.siginfo()->si_uid).put('\n');
   }

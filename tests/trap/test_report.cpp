@@ -1,6 +1,9 @@
 // tests/test_report.cpp: the crash report (contents, colour on a terminal and NO_COLOR, the frame-pointer
 // fallback of the backtrace), and the /proc/self/maps reader behind it.
 #include <gtest/gtest.h>
+#include <pthread.h>
+
+#include <thread>
 #include <poll.h>
 #include <pty.h>
 
@@ -55,6 +58,46 @@ TEST(Report, FatalFaultReportNamesEverythingAndStillDiesBySignal) {
   EXPECT_NE(out.find("backtrace"), std::string::npos) << out;
   EXPECT_NE(out.find("crash_here_for_report"), std::string::npos) << out;
   EXPECT_EQ(out.find("\033["), std::string::npos) << "no colour when told so";
+}
+
+// The headline names the thread (its name beside its id).
+TEST(Report, HeadlineNamesTheThread) {
+  Page page(PROT_NONE);
+  ChildResult r = run_child([&] {
+    std::thread([&] {
+      pthread_setname_np(pthread_self(), "worker-7");
+      crash_with_report(report::Color::never, write_to, page.get());
+    }).join();
+  });
+  EXPECT_TRUE(r.signaled() && r.signal() == SIGSEGV) << r;
+  EXPECT_NE(r.output.find(" \"worker-7\" of process"), std::string::npos) << r;
+}
+
+// A deep recursion's backtrace shows its first frames and its last, main among them, and how many it
+// left out in between.
+[[gnu::noinline]] int dive(int depth, char* page) {
+  volatile char frame[64];
+  frame[0] = static_cast<char>(depth);
+  if (depth == 0) {
+    write_to(page);
+    return frame[0];
+  }
+  return dive(depth - 1, page) + frame[0];
+}
+
+TEST(Report, LongBacktraceKeepsItsEndAndSaysWhatItLeftOut) {
+  Page page(PROT_NONE);
+  ChildResult r = run_child([&] {
+    report::Options o;
+    o.color = report::Color::never;
+    o.max_frames = 64;
+    if (!install().ok() || !report::enable(o).ok()) _exit(90);
+    std::printf("%d\n", dive(10000, page.get()));
+    _exit(1);
+  });
+  EXPECT_TRUE(r.signaled() && r.signal() == SIGSEGV) << r.describe().substr(0, 2000);
+  EXPECT_NE(r.output.find(" frames not shown ..."), std::string::npos) << r.describe().substr(0, 4000);
+  EXPECT_NE(r.output.find(" in main+"), std::string::npos) << r.describe().substr(0, 6000);
 }
 
 TEST(Report, EnvironmentVariableEnablesItAtInstall) {
