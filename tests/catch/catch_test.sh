@@ -54,7 +54,22 @@ grep -q 'uncaught exception of type std::runtime_error: what(): disk on fire' <<
 out=$("$cli" catch --no-color -- "$dir/prog_abort" throw-int 2>&1)
 grep -q 'uncaught exception of type int \*\*\*' <<<"$out" || fail "throw-int: the exception's type is not named: $out"
 
-# 7. The program gets exactly its arguments: everything after --, or from the first word that is not
+# 7. Where preloading cannot work (a static program; one that is setuid to someone else), catch says
+#    so plainly, and the program still runs with its own exit status.
+out=$("$cli" catch -- "$dir/prog_static" 5 2>&1); st=$?
+[ $st -eq 5 ] || fail "static: status $st, expected 5"
+grep -q "it is statically linked: there is no loader to preload faultline" <<<"$out" || fail "static: no warning: $out"
+out=$("$cli" catch -- "$dir/prog_exit" 0 2>&1)
+grep -q "runs without the crash report" <<<"$out" && fail "a dynamic program was warned about: $out"
+if [ "$(id -u)" = 0 ]; then
+  tmp=$(mktemp -d)
+  cp "$dir/prog_exit" "$tmp/prog_setuid" && chown nobody "$tmp/prog_setuid" && chmod 4755 "$tmp/prog_setuid"
+  out=$("$cli" catch -- "$tmp/prog_setuid" 0 2>&1)
+  grep -q "it is setuid: the loader ignores LD_PRELOAD" <<<"$out" || fail "setuid: no warning: $out"
+  rm -rf "$tmp"
+fi
+
+# 8. The program gets exactly its arguments: everything after --, or from the first word that is not
 #    one of catch's options; its own --help, --, empty strings and spaces included.
 expect_args() {  # $1: what is checked; $2: the expected output; the rest: catch's arguments
   local what=$1 want=$2

@@ -3,7 +3,10 @@
 // Runs PROGRAM with libfaultline_catch.so preloaded (the crash report, chaining to the program's own
 // handlers) and ends as it ended: the same exit status, or killed by the same signal (without a core
 // dump of its own; the program's is the one that matters).
+#include <elf.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/xattr.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -46,6 +49,55 @@ std::string find_library() {
   return {};
 }
 
+// The file execvp would run for `name` (PATH searched when it has no '/'), or "".
+std::string resolve(const std::string& name) {
+  if (name.find('/') != std::string::npos) return name;
+  const char* path = std::getenv("PATH");
+  std::string dirs = path != nullptr ? path : "/usr/local/bin:/usr/bin:/bin";
+  for (std::size_t pos = 0; pos <= dirs.size();) {
+    std::size_t colon = dirs.find(':', pos);
+    if (colon == std::string::npos) colon = dirs.size();
+    std::string dir = dirs.substr(pos, colon - pos);
+    pos = colon + 1;
+    const std::string candidate = (dir.empty() ? "." : dir) + "/" + name;
+    if (access(candidate.c_str(), X_OK) == 0) return candidate;
+  }
+  return {};
+}
+
+// Why preloading cannot reach `file`, or "" when it can: a setuid/setgid program (the loader ignores
+// LD_PRELOAD for it) or a static one (no loader at all: an ELF file without PT_INTERP).
+std::string why_not_preloadable(const std::string& file) {
+  struct stat st {};
+  if (stat(file.c_str(), &st) != 0) return {};
+  // The loader runs such a program in secure mode (AT_SECURE) when it changes the user or group this
+  // user would run it as, or when it has file capabilities.
+  if ((st.st_mode & S_ISUID) != 0 && st.st_uid != getuid()) return "it is setuid: the loader ignores LD_PRELOAD for it";
+  if ((st.st_mode & S_ISGID) != 0 && st.st_gid != getgid()) return "it is setgid: the loader ignores LD_PRELOAD for it";
+  if (getxattr(file.c_str(), "security.capability", nullptr, 0) > 0) {
+    return "it has file capabilities: the loader ignores LD_PRELOAD for it";
+  }
+  const int fd = open(file.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return {};
+  Elf64_Ehdr eh{};
+  std::string why;
+  if (pread(fd, &eh, sizeof eh, 0) == static_cast<ssize_t>(sizeof eh) && std::memcmp(eh.e_ident, ELFMAG, SELFMAG) == 0 &&
+      eh.e_ident[EI_CLASS] == ELFCLASS64 && eh.e_phentsize == sizeof(Elf64_Phdr)) {
+    bool interp = false;
+    for (unsigned i = 0; i < eh.e_phnum; ++i) {
+      Elf64_Phdr ph{};
+      if (pread(fd, &ph, sizeof ph, static_cast<off_t>(eh.e_phoff + i * sizeof ph)) != static_cast<ssize_t>(sizeof ph)) break;
+      if (ph.p_type == PT_INTERP) interp = true;
+    }
+    if (!interp && eh.e_type == ET_EXEC) why = "it is statically linked: there is no loader to preload faultline";
+    if (!interp && eh.e_type == ET_DYN && eh.e_entry != 0) {
+      why = "it is statically linked (static-pie): there is no loader to preload faultline";
+    }
+  }
+  close(fd);
+  return why;
+}
+
 }  // namespace
 
 int run_catch(const CatchArgs& args) {
@@ -69,6 +121,12 @@ int run_catch(const CatchArgs& args) {
   if (args.no_color) setenv("FAULTLINE_CATCH_COLOR", "0", 1);
   else unsetenv("FAULTLINE_CATCH_COLOR");
 
+  // Where preloading cannot work, say so plainly: the program runs, without a report.
+  if (const std::string file = resolve(args.command[0]); !file.empty()) {
+    if (const std::string why = why_not_preloadable(file); !why.empty()) {
+      std::fprintf(stderr, "faultline catch: %s: %s; it runs without the crash report\n", file.c_str(), why.c_str());
+    }
+  }
   std::vector<char*> argv;
   for (const std::string& a : args.command) argv.push_back(const_cast<char*>(a.c_str()));
   argv.push_back(nullptr);
