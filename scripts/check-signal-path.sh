@@ -16,6 +16,8 @@ allow=(
   '__stack_chk_fail'                # stack protector
   '_UL[a-z0-9_]+_(init_local2|step|get_reg)'  # libunwind's local unwinder (report); not get_proc_name, which mallocs
   'Zydis[A-Za-z0-9_]*'              # the instruction decoder: decodes without allocating
+  '_ZN4absl[0-9a-z_]*18debugging_internal8DemangleEPKcPci'  # abseil's demangler: async-signal-safe, no allocation
+  '__memcpy_chk' '__memset_chk' '__memmove_chk'  # _FORTIFY_SOURCE's checked copies (Debian's flags): no locks, no allocation
 )
 pattern="^($(IFS='|'; echo "${allow[*]}"))\$"
 

@@ -7,6 +7,9 @@ packages=(
   build-essential cmake ninja-build pkg-config git
   libgtest-dev libgmock-dev libbenchmark-dev   # tests and micro-benchmarks
   libunwind-dev                                # backtraces in the crash report
+  libabsl-dev                                  # demangling in the report (abseil's allocation-free demangler)
+  libdw-dev                                    # file:line for `faultline catch` and `faultline symbolize` (elfutils)
+  help2man                                     # the man pages, generated from the command's own help
   libzydis-dev                                 # x86-64 instruction decoder (signal-safe, no allocation)
   libcli11-dev nlohmann-json3-dev              # the faultline command line and its JSON output
   libsigsegv-dev libgc-dev                     # baselines measured by `faultline bench`

@@ -3,6 +3,8 @@
 #include <fcntl.h>
 #include <libunwind.h>
 
+#include <absl/debugging/internal/demangle.h>
+
 #include "arch/arch.hpp"
 #include "core/format.hpp"
 #include "faultline/report.hpp"
@@ -36,20 +38,22 @@ void put_mapping(core::Formatter& f, const os::MapsEntry& m) {
       .hex_digits(m.offset, 8).put(' ').put(m.path[0] != '\0' ? m.path : "(anonymous)");
 }
 
-// "#3  0x... in name+0x1f (libfoo.so+0x1234)": the name from the module's ELF symbol table.
+// "#3  0x... in ns::name(int)+0x1f (/usr/lib/libfoo.so+0x1234)": the name from the module's ELF symbol
+// table, demangled by abseil's demangler (async-signal-safe, no allocation; it leaves out template
+// arguments, which `faultline symbolize` and `faultline catch` restore); the module's whole path, so
+// that `faultline symbolize` can find it and its debug information for file:line.
 void put_frame(core::Formatter& f, const Style& st, unsigned i, std::uintptr_t ip) {
   f.put("  #").udec(i).put(i < 10 ? "  " : " ").hex(ip, 16);
   os::Symbol sym;
   // A return address points after the call: look up ip - 1 so a call at a function's end names it.
   bool named = os::symbolize(i == 0 ? ip : ip - 1, &sym);
-  if (named) f.put(" in ").put(st.bold()).put(sym.name).put(st.off()).put('+').hex(sym.offset + (i == 0 ? 0 : 1));
-  if (sym.module[0] != '\0') {
-    const char* base = sym.module;
-    for (const char* p = sym.module; *p != '\0'; ++p) {
-      if (*p == '/') base = p + 1;
-    }
-    f.put(" (").put(base).put('+').hex(sym.module_offset + (i == 0 ? 0 : 1)).put(')');
+  if (named) {
+    char demangled[256];
+    const bool cxx = sym.name[0] == '_' && sym.name[1] == 'Z' &&
+                     absl::debugging_internal::Demangle(sym.name, demangled, sizeof demangled);
+    f.put(" in ").put(st.bold()).put(cxx ? demangled : sym.name).put(st.off()).put('+').hex(sym.offset + (i == 0 ? 0 : 1));
   }
+  if (sym.module[0] != '\0') f.put(" (").put(sym.module).put('+').hex(sym.module_offset + (i == 0 ? 0 : 1)).put(')');
   f.put('\n');
 }
 

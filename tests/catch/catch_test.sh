@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# tests/catch/catch_test.sh CLI DIR: `faultline catch` on programs of DIR (built from tests/catch/).
+# tests/catch/catch_test.sh CLI DIR LIB: `faultline catch` on programs of DIR (built from tests/catch/);
+# LIB is the preload library (for a report written in-process, then `faultline symbolize`).
 set -uo pipefail
 cli=$1
 dir=$2
+lib=$3
 failures=0
 fail() { echo "FAILED: $*"; failures=$((failures + 1)); }
 
@@ -86,6 +88,27 @@ expect_args "--, empty, spaces" $'[--]\n[]\n[a b]' --no-color -- "$dir/prog_argv
 expect_args "catch's option names" $'[--fd]\n[3]\n[--no-color]' --fd 2 "$dir/prog_argv" --fd 3 --no-color
 "$cli" catch --bogus "$dir/prog_argv" >/dev/null 2>&1 && fail "an unknown catch option was accepted"
 "$cli" catch --help | grep -q "PROGRAM gets exactly its arguments" || fail "catch --help"
+
+# 9. Readable reports. Under catch: full C++ names (template arguments too), file:line from the debug
+#    information, the thread's name. In-process (no parent to symbolize): demangled names (abseil's
+#    demangler leaves out template arguments) and module+offset; `faultline symbolize` then gives what
+#    catch gives.
+out=$("$cli" catch --no-color -- "$dir/prog_cxx_crash" 2>&1); st=$?
+[ $st -eq 139 ] || fail "c++ crash: status $st, expected 139"
+grep -q 'in app::Box<int>::poke(int\*) at .*prog_cxx_crash.cpp:11 ' <<<"$out" || fail "catch: no full name with file:line: $out"
+grep -q 'in thread [0-9]* "poker" of process' <<<"$out" || fail "catch: no thread name: $out"
+grep -q '_M_run() at .*prog_cxx_crash.cpp:20 ' <<<"$out" || fail "catch: the thread's lambda has no file:line: $out"
+saved=$(mktemp)
+LD_PRELOAD="$lib" FAULTLINE_CATCH_FD=2 FAULTLINE_CATCH_COLOR=0 "$dir/prog_cxx_crash" >"$saved" 2>&1
+grep -q 'in app::Box<>::poke()+0x' "$saved" || fail "in-process: no demangled name: $(cat "$saved")"
+grep -q "($dir/prog_cxx_crash+0x" "$saved" || fail "in-process: no module+offset: $(cat "$saved")"
+out=$("$cli" symbolize "$saved"); st=$?
+[ $st -eq 0 ] || fail "symbolize: status $st"
+grep -q 'in app::Box<int>::poke(int\*) at .*prog_cxx_crash.cpp:11 ' <<<"$out" || fail "symbolize: no full name with file:line: $out"
+[ "$(wc -l <<<"$out")" -eq "$(wc -l <"$saved")" ] || fail "symbolize: lines added or lost"
+out=$("$cli" symbolize <"$saved")
+grep -q 'prog_cxx_crash.cpp:11' <<<"$out" || fail "symbolize from standard input"
+rm -f "$saved"
 
 if [ $failures -ne 0 ]; then
   echo "$failures checks failed"

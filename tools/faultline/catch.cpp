@@ -4,7 +4,9 @@
 // handlers) and ends as it ended: the same exit status, or killed by the same signal (without a core
 // dump of its own; the program's is the one that matters).
 #include <elf.h>
+#include <poll.h>
 #include <sys/resource.h>
+#include <sys/syscall.h>
 #include <sys/stat.h>
 #include <sys/xattr.h>
 #include <sys/wait.h>
@@ -98,6 +100,42 @@ std::string why_not_preloadable(const std::string& file) {
   return why;
 }
 
+// The descriptor the program writes its report to (the pipe to this process): high, out of the way of
+// the descriptors programs use.
+constexpr int kReportFd = 1000;
+
+// Waits for the program while reading its report from `rd` (a report larger than the pipe's buffer
+// must not block it); after it ends, what is left in the pipe (a process it forked may still hold the
+// pipe open: nothing is waited for).
+bool relay(pid_t pid, int rd, int* status, std::string* report) {
+  const long pidfd = syscall(SYS_pidfd_open, pid, 0);
+  char buf[4096];
+  for (;;) {
+    pid_t w;
+    while ((w = waitpid(pid, status, WNOHANG)) < 0 && errno == EINTR) {
+    }
+    if (w < 0) {
+      std::fprintf(stderr, "faultline catch: waitpid: %s\n", std::strerror(errno));
+      return false;
+    }
+    if (w == pid) break;
+    struct pollfd p[2] = {{rd, POLLIN, 0}, {static_cast<int>(pidfd), POLLIN, 0}};
+    // With a pidfd the wait sleeps until the report or the end; without (before Linux 5.3), it looks
+    // again every 100 ms.
+    if (poll(p, pidfd >= 0 ? 2 : 1, pidfd >= 0 ? -1 : 100) > 0 && (p[0].revents & (POLLIN | POLLHUP)) != 0) {
+      const ssize_t n = read(rd, buf, sizeof buf);
+      if (n > 0) report->append(buf, static_cast<std::size_t>(n));
+    }
+  }
+  if (pidfd >= 0) close(static_cast<int>(pidfd));
+  fcntl(rd, F_SETFL, O_NONBLOCK);
+  ssize_t n;
+  while ((n = read(rd, buf, sizeof buf)) > 0 || (n < 0 && errno == EINTR)) {
+    if (n > 0) report->append(buf, static_cast<std::size_t>(n));
+  }
+  return true;
+}
+
 }  // namespace
 
 int run_catch(const CatchArgs& args) {
@@ -117,9 +155,16 @@ int run_catch(const CatchArgs& args) {
   std::string preload = lib;
   if (const char* old = std::getenv("LD_PRELOAD"); old != nullptr && *old != '\0') preload += std::string(":") + old;
   setenv("LD_PRELOAD", preload.c_str(), 1);
-  setenv("FAULTLINE_CATCH_FD", std::to_string(args.fd).c_str(), 1);
-  if (args.no_color) setenv("FAULTLINE_CATCH_COLOR", "0", 1);
-  else unsetenv("FAULTLINE_CATCH_COLOR");
+  // The report comes back through a pipe (descriptor kReportFd in the program), and goes out
+  // symbolized (full names, file:line) to --fd once the program has ended. Colour as --fd would get it.
+  int report_pipe[2];
+  if (pipe2(report_pipe, O_CLOEXEC) != 0) {
+    std::fprintf(stderr, "faultline catch: pipe: %s\n", std::strerror(errno));
+    return 2;
+  }
+  setenv("FAULTLINE_CATCH_FD", std::to_string(kReportFd).c_str(), 1);
+  const bool color = !args.no_color && isatty(args.fd) && std::getenv("NO_COLOR") == nullptr;
+  setenv("FAULTLINE_CATCH_COLOR", color ? "1" : "0", 1);
 
   // Where preloading cannot work, say so plainly: the program runs, without a report.
   if (const std::string file = resolve(args.command[0]); !file.empty()) {
@@ -136,6 +181,7 @@ int run_catch(const CatchArgs& args) {
     return 2;
   }
   if (pid == 0) {
+    if (dup2(report_pipe[1], kReportFd) < 0) _exit(126);  // dup2 clears close-on-exec
     execvp(argv[0], argv.data());
     std::fprintf(stderr, "faultline catch: cannot run %s: %s\n", argv[0], std::strerror(errno));
     _exit(errno == ENOENT ? 127 : 126);
@@ -143,11 +189,17 @@ int run_catch(const CatchArgs& args) {
   // Like a shell: keyboard signals go to the program, which decides; we wait for it.
   std::signal(SIGINT, SIG_IGN);
   std::signal(SIGQUIT, SIG_IGN);
+  close(report_pipe[1]);
   int status = 0;
-  while (waitpid(pid, &status, 0) < 0) {
-    if (errno != EINTR) {
-      std::fprintf(stderr, "faultline catch: waitpid: %s\n", std::strerror(errno));
-      return 2;
+  std::string report;
+  if (!relay(pid, report_pipe[0], &status, &report)) return 2;
+  close(report_pipe[0]);
+  if (!report.empty()) {
+    const std::string readable = symbolize_report(report);
+    for (std::size_t done = 0; done < readable.size();) {
+      const ssize_t n = write(args.fd, readable.data() + done, readable.size() - done);
+      if (n <= 0 && errno != EINTR) break;
+      if (n > 0) done += static_cast<std::size_t>(n);
     }
   }
   if (WIFEXITED(status)) return WEXITSTATUS(status);

@@ -2,11 +2,10 @@
 #pragma once
 
 #include <cstddef>
-
-namespace faultline::cli {
-
 #include <string>
 #include <vector>
+
+namespace faultline::cli {
 
 struct InfoArgs {
   bool json = false;
@@ -14,6 +13,11 @@ struct InfoArgs {
   std::string as;        // a kernel mask to apply first ("" none)
 };
 int run_info(const InfoArgs& args);
+
+// `faultline symbolize [FILE]`: the report in FILE (or standard input) with full names and file:line.
+int run_symbolize(const std::string& file);
+// The same on a report's text (used by `faultline catch` too).
+std::string symbolize_report(const std::string& text);
 // The machine's description (kernel, CPU, page size, userfaultfd features) as JSON.
 std::string machine_json();
 

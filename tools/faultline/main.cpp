@@ -85,6 +85,11 @@ int main(int argc, char** argv) {
   bench->add_option("--svg", bench_args.svg_path, "Draw the ratios as a bar chart in FILE");
   bench->add_option("--as", bench_args.as, "Measure as on another kernel (see `faultline info --as`)");
 
+  std::string symbolize_file;
+  auto* symbolize = app.add_subcommand("symbolize", "Turn a saved crash report's frames (module+offset) into full "
+                                                    "C++ names with file:line, from the modules' debug information");
+  symbolize->add_option("file", symbolize_file, "The report (default: standard input)");
+
   // Listed for the help; parsed by catch_main.
   app.add_subcommand("catch", "Run a program with the crash report preloaded (like the old catchsegv); "
                               "faultline catch --help");
@@ -95,5 +100,6 @@ int main(int argc, char** argv) {
     return faultline::cli::run_info(info_args);
   }
   if (bench->parsed()) return faultline::cli::run_bench(bench_args);
+  if (symbolize->parsed()) return faultline::cli::run_symbolize(symbolize_file);
   return 2;
 }
