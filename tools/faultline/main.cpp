@@ -13,7 +13,7 @@ namespace {
 constexpr const char* kCatchUsage =
     "Usage: faultline catch [--fd N] [--no-color] [--] PROGRAM ARGS...\n"
     "Run a program with the crash report preloaded (like the old catchsegv).\n"
-    "  --fd N       the program's file descriptor the report goes to (default 2)\n"
+    "  --fd N       the file descriptor the report goes to (default 2, standard error)\n"
     "  --no-color   no colour in the report\n"
     "PROGRAM gets exactly its arguments: everything after `--`, or, without `--`, everything from the\n"
     "first word that is not one of catch's own options.\n";
@@ -59,6 +59,7 @@ int catch_main(int argc, char** argv) {
 int main(int argc, char** argv) {
   if (argc >= 2 && std::string(argv[1]) == "catch") return catch_main(argc, argv);
   CLI::App app{"faultline: take charge of memory faults and traps on Linux"};
+  app.set_version_flag("--version", std::string("faultline ") + FAULTLINE_VERSION);
   app.require_subcommand(1);
 
   bool json = false;
