@@ -218,7 +218,8 @@ TEST_P(Sweep, EveryFailureEndsWell) {
       plan.emplace_back(1, 0);
       if ((*counted)[i] > 2) plan.emplace_back((*counted)[i] / 2 + 1, 0);
     }
-    for (const auto& [k, count] : plan) {
+    for (const auto& step : plan) {
+      const std::uint64_t k = step.first, count = step.second;  // (clang 14: no structured bindings in lambdas)
       ++points;
       ChildResult r = run_child([&] {
         g_logged = 0;

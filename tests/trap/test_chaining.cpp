@@ -142,7 +142,8 @@ std::string describe_segv(const std::vector<siginfo_t>& v) {
 class Chaining : public ::testing::TestWithParam<std::tuple<Prev, Fault>> {};
 
 TEST_P(Chaining, PreviousActionKeepsItsSemantics) {
-  auto [prev, fault] = GetParam();
+  const Prev prev = std::get<0>(GetParam());  // (clang 14: no structured bindings in lambdas)
+  const Fault fault = std::get<1>(GetParam());
   Shared<Seen> seen;
   Page ours(PROT_NONE), other(PROT_NONE);
   TracedResult r = run_traced_child([&] {

@@ -5,6 +5,7 @@
 // another process: not signal path. Lines that are not frames pass through unchanged; a frame whose
 // module cannot be read, or has no debug information, keeps what the in-process report wrote.
 #include <cxxabi.h>
+#include <elfutils/libdw.h>
 #include <elfutils/libdwfl.h>
 #include <fcntl.h>
 #include <gelf.h>
@@ -68,6 +69,23 @@ bool vaddr_of(Elf* elf, std::uint64_t off, std::uint64_t* vaddr) {
   return false;
 }
 
+// The file and line of `addr` found by walking the compilation units' address ranges: for debug
+// information without .debug_aranges (clang's DWARF 5 by default), where dwfl_module_getsrc finds none.
+const char* line_from_units(Dwfl_Module* mod, Dwarf_Addr addr, int* lineno) {
+  Dwarf_Die* cu = nullptr;
+  Dwarf_Addr cu_bias = 0;
+  while ((cu = dwfl_module_nextcu(mod, cu, &cu_bias)) != nullptr) {
+    Dwarf_Addr base = 0, start = 0, end = 0;
+    for (ptrdiff_t off = 0; (off = dwarf_ranges(cu, off, &base, &start, &end)) > 0;) {
+      if (addr - cu_bias < start || addr - cu_bias >= end) continue;
+      if (Dwarf_Line* line = dwarf_getsrc_die(cu, addr - cu_bias); line != nullptr && dwarf_lineno(line, lineno) == 0) {
+        return dwarf_linesrc(line, nullptr, nullptr);
+      }
+    }
+  }
+  return nullptr;
+}
+
 class Symbolizer {
  public:
   // "name at file:line" for file offset `off` of `path` (`is_return`: a return address, looked up one
@@ -82,12 +100,14 @@ class Symbolizer {
     const Dwarf_Addr addr = vaddr + bias;
     std::string out;
     if (const char* name = dwfl_module_addrname(m->mod, addr); name != nullptr) out = demangle(name);
+    int lineno = 0;
+    const char* file = nullptr;
     if (Dwfl_Line* line = dwfl_module_getsrc(m->mod, addr); line != nullptr) {
-      int lineno = 0;
-      if (const char* file = dwfl_lineinfo(line, nullptr, &lineno, nullptr, nullptr, nullptr); file != nullptr) {
-        out += std::string(out.empty() ? "" : " ") + "at " + file + ":" + std::to_string(lineno);
-      }
+      file = dwfl_lineinfo(line, nullptr, &lineno, nullptr, nullptr, nullptr);
+    } else {
+      file = line_from_units(m->mod, addr, &lineno);
     }
+    if (file != nullptr) out += std::string(out.empty() ? "" : " ") + "at " + file + ":" + std::to_string(lineno);
     return out;
   }
 

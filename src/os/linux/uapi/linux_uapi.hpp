@@ -4,7 +4,7 @@
 // linux/fs.h, 6.7+), each only where the system headers do not define it already, so the file also
 // builds against newer headers. Every use checks at run time that the kernel offers the feature.
 //
-// Constants, and one constexpr filler for PAGEMAP_SCAN's argument (no system call): the one internal
+// Constants, and one inline filler for PAGEMAP_SCAN's argument (no system call): the one internal
 // header the tools (the CLI's hand-written baselines) may include, through the faultline_uapi target's
 // include folder, by the rule in src/layers.txt.
 #pragma once
@@ -102,7 +102,7 @@ static_assert(sizeof(struct pm_scan_arg) == 96, "pm_scan_arg layout");
 // A PAGEMAP_SCAN argument that reports the pages of [start, end) in `category` into `vec[vec_len]`,
 // with `flags` (PM_SCAN_WP_MATCHING | PM_SCAN_CHECK_WPASYNC: also write-protect what it reports, the
 // WP_ASYNC harvest). Fills the structure only; the caller issues the ioctl.
-constexpr pm_scan_arg pagemap_scan_arg(std::uint64_t start, std::uint64_t end, page_region* vec,
+inline pm_scan_arg pagemap_scan_arg(std::uint64_t start, std::uint64_t end, page_region* vec,
                                        std::uint64_t vec_len, std::uint64_t category,
                                        std::uint64_t flags = 0) noexcept {
   pm_scan_arg arg{};
