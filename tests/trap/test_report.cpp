@@ -100,6 +100,28 @@ TEST(Report, LongBacktraceKeepsItsEndAndSaysWhatItLeftOut) {
   EXPECT_NE(r.output.find(" in main+"), std::string::npos) << r.describe().substr(0, 6000);
 }
 
+// A stack overflow (thousands of frames deep): the report says so, and its backtrace still reaches main.
+volatile bool g_deeper = true;
+[[gnu::noinline]] int bottomless(int depth) {
+  volatile char frame[512];
+  frame[0] = static_cast<char>(depth);
+  return g_deeper ? bottomless(depth + 1) + frame[0] : 0;
+}
+
+TEST(Report, StackOverflowBacktraceReachesMain) {
+  ChildResult r = run_child([] {
+    report::Options o;
+    o.color = report::Color::never;
+    if (!install().ok() || !report::enable(o).ok()) _exit(90);
+    std::printf("%d\n", bottomless(0));
+    _exit(1);
+  });
+  EXPECT_TRUE(r.signaled() && r.signal() == SIGSEGV) << r.describe().substr(0, 2000);
+  EXPECT_NE(r.output.find("stack overflow"), std::string::npos) << r.describe().substr(0, 2000);
+  EXPECT_NE(r.output.find(" frames not shown ..."), std::string::npos) << r.describe().substr(0, 4000);
+  EXPECT_NE(r.output.find(" in main+"), std::string::npos) << r.describe().substr(0, 6000);
+}
+
 TEST(Report, EnvironmentVariableEnablesItAtInstall) {
   ChildResult r = run_child([] {
     setenv("FAULTLINE_REPORT", "1", 1);
