@@ -264,7 +264,9 @@ bool usable(const RegionOptions& o, std::string* reason) {
   std::lock_guard lock(g_mutex);
   std::string async_why;
   const DirtyTracking tracking = resolve_locked(o, &async_why);
-  if (o.backend == Backend::automatic && o.dirty_tracking == DirtyTracking::automatic && !async_why.empty()) {
+  std::string sync_why;
+  if (o.backend == Backend::automatic && o.dirty_tracking == DirtyTracking::automatic && !async_why.empty() &&
+      fd_locked(Kind::handler, &sync_why) >= 0) {
     // Without WP_ASYNC, mprotect tracking (the signal backend) is the faster one: synchronous
     // write-protect measured 8-40x slower per write in `faultline bench`'s dirty rows.
     *reason = "dirty tracking: no asynchronous write-protect (" + async_why +
