@@ -22,6 +22,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -69,15 +70,22 @@ void compute(unsigned char* heap, std::size_t steps, std::atomic<bool>* done) {
   done->store(true, std::memory_order_release);
 }
 
-int restore(const char* path) {
+// A heap of kPages pages with `policy`, or nothing (and why, on stderr).
+std::optional<faultline::Region> heap_region(const char* name, faultline::Policy policy) {
   faultline::RegionOptions o;
-  o.name = "restored-heap";
-  o.policy = faultline::Policy::zero_fill;
-  auto heap = faultline::reserve_region(kPages * kPage, o);
-  if (!heap) {
-    std::fprintf(stderr, "restore: %s\n", heap.error().message().c_str());
-    return 1;
+  o.name = name;
+  o.policy = policy;
+  auto r = faultline::reserve_region(kPages * kPage, o);
+  if (!r) {
+    std::fprintf(stderr, "reserve_region %s: %s\n", name, r.error().message().c_str());
+    return std::nullopt;
   }
+  return std::move(*r);
+}
+
+int restore(const char* path) {
+  auto heap = heap_region("restored-heap", faultline::Policy::zero_fill);
+  if (!heap) return 1;
   auto* base = static_cast<unsigned char*>(heap->data());
   std::FILE* f = std::fopen(path, "rb");
   if (f == nullptr) {
@@ -106,14 +114,8 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "install: %s\n", r.error().message().c_str());
     return 1;
   }
-  faultline::RegionOptions o;
-  o.name = "heap";
-  o.policy = faultline::Policy::track_dirty;
-  auto heap = faultline::reserve_region(kPages * kPage, o);
-  if (!heap) {
-    std::fprintf(stderr, "reserve_region: %s\n", heap.error().message().c_str());
-    return 1;
-  }
+  auto heap = heap_region("heap", faultline::Policy::track_dirty);
+  if (!heap) return 1;
   auto* base = static_cast<unsigned char*>(heap->data());
   std::printf("checkpoint: heap of %zu pages, dirty tracking by %s\n", kPages, heap->backend_reason());
 
