@@ -94,11 +94,16 @@ int restore(const char* path) {
   }
   RecordHead h{};
   std::size_t records = 0;
+  // Read through a buffer of our own, then copied: a system call that meets a page faultline has not
+  // filled yet fails with EFAULT on the signal backend and without the privilege for kernel-mode
+  // userfaultfd faults (README: Backends), where an ordinary store is a fault faultline serves.
+  std::vector<unsigned char> page(kPage);
   while (std::fread(&h, sizeof h, 1, f) == 1) {
-    if (h.magic != kMagic || h.page >= kPages || std::fread(base + h.page * kPage, kPage, 1, f) != 1) {
+    if (h.magic != kMagic || h.page >= kPages || std::fread(page.data(), kPage, 1, f) != 1) {
       std::fprintf(stderr, "restore: a damaged record after %zu\n", records);
       return 1;
     }
+    std::memcpy(base + h.page * kPage, page.data(), kPage);
     ++records;
   }
   std::fclose(f);

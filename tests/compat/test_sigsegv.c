@@ -191,7 +191,6 @@ static void case_stack_overflow(void) {
    still caught (faultline runs the handler on an alternate stack of its own). */
 static char sigstksz_stack[SIGSTKSZ];
 _Static_assert(SIGSTKSZ == 65536, "sigsegv.h defines SIGSTKSZ as libsigsegv's does");
-static char small_stack[4096];
 
 static void overflow_once_on(void* stack, size_t size) {
   REQUIRE(stackoverflow_install_handler(overflow_handler, stack, size) == 0);
@@ -202,7 +201,13 @@ static void overflow_once_on(void* stack, size_t size) {
   REQUIRE(seen->overflows == 1 && last_emergency == 0);
 }
 static void case_overflow_sigstksz_stack(void) { overflow_once_on(sigstksz_stack, sizeof sigstksz_stack); }
-static void case_overflow_small_stack(void) { overflow_once_on(small_stack, sizeof small_stack); }
+/* The small stack sits right above an inaccessible page: a signal frame that did not fit would fault
+   there (and kill the child) instead of spilling silently into whatever lies below. */
+static void case_overflow_small_stack(void) {
+  char* m = mmap(NULL, 2 * 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  REQUIRE(m != MAP_FAILED && mprotect(m, 4096, PROT_NONE) == 0);
+  overflow_once_on(m + 4096, 4096);
+}
 
 /* The serious=0 call: with a stack overflow handler, the global handler is asked first. */
 static volatile int asked_not_serious;
