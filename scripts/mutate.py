@@ -189,6 +189,8 @@ def main() -> int:
     ap.add_argument("--all", action="store_true", help="every mutation, not only the CI subset")
     ap.add_argument("--only", action="append", default=[], metavar="NAME", help="only this mutation (repeatable)")
     ap.add_argument("--list", action="store_true", help="list the mutations and exit")
+    ap.add_argument("--check", action="store_true",
+                    help="only check that every snippet occurs exactly once in its file (fast; a test runs it)")
     ap.add_argument("--file", default=os.path.join(ROOT, "scripts", "mutations.txt"))
     ap.add_argument("--scratch", default=os.path.join(tempfile.gettempdir(), "faultline-mutate"))
     ap.add_argument("--verbose", action="store_true", help="print the output of every test run")
@@ -200,6 +202,17 @@ def main() -> int:
         for m in mutations:
             print(f'{m.name:45} {"ci " if m.ci else "   "}{m.file}')
         return 0
+    if args.check:
+        stale = []
+        for m in mutations:
+            try:
+                count = open(os.path.join(args.root, m.file)).read().count(m.find)
+            except OSError as e:
+                count = f"unreadable ({e})"
+            if count != 1:
+                stale.append(f"{m.name}: the snippet occurs {count} times in {m.file}")
+        print("\n".join(stale) if stale else f"{len(mutations)} mutations, every snippet found once")
+        return 1 if stale else 0
     if args.only:
         unknown = set(args.only) - {m.name for m in mutations}
         if unknown:
