@@ -100,9 +100,8 @@ bool start() {
                        }});
   const long wake = os::raw_eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
   if (os::is_err(wake)) return false;
-  const long fd = os::uffd_open();
-  if (os::is_err(fd) || os::is_err(os::uffd_api(static_cast<int>(fd), UFFD_FEATURE_EVENT_UNMAP))) {
-    if (!os::is_err(fd)) os::raw_close(static_cast<int>(fd));
+  const long fd = os::uffd_open_with(UFFD_FEATURE_EVENT_UNMAP, 0).fd;
+  if (os::is_err(fd)) {
     os::raw_close(static_cast<int>(wake));
     return false;
   }

@@ -214,18 +214,15 @@ void UffdRegion::after_fork_in_child() noexcept {
   remote_stop = -1;
   // zero_fill and track_dirty: a page missing in the child reads as zeros, which is their content.
   if (policy != Policy::provider && policy != Policy::pager) return;
-  // POISON when the kernel has it (a kernel without refuses the request: ask again without it).
-  for (const std::uint64_t features : {std::uint64_t{UFFD_FEATURE_SIGBUS | UFFD_FEATURE_POISON}, std::uint64_t{UFFD_FEATURE_SIGBUS}}) {
-    const long nfd = os::uffd_open();
-    if (os::is_err(nfd)) break;
-    if (!os::is_err(os::uffd_api(static_cast<int>(nfd), features)) &&
-        !os::is_err(os::uffd_register(static_cast<int>(nfd), base, end - base, UFFDIO_REGISTER_MODE_MISSING))) {
-      fd = static_cast<int>(nfd);
+  // The forked child's own fd: SIGBUS for its faults, POISON when the kernel has it.
+  if (const os::UffdOpened o = os::uffd_open_with(UFFD_FEATURE_SIGBUS, UFFD_FEATURE_POISON); !os::is_err(o.fd)) {
+    if (!os::is_err(os::uffd_register(static_cast<int>(o.fd), base, end - base, UFFDIO_REGISTER_MODE_MISSING))) {
+      fd = static_cast<int>(o.fd);
       mode = UserfaultfdMode::self_service;
       child_served = true;
       return;
     }
-    os::raw_close(static_cast<int>(nfd));
+    os::raw_close(static_cast<int>(o.fd));
   }
   // Never a zero page: no access at all, each one failing with the cause.
   os::raw_mprotect(reinterpret_cast<void*>(base), end - base, PROT_NONE);

@@ -109,39 +109,25 @@ std::string feature_names(std::uint64_t bits) {
   return out;
 }
 
-// Opens a userfaultfd with `want.required` and whatever of `want.optional` the kernel offers (asked of a
-// first fd: UFFDIO_API can be called once per fd); -1 and why when that cannot be had (*is_transient says
-// whether trying again later may work; *user_mode_only whether the fd serves user-mode faults only).
+// Opens a userfaultfd with `want.required` and whatever of `want.optional` the kernel offers
+// (os::uffd_open_with); -1 and why when that cannot be had (*is_transient says whether trying again later
+// may work; *user_mode_only whether the fd serves user-mode faults only).
 int open_with(Wanted want, std::string* why, bool* is_transient = nullptr, bool* user_mode_only = nullptr) {
-  long dev_err = 0;
-  bool umo = false;
-  long fd = os::uffd_open(0, &dev_err, &umo);
-  auto fail = [&](std::string text, long rc) {
-    *why = std::move(text);
-    if (is_transient != nullptr) *is_transient = transient(rc) || transient(dev_err);
-    if (!os::is_err(fd)) os::raw_close(static_cast<int>(fd));
-    return -1;
-  };
-  if (os::is_err(fd)) {
-    return fail(errno_text("userfaultfd(2)", fd) + "; " +
-                    (dev_err != 0 ? errno_text("/dev/userfaultfd", dev_err) : std::string("/dev/userfaultfd: no")),
-                fd);
+  const os::UffdOpened o = os::uffd_open_with(want.required, want.optional);
+  if (!os::is_err(o.fd)) {
+    if (user_mode_only != nullptr) *user_mode_only = o.user_mode_only;
+    return static_cast<int>(o.fd);
   }
-  std::uint64_t offered = 0;
-  if (const long rc = os::uffd_api(static_cast<int>(fd), 0, &offered); os::is_err(rc)) {
-    return fail(errno_text("UFFDIO_API", rc), rc);
+  if (o.missing != 0) {
+    *why = "this kernel's userfaultfd lacks " + feature_names(o.missing);
+  } else if (o.in_api) {
+    *why = errno_text("UFFDIO_API", o.fd);
+  } else {
+    *why = errno_text("userfaultfd(2)", o.fd) + "; " +
+           (o.dev_err != 0 ? errno_text("/dev/userfaultfd", o.dev_err) : std::string("/dev/userfaultfd: no"));
   }
-  if (const std::uint64_t missing = want.required & ~offered; missing != 0) {
-    return fail("this kernel's userfaultfd lacks " + feature_names(missing), 0);
-  }
-  os::raw_close(static_cast<int>(fd));
-  fd = os::uffd_open(0, &dev_err, &umo);
-  if (os::is_err(fd)) return fail(errno_text("userfaultfd(2)", fd), fd);
-  if (const long rc = os::uffd_api(static_cast<int>(fd), want.required | (want.optional & offered)); os::is_err(rc)) {
-    return fail(errno_text("UFFDIO_API", rc), rc);
-  }
-  if (user_mode_only != nullptr) *user_mode_only = umo;
-  return static_cast<int>(fd);
+  if (is_transient != nullptr) *is_transient = o.missing == 0 && (transient(o.fd) || transient(o.dev_err));
+  return -1;
 }
 
 int fd_locked(Kind kind, std::string* why) {

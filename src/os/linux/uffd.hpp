@@ -5,6 +5,7 @@
 #pragma once
 
 #include <fcntl.h>
+#include <cerrno>
 #include <linux/userfaultfd.h>
 
 #include <cstddef>
@@ -58,6 +59,49 @@ inline long uffd_api(int fd, std::uint64_t features, std::uint64_t* got_features
     if (got_ioctls != nullptr) *got_ioctls = api.ioctls;
   }
   return rc;
+}
+
+// Result of uffd_open_with: the fd or -errno, and why when it failed.
+struct UffdOpened {
+  long fd = -1;                 // the fd, or -errno of the step that failed
+  long dev_err = 0;             // 0, or -errno of the /dev/userfaultfd attempt
+  bool user_mode_only = false;  // opened with UFFD_USER_MODE_ONLY (see uffd_open)
+  bool in_api = false;          // the failure was UFFDIO_API's (fd is its -errno)
+  std::uint64_t missing = 0;    // required features the kernel does not offer (fd is -EOPNOTSUPP)
+};
+
+// Opens a userfaultfd (uffd_open) with the `required` features and whatever of `optional` the kernel
+// offers. UFFDIO_API runs once per fd, so the offer is asked of a first fd, closed, and the features
+// requested on a second. Every userfaultfd faultline keeps is opened this way. Async-signal-safe (a
+// forked child's own fd is opened with it).
+inline UffdOpened uffd_open_with(std::uint64_t required, std::uint64_t optional) noexcept {
+  UffdOpened r;
+  long fd = uffd_open(0, &r.dev_err, &r.user_mode_only);
+  std::uint64_t offered = 0;
+  long rc = is_err(fd) ? fd : uffd_api(static_cast<int>(fd), 0, &offered);
+  if (!is_err(fd)) raw_close(static_cast<int>(fd));
+  if (is_err(rc)) {
+    r.fd = rc;
+    r.in_api = !is_err(fd);
+    return r;
+  }
+  if ((r.missing = required & ~offered) != 0) {
+    r.fd = -EOPNOTSUPP;
+    return r;
+  }
+  fd = uffd_open(0, &r.dev_err, &r.user_mode_only);
+  if (is_err(fd)) {
+    r.fd = fd;
+    return r;
+  }
+  if (rc = uffd_api(static_cast<int>(fd), required | (optional & offered)); is_err(rc)) {
+    raw_close(static_cast<int>(fd));
+    r.fd = rc;
+    r.in_api = true;
+    return r;
+  }
+  r.fd = fd;
+  return r;
 }
 
 // Registers [start, start + len) with `mode` (UFFDIO_REGISTER_MODE_*).
