@@ -42,13 +42,24 @@ const void* zero_source(std::size_t len) noexcept {
   return len <= kZeroBytes ? z : nullptr;
 }
 
+constinit std::atomic<int> g_pagemap_fd{-1};
+constinit std::atomic<long> g_pagemap_pid{0};  // the process that opened it
+
 // Whether the page at `addr` exists (present or swapped out), from /proc/self/pagemap (those two bits
 // need no privilege). Unknown (the file cannot be read): false.
-// The file is the opener's own: a forked child opens its own.
-constinit std::atomic<int> g_pagemap_fd{-1};
-constinit std::atomic<long> g_pagemap_pid{0};
 bool page_present(std::uintptr_t addr) noexcept {
+  const int fd = pagemap_fd();
+  if (fd < 0) return false;
+  std::uint64_t entry = 0;
+  const long n = os::raw_pread(fd, &entry, sizeof entry, static_cast<long>(addr / core::page_size() * sizeof entry));
+  return n == static_cast<long>(sizeof entry) && (entry & (std::uint64_t{3} << 62)) != 0;
+}
+
+}  // namespace
+
+int pagemap_fd() noexcept {
   int fd = g_pagemap_fd.load(std::memory_order_acquire);
+  // The file is the opener's: a forked child drops its copy of the parent's and opens its own.
   if (fd >= 0 && g_pagemap_pid.load(std::memory_order_acquire) != os::raw_getpid()) {
     if (g_pagemap_fd.compare_exchange_strong(fd, -1)) os::raw_close(fd);
     fd = -1;
@@ -56,17 +67,13 @@ bool page_present(std::uintptr_t addr) noexcept {
   if (fd < 0) {
     g_pagemap_pid.store(os::raw_getpid(), std::memory_order_release);
     const long f = os::raw_open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
-    if (os::is_err(f)) return false;
+    if (os::is_err(f)) return -1;
     int expected = -1;
     if (!g_pagemap_fd.compare_exchange_strong(expected, static_cast<int>(f))) os::raw_close(static_cast<int>(f));
     fd = g_pagemap_fd.load(std::memory_order_acquire);
   }
-  std::uint64_t entry = 0;
-  const long n = os::raw_pread(fd, &entry, sizeof entry, static_cast<long>(addr / core::page_size() * sizeof entry));
-  return n == static_cast<long>(sizeof entry) && (entry & (std::uint64_t{3} << 62)) != 0;
+  return fd;
 }
-
-}  // namespace
 
 FillStatus store_fill(Store& store, const FillRequest& req) noexcept { return store.fill(req); }
 

@@ -40,7 +40,6 @@ struct FdState {
 std::mutex g_mutex;
 FdState g_fds[3];
 pid_t g_owner = 0;  // the process the fds belong to (fork gives a child none)
-int g_pagemap = -1;
 std::uint32_t g_mask_generation = 0;  // the kernel mask g_fds were opened under
 
 std::string errno_text(const char* what, long neg_errno) {
@@ -68,9 +67,7 @@ void forget_after_fork() {
     if (s.fd >= 0) os::raw_close(s.fd);  // the parent's: the parent keeps its own reference
     s = FdState{};
   }
-  if (g_pagemap >= 0) os::raw_close(g_pagemap);  // /proc/self/pagemap of the parent
   g_owner = 0;
-  g_pagemap = -1;
   evictor_forget_after_fork();
   handler_forget_after_fork();
   unlock_after_fork();
@@ -158,11 +155,11 @@ int fd_locked(Kind kind, std::string* why) {
 }
 
 bool pagemap_scan_works() {
-  if (g_pagemap < 0) g_pagemap = static_cast<int>(os::raw_open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC));
-  if (g_pagemap < 0) return false;
+  const int pagemap = pagemap_fd();
+  if (pagemap < 0) return false;
   struct pm_scan_arg arg{};
   arg.size = sizeof arg;
-  return os::pagemap_scan(g_pagemap, &arg) != -ENOTTY;
+  return os::pagemap_scan(pagemap, &arg) != -ENOTTY;
 }
 
 // Which of the fds serves a region: asynchronous write tracking has its own; synchronous write tracking
@@ -380,7 +377,7 @@ Result<void> UffdRegion::collect_dirty(std::vector<std::size_t>& out, ProtectBat
     while (start < end) {
       struct pm_scan_arg arg = pagemap_scan_arg(start, end, regions, 64, PAGE_IS_WRITTEN,
                                                 PM_SCAN_WP_MATCHING | PM_SCAN_CHECK_WPASYNC);
-      const long n = os::pagemap_scan(g_pagemap, &arg);
+      const long n = os::pagemap_scan(pagemap_fd(), &arg);
       if (os::is_err(n)) return Error::from_errno("PAGEMAP_SCAN", static_cast<int>(-n));
       for (long i = 0; i < n; ++i) {
         for (std::uintptr_t a = regions[i].start; a < regions[i].end; a += page) out.push_back((a - base) / page);

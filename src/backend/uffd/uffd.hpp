@@ -108,6 +108,10 @@ FillStatus store_fill_catching(Store& store, const FillRequest& req) noexcept;
 
 // Chooses whether a region with these options can be served by userfaultfd: true, with the reason
 // ("userfaultfd (handler thread)"), or false with why not.
+// This process's /proc/self/pagemap (PAGEMAP_SCAN, page presence), opened once per process (a forked
+// child opens its own); -1 when it cannot be opened. Async-signal-safe (fill_sig.cpp).
+int pagemap_fd() noexcept;
+
 bool usable(const RegionOptions& o, std::string* reason);
 // The dirty tracking a track_dirty region of these options gets (DirtyTracking::automatic made concrete).
 DirtyTracking resolve_tracking(const RegionOptions& o);
