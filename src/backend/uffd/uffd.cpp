@@ -215,16 +215,20 @@ int fd_for(Kind kind, std::string* why) {
 
 namespace {
 
-// DirtyTracking::automatic made concrete: async_wp when its fd opens and PAGEMAP_SCAN answers, sync_wp
-// otherwise (*why says why not async). Other options as they are.
+// Whether asynchronous write tracking can be had: its fd (WP_ASYNC, WP_UNPOPULATED) and PAGEMAP_SCAN;
+// *why says why not.
+bool async_wp_locked(std::string* why) {
+  if (fd_locked(Kind::wp_async, why) < 0) return false;
+  if (pagemap_scan_works()) return true;
+  *why = "PAGEMAP_SCAN (Linux 6.7) is not available on /proc/self/pagemap";
+  return false;
+}
+
+// DirtyTracking::automatic made concrete: async_wp where it can be had, sync_wp otherwise (*why says why
+// not async). Other options as they are.
 DirtyTracking resolve_locked(const RegionOptions& o, std::string* why) {
   if (o.policy != Policy::track_dirty || o.dirty_tracking != DirtyTracking::automatic) return o.dirty_tracking;
-  if (fd_locked(Kind::wp_async, why) < 0) return DirtyTracking::sync_wp;
-  if (!pagemap_scan_works()) {
-    *why = "PAGEMAP_SCAN (Linux 6.7) is not available on /proc/self/pagemap";
-    return DirtyTracking::sync_wp;
-  }
-  return DirtyTracking::async_wp;
+  return async_wp_locked(why) ? DirtyTracking::async_wp : DirtyTracking::sync_wp;
 }
 
 }  // namespace
@@ -257,11 +261,7 @@ bool usable(const RegionOptions& o, std::string* reason) {
     return false;
   }
   const Kind kind = kind_of(o.policy, tracking, o.userfaultfd_mode);
-  if (fd_locked(kind, reason) < 0) return false;
-  if (kind == Kind::wp_async && !pagemap_scan_works()) {
-    *reason = "PAGEMAP_SCAN (Linux 6.7) is not available on /proc/self/pagemap";
-    return false;
-  }
+  if (kind == Kind::wp_async ? !async_wp_locked(reason) : fd_locked(kind, reason) < 0) return false;
   *reason = kind == Kind::wp_async                ? "userfaultfd (WP_ASYNC + PAGEMAP_SCAN)"
             : o.policy == Policy::track_dirty     ? "userfaultfd (synchronous write-protect)"
             : kind == Kind::sigbus                ? "userfaultfd (self-service SIGBUS)"
