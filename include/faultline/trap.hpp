@@ -121,7 +121,9 @@ using StackOverflowHandler = Disposition (*)(FaultContext& ctx, const StackOverf
 Result<void> set_stack_overflow_handler(StackOverflowHandler fn, void* data);
 
 // Per-signal counters: faults seen, resolved by a handler, passed on to the previous action, and stack
-// overflows recognised. Readable at any time from any thread; async-signal-safe.
+// overflows recognised. Readable at any time from any thread; async-signal-safe. `resolved` is
+// `seen - passed`: a handler that leaves by longjmp counts as resolving its fault, and a fault still being
+// handled when you read counts as resolved until it is passed on.
 struct TrapCounters {
   std::uint64_t seen = 0;
   std::uint64_t resolved = 0;

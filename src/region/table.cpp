@@ -40,6 +40,8 @@ void push(Leaf& l, const Entry& e) noexcept {
 // table's epoch only for a lookup, so the wait is short; it is still bounded (10 s, then the old version
 // is leaked rather than freed under a reader, and the change stands).
 void publish(std::unique_ptr<Top> next, const Leaf* retired) {
+  static std::uint64_t generation = 0;  // under g_mutex
+  next->generation = ++generation;
   const Top* old = g_top.exchange(next.release(), std::memory_order_acq_rel);
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
   unsigned spins = 0;
@@ -86,15 +88,18 @@ void register_fork_hooks() noexcept {
 std::size_t count() noexcept { return g_count; }
 
 const RegionImpl* find_overlap(std::uintptr_t base, std::uintptr_t end) {
+  // Registered regions are disjoint and sorted by base, so their ends are sorted too: the only
+  // candidate is the region with the greatest base below `end`. Two binary searches, so adopting n
+  // regions one by one costs O(n log n), not O(n^2).
   const Top* top = g_top.load(std::memory_order_acquire);
-  if (top == nullptr) return nullptr;
-  for (const Leaf* leaf : top->leaf) {  // writers only; O(n) is fine next to an mmap
-    if (leaf->n == 0 || leaf->base[0] >= end) continue;
-    for (std::size_t i = 0; i < leaf->n; ++i) {
-      if (leaf->base[i] < end && base < leaf->end[i]) return leaf->r[i];
-    }
-  }
-  return nullptr;
+  if (top == nullptr || top->first.empty() || end == 0) return nullptr;
+  auto lit = std::upper_bound(top->first.begin(), top->first.end(), end - 1);
+  if (lit == top->first.begin()) return nullptr;  // every region starts at or after end
+  const Leaf* leaf = top->leaf[static_cast<std::size_t>(lit - top->first.begin()) - 1];
+  const std::uintptr_t* bit = std::upper_bound(leaf->base, leaf->base + leaf->n, end - 1);
+  if (bit == leaf->base) return nullptr;
+  const std::size_t i = static_cast<std::size_t>(bit - leaf->base) - 1;
+  return leaf->end[i] > base ? leaf->r[i] : nullptr;
 }
 
 namespace {

@@ -16,7 +16,6 @@
 #include <vector>
 
 #include "core/epoch.hpp"
-#include "core/epoch.hpp"
 #include "faultline/result.hpp"
 #include "region/impl.hpp"
 
@@ -32,6 +31,7 @@ struct Leaf {
   detail::RegionImpl* r[kLeafCap];
 };
 struct Top {
+  std::uint64_t generation = 0;  // unique per published version (never reused, even at the same address)
   std::vector<const Leaf*> leaf;
   std::vector<std::uintptr_t> first;  // first[i] == leaf[i]->base[0]
 };
@@ -50,6 +50,9 @@ detail::RegionImpl* lookup(std::uintptr_t addr) noexcept;
 
 // Looks addr up and pins the region it finds (RegionImpl::inflight), so that it stays alive after the
 // epoch is left; unpin() when done. Null when no region holds addr. Async-signal-safe.
+// Each thread remembers the last region it found and the table version it found it in: while that
+// version is the published one, a fault in the same region (the common case: a collector's barrier, a
+// pager's window) skips the search. The version check makes the shortcut exactly as safe as the search.
 detail::RegionImpl* find_and_pin(std::uintptr_t addr) noexcept;
 inline void unpin(detail::RegionImpl* r) noexcept { r->inflight.fetch_sub(1, std::memory_order_acq_rel); }
 

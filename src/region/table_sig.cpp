@@ -20,10 +20,44 @@ inline std::size_t last_not_above(const std::uintptr_t* a, std::size_t n, std::u
   return static_cast<std::size_t>(p - a);
 }
 
-}  // namespace
+// The last region this thread found, and the table version it was found in. A signal can interrupt
+// find_and_pin() on the same thread and run it again, so the entry is a per-thread seqlock: `seq` is odd
+// while the entry is written (an interrupting call neither trusts nor writes it then) and changes with
+// every write (a read that a write interrupted is thrown away). Only this thread touches it: compiler
+// fences are enough.
+struct LastHit {
+  unsigned seq;
+  std::uint64_t generation;
+  std::uintptr_t base, end;
+  detail::RegionImpl* r;
+};
+__attribute__((tls_model("initial-exec"))) constinit thread_local LastHit t_last{};
 
-detail::RegionImpl* lookup(std::uintptr_t addr) noexcept {
-  const Top* top = g_top.load(std::memory_order_acquire);
+// The cached region for addr in table version `generation`, or null.
+detail::RegionImpl* cached(std::uint64_t generation, std::uintptr_t addr) noexcept {
+  const unsigned seq = t_last.seq;
+  std::atomic_signal_fence(std::memory_order_seq_cst);
+  const LastHit hit = t_last;
+  std::atomic_signal_fence(std::memory_order_seq_cst);
+  if ((seq & 1) != 0 || t_last.seq != seq) return nullptr;
+  if (hit.generation != generation || addr < hit.base || addr >= hit.end) return nullptr;
+  return hit.r;
+}
+
+void remember(std::uint64_t generation, detail::RegionImpl* r) noexcept {
+  const unsigned seq = t_last.seq;
+  if ((seq & 1) != 0) return;  // we interrupted this thread's own write: leave it to finish
+  t_last.seq = seq + 1;
+  std::atomic_signal_fence(std::memory_order_seq_cst);
+  t_last.generation = generation;
+  t_last.base = r->base;
+  t_last.end = r->end;
+  t_last.r = r;
+  std::atomic_signal_fence(std::memory_order_seq_cst);
+  t_last.seq = seq + 2;
+}
+
+detail::RegionImpl* search(const Top* top, std::uintptr_t addr) noexcept {
   if (top == nullptr || top->first.empty()) return nullptr;
   const Leaf* leaf = top->leaf.data()[last_not_above(top->first.data(), top->first.size(), addr)];
   if (leaf->n == 0) return nullptr;
@@ -31,9 +65,22 @@ detail::RegionImpl* lookup(std::uintptr_t addr) noexcept {
   return addr >= leaf->base[i] && addr < leaf->end[i] ? leaf->r[i] : nullptr;
 }
 
+}  // namespace
+
+detail::RegionImpl* lookup(std::uintptr_t addr) noexcept { return search(g_top.load(std::memory_order_acquire), addr); }
+
 detail::RegionImpl* find_and_pin(std::uintptr_t addr) noexcept {
   const unsigned side = g_epoch.enter();
-  detail::RegionImpl* r = lookup(addr);
+  const Top* top = g_top.load(std::memory_order_acquire);
+  detail::RegionImpl* r = nullptr;
+  if (top != nullptr) {
+    // A region found in the published version is registered in it, so alive until the epoch is left.
+    r = cached(top->generation, addr);
+    if (r == nullptr) {
+      r = search(top, addr);
+      if (r != nullptr) remember(top->generation, r);
+    }
+  }
   if (r != nullptr) r->inflight.fetch_add(1, std::memory_order_acq_rel);
   g_epoch.exit(side);
   return r;

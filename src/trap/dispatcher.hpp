@@ -32,7 +32,8 @@ struct SignalState {
   std::atomic<unsigned> prev_idx{0};
   // The previous action had SA_RESETHAND and has been called once: it is now SIG_DFL.
   std::atomic<bool> prev_reset{false};
-  std::atomic<std::uint64_t> seen{0}, resolved{0}, passed{0}, overflows{0};
+  // resolved is not counted: it is seen - passed (see counters()).
+  std::atomic<std::uint64_t> seen{0}, passed{0}, overflows{0};
 };
 
 // Called for a fault that is about to end the process (the previous action is SIG_DFL, or SIG_IGN for a

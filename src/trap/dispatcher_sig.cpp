@@ -54,7 +54,7 @@ void leave_epoch() noexcept {
 }
 
 // A fault while this thread was inside faultline's handler: report both, then the default action.
-void nested_fault(const FaultContext& ctx) noexcept {
+[[gnu::noinline, gnu::cold]] void nested_fault(const FaultContext& ctx) noexcept {
   int fd = g_state.log_fd.load(std::memory_order_relaxed);
   if (t_sig.nested++ == 0) {
     char buf[512];
@@ -111,7 +111,7 @@ bool detect_overflow(const FaultContext& ctx, StackOverflow* out) noexcept {
   return true;
 }
 
-void log_overflow(const StackOverflow& ov) noexcept {
+[[gnu::noinline, gnu::cold]] void log_overflow(const StackOverflow& ov) noexcept {
   int fd = g_state.log_fd.load(std::memory_order_relaxed);
   char buf[256];
   core::Formatter f(buf, sizeof buf, log_sink, &fd);
@@ -120,7 +120,7 @@ void log_overflow(const StackOverflow& ov) noexcept {
   f.flush();
 }
 
-void log_cause(const FaultContext& ctx, const char* cause) noexcept {
+[[gnu::noinline, gnu::cold]] void log_cause(const FaultContext& ctx, const char* cause) noexcept {
   int fd = g_state.log_fd.load(std::memory_order_relaxed);
   char buf[384];
   core::Formatter f(buf, sizeof buf, log_sink, &fd);
@@ -135,13 +135,13 @@ struct DescribedLine {
 };
 
 // Whether some describer (a region) describes `addr`.
-bool is_described(std::uintptr_t addr) noexcept {
+[[gnu::noinline, gnu::cold]] bool is_described(std::uintptr_t addr) noexcept {
   bool any = false;
   describe_address(addr, [](void* c, const char*, std::size_t) { *static_cast<bool*>(c) = true; }, &any);
   return any;
 }
 
-void log_described(const FaultContext& ctx) noexcept {
+[[gnu::noinline, gnu::cold]] void log_described(const FaultContext& ctx) noexcept {
   int fd = g_state.log_fd.load(std::memory_order_relaxed);
   char buf[512];
   core::Formatter f(buf, sizeof buf, log_sink, &fd);
@@ -246,7 +246,6 @@ void dispatch(int sig, siginfo_t* info, ucontext_t* uc) noexcept {
       StackOverflowHandler hook = g_state.overflow_fn.load(std::memory_order_acquire);
       if (hook != nullptr &&
           hook(ctx, overflow, g_state.overflow_data.load(std::memory_order_relaxed)) == Disposition::resolved) {
-        ss.resolved.fetch_add(1, std::memory_order_relaxed);
         leave_handler();
         return;
       }
@@ -258,7 +257,6 @@ void dispatch(int sig, siginfo_t* info, ucontext_t* uc) noexcept {
         FaultHandler fn = slot.fn.load(std::memory_order_acquire);
         if (fn == nullptr || (slot.signals.load(std::memory_order_relaxed) & bit) == 0) continue;
         if (fn(ctx, slot.data.load(std::memory_order_relaxed)) == Disposition::resolved) {
-          ss.resolved.fetch_add(1, std::memory_order_relaxed);
           leave_handler();
           return;
         }
@@ -415,9 +413,12 @@ TrapCounters counters(int sig) noexcept {
   TrapCounters c;
   if (sig <= 0 || sig > trap::kMaxSig) return c;
   const trap::SignalState& ss = trap::g_state.sig[sig];
-  c.seen = ss.seen.load(std::memory_order_relaxed);
-  c.resolved = ss.resolved.load(std::memory_order_relaxed);
-  c.passed = ss.passed.load(std::memory_order_relaxed);
+  // The hot path counts only what it sees; what it passes on is counted on the way out, and the rest
+  // was resolved (one locked add per fault fewer). `passed` is read first: a fault passed on between
+  // the two loads is counted as resolved rather than making resolved negative.
+  c.passed = ss.passed.load(std::memory_order_acquire);
+  c.seen = ss.seen.load(std::memory_order_acquire);
+  c.resolved = c.seen >= c.passed ? c.seen - c.passed : 0;
   c.stack_overflows = ss.overflows.load(std::memory_order_relaxed);
   return c;
 }

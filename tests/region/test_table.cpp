@@ -81,6 +81,82 @@ TEST(RegionTable, LookupIsExactAcrossManyRegionsInAnyOrder) {
   EXPECT_EQ(region_count(), base_count);
 }
 
+// The overlap check finds the one candidate by binary search: every way of overlapping a registered
+// region (its start, its end, inside it, around it, across two) is refused, touching it is not, in a
+// table of many leaves.
+TEST(RegionTable, OverlapIsFoundInEveryPositionAcrossLeaves) {
+  const std::size_t n = 600;  // regions of 2 pages with a 1-page hole after each: 5 leaves
+  Page mem(PROT_NONE, n * 3 + 3);
+  char* base = mem.get();
+  std::vector<Region> regions;
+  for (std::size_t i = 0; i < n; ++i) {
+    auto r = adopt_region(base + 3 * i * kPage, 2 * kPage, on_signals("r", Policy::guard));
+    ASSERT_TRUE(r.ok()) << r.error().message();
+    regions.push_back(std::move(r.value()));
+  }
+  for (std::size_t i : {std::size_t{0}, std::size_t{1}, std::size_t{127}, std::size_t{128}, std::size_t{300}, n - 1}) {
+    char* r = base + 3 * i * kPage;  // region i: [r, r + 2 pages), hole at r + 2 pages
+    auto refused = [&](char* p, std::size_t pages) {
+      auto x = adopt_region(p, pages * kPage, on_signals("x", Policy::guard));
+      return !x.ok() && x.error().code() == Errc::already_exists;
+    };
+    EXPECT_TRUE(refused(r, 1)) << "its first page, region " << i;
+    EXPECT_TRUE(refused(r + kPage, 1)) << "its last page, region " << i;
+    EXPECT_TRUE(refused(r + kPage, 2)) << "its end and the hole, region " << i;
+    EXPECT_TRUE(refused(r, 3)) << "all of it and the hole, region " << i;
+    if (i + 1 < n) {
+      EXPECT_TRUE(refused(r + 2 * kPage, 2)) << "the hole and the next region, after " << i;
+    }
+    if (i > 0) {
+      EXPECT_TRUE(refused(r - kPage, 2)) << "the hole before and its start, region " << i;
+    }
+    auto hole = adopt_region(r + 2 * kPage, kPage, on_signals("hole", Policy::guard));
+    EXPECT_TRUE(hole.ok()) << "the hole after region " << i << ": " << hole.error().message();
+  }
+}
+
+// The per-thread memory of the last region found is only as good as the table version it came from: a
+// thread that faulted in one region, which is then unregistered and replaced by another over the same
+// pages, reaches the new region's barrier, not the old one's.
+TEST(RegionTable, ReplacedRegionIsNotFoundThroughTheLastHit) {
+  ChildResult r = run_child([] {
+    static std::atomic<int> first{0}, second{0}, third{0};
+    // A barrier that counts in the counter its data points to and lets the access through.
+    auto counting = [](std::atomic<int>* counter) {
+      RegionOptions o = on_signals("b", Policy::barrier);
+      o.perms = perm_read | perm_write;
+      o.barrier = [](FaultContext&, const RegionInfo& i, void* data) {
+        ++*static_cast<std::atomic<int>*>(data);
+        mprotect(reinterpret_cast<void*>(i.base), i.size, PROT_READ | PROT_WRITE);
+        return Disposition::resolved;
+      };
+      o.barrier_data = counter;
+      return o;
+    };
+    Page mem(PROT_READ | PROT_WRITE, 1);
+    auto touch = [&](char v) {
+      mprotect(mem.get(), kPage, PROT_NONE);
+      *reinterpret_cast<volatile char*>(mem.get()) = v;
+    };
+    auto a = adopt_region(mem.get(), kPage, counting(&first));
+    if (!a.ok()) _exit(2);
+    touch(1);
+    if (first.load() != 1) _exit(3);
+    if (!a->reset().ok()) _exit(4);
+    // Another region, elsewhere, most likely takes the old region's freed record: a stale shortcut would
+    // then reach this one's barrier (or a freed record), not the new region's.
+    Page elsewhere(PROT_READ | PROT_WRITE, 1);
+    auto c = adopt_region(elsewhere.get(), kPage, counting(&third));
+    if (!c.ok()) _exit(7);
+    auto b = adopt_region(mem.get(), kPage, counting(&second));
+    if (!b.ok()) _exit(5);
+    touch(2);
+    if (first.load() != 1 || second.load() != 1 || third.load() != 0) _exit(6);
+    _exit(0);
+  });
+  EXPECT_TRUE(r.exited() && r.exit_code() == 0) << r;
+}
+
 // Threads fault on the same zero-fill pages while another thread registers and unregisters regions.
 TEST(Stress, FaultsWhileRegionsComeAndGo) {
   ChildResult r = run_child([] {
