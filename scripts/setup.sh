@@ -14,6 +14,7 @@ packages=(
   libcli11-dev nlohmann-json3-dev              # the faultline command line and its JSON output
   libsigsegv-dev libgc-dev                     # baselines measured by `faultline bench`
   liburing-dev                                 # the file store's reads
+  libzstd-dev                                  # the lazy snapshot-restore example compresses its snapshot
   clang binutils                               # fuzzing target; nm for the signal-path symbol check
   python3 python3-jsonschema                   # the bench JSON schema test
   rsync                                        # scripts/mutate.py copies the tree to a scratch folder
