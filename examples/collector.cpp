@@ -357,20 +357,19 @@ Outcome collect_once(const Mode& mode) {
   }
 
   std::vector<std::thread> mutators;
-  mutators.emplace_back([&] {
-    auto att = faultline::attach_thread();
-    build_list(kSimdTag, &sc.simd_slot);
-    sc.hidden.fetch_add(1);
-    hide_in_xmm8_until(&sc.simd_slot, &sc.simd_go);
-    out.simd_damage = damaged_nodes(load(&sc.simd_slot), kSimdTag);
-  });
-  mutators.emplace_back([&] {
-    auto att = faultline::attach_thread();
-    build_list(kStackTag, &sc.stack_slot);
-    sc.hidden.fetch_add(1);
-    hide_on_stack_until(&sc.stack_slot, &sc.stack_go);
-    out.stack_damage = damaged_nodes(load(&sc.stack_slot), kStackTag);
-  });
+  // A mutator that builds a list, hides its only pointer with `hide` until `go`, then checks the list.
+  auto holder = [&](std::uintptr_t tag, std::uintptr_t* slot, void (*hide)(std::uintptr_t*, const int*),
+                    const int* go, std::size_t* damage) {
+    return std::thread([&sc, tag, slot, hide, go, damage] {
+      auto att = faultline::attach_thread();
+      build_list(tag, slot);
+      sc.hidden.fetch_add(1);
+      hide(slot, go);
+      *damage = damaged_nodes(load(slot), tag);
+    });
+  };
+  mutators.push_back(holder(kSimdTag, &sc.simd_slot, hide_in_xmm8_until, &sc.simd_go, &out.simd_damage));
+  mutators.push_back(holder(kStackTag, &sc.stack_slot, hide_on_stack_until, &sc.stack_go, &out.stack_damage));
   mutators.emplace_back([&] {
     auto att = faultline::attach_thread();
     sc.hidden.fetch_add(1);
