@@ -49,6 +49,8 @@ class FaultContext {
   }
   Access access() const noexcept;
   // x86-64: the page-fault error code (gregs[REG_ERR]); see arch/x86_64/cpu_x86_64.hpp for its bits.
+  // aarch64: the ESR_EL1 value of the frame's esr_context record, 0 when the kernel (or qemu-user, which
+  // never provides one) gave none; see arch/aarch64/cpu_aarch64.hpp.
   std::uint64_t hw_error_code() const noexcept;
   // True when the hardware reported the page present (a protection violation rather than a missing
   // page). PROT_NONE pages always read as not present.
@@ -66,11 +68,12 @@ class FaultContext {
   // Returns false for an out-of-range register.
   bool set_reg(Reg r, std::uint64_t value) noexcept;
 
-  // 128-bit vector register i (x86-64: xmm0..xmm15) as 16 bytes, little-endian. Returns false when i is
+  // 128-bit vector register i (x86-64: xmm0..xmm15; aarch64: v0..v31) as 16 bytes, little-endian. Returns false when i is
   // out of range or the context carries no SIMD state.
   bool vector_reg(unsigned i, std::uint8_t out[16]) const noexcept;
   bool set_vector_reg(unsigned i, const std::uint8_t in[16]) noexcept;
-  // The saved SIMD/FPU state (x86-64: the FXSAVE-format struct _libc_fpstate), or null.
+  // The saved SIMD/FPU state (x86-64: the FXSAVE-format struct _libc_fpstate; aarch64: the frame's
+  // struct fpsimd_context record), or null.
   const void* simd_state() const noexcept;
 
   siginfo_t* siginfo() const noexcept { return info_; }

@@ -7,6 +7,7 @@
 #pragma once
 
 #include <concepts>
+#include <cstddef>
 #include <cstdint>
 #include <signal.h>
 #include <ucontext.h>
@@ -15,8 +16,10 @@
 
 #if defined(__x86_64__)
 #include "arch/x86_64/cpu_x86_64.hpp"
+#elif defined(__aarch64__)
+#include "arch/aarch64/cpu_aarch64.hpp"
 #else
-#error "faultline: unsupported architecture (x86-64 is supported; aarch64 is planned)"
+#error "faultline: unsupported architecture (x86-64 and aarch64 are supported)"
 #endif
 
 namespace faultline::arch {
@@ -39,6 +42,15 @@ concept Architecture = requires(long n, long a, ucontext_t& uc, const ucontext_t
   { A::flags(cuc) } noexcept -> std::same_as<std::uint64_t>;
   { A::access(si, cuc) } noexcept -> std::same_as<Access>;
   { A::hw_error_code(cuc) } noexcept -> std::same_as<std::uint64_t>;
+  { A::hw_present(cuc) } noexcept -> std::same_as<bool>;
+  { A::kVectorRegCount } -> std::convertible_to<unsigned>;
+  { A::simd_state(cuc) } noexcept -> std::same_as<const void*>;
+  { A::simd_state_size(cuc) } noexcept -> std::same_as<std::size_t>;
+  { A::capture(uc, cuc, static_cast<void*>(nullptr), std::size_t{}) } noexcept -> std::same_as<std::size_t>;
+  { A::general_words(cuc, static_cast<std::size_t*>(nullptr)) } noexcept -> std::same_as<const std::uintptr_t*>;
+  { A::own_simd_state(cuc, static_cast<std::size_t*>(nullptr)) } noexcept -> std::same_as<const void*>;
+  { A::inject_call(uc, static_cast<void (*)(void*)>(nullptr), static_cast<void*>(nullptr), v) } noexcept
+      -> std::same_as<int>;
 };
 
 static_assert(Architecture<Current>, "the architecture layer does not satisfy the contract");

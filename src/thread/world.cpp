@@ -305,8 +305,9 @@ namespace {
 
 void scan_context(const ucontext_t& uc, const unsigned char* simd, std::size_t simd_len, long tid, RootVisitor fn,
                   void* data) {
-  const auto* g = reinterpret_cast<const std::uintptr_t*>(uc.uc_mcontext.gregs);
-  fn(g, g + NGREG, RootKind::registers, tid, data);
+  std::size_t n = 0;
+  const std::uintptr_t* g = arch::Current::general_words(uc, &n);
+  fn(g, g + n, RootKind::registers, tid, data);
   if (simd != nullptr && simd_len >= 8) {
     const auto* w = reinterpret_cast<const std::uintptr_t*>(simd);
     fn(w, w + simd_len / 8, RootKind::simd, tid, data);
@@ -325,10 +326,14 @@ Result<void> scan_roots(RootVisitor fn, void* data) {
   return core::guarded([&]() -> Result<void> {
     auto stopped = visit_stopped("scan_roots", fn, [&](const ThreadState& t, const StoppedThread& s) {
       if (s.in_blocking_region) {
-        scan_context(t.blocking_uc, reinterpret_cast<const unsigned char*>(&t.blocking_uc.__fpregs_mem),
-                     sizeof t.blocking_uc.__fpregs_mem, t.tid, fn, data);
+        std::size_t len = 0;
+        const void* simd = arch::Current::own_simd_state(t.blocking_uc, &len);
+        scan_context(t.blocking_uc, static_cast<const unsigned char*>(simd), len, t.tid, fn, data);
       } else {
-        scan_context(t.stop_uc, t.xstate, t.xstate_len, t.tid, fn, data);
+        std::size_t len = t.xstate_len;
+        const void* simd = t.xstate;
+        if (arch::Current::kSimdInContext) simd = arch::Current::own_simd_state(t.stop_uc, &len);
+        scan_context(t.stop_uc, static_cast<const unsigned char*>(simd), len, t.tid, fn, data);
       }
       scan_range(s.stack_lo, s.stack_hi, RootKind::stack, t.tid, fn, data);
       if (s.altstack_hi != 0) scan_range(s.altstack_lo, s.altstack_hi, RootKind::altstack, t.tid, fn, data);
@@ -338,8 +343,9 @@ Result<void> scan_roots(RootVisitor fn, void* data) {
     ThreadState* self = thread::current();
     ucontext_t own;
     getcontext(&own);
-    scan_context(own, reinterpret_cast<const unsigned char*>(&own.__fpregs_mem), sizeof own.__fpregs_mem, self->tid,
-                 fn, data);
+    std::size_t own_len = 0;
+    const void* own_simd = arch::Current::own_simd_state(own, &own_len);
+    scan_context(own, static_cast<const unsigned char*>(own_simd), own_len, self->tid, fn, data);
     const auto here = reinterpret_cast<std::uintptr_t>(__builtin_frame_address(0));
     scan_range(word_down(here - arch::Current::kRedZone), self->stack_hi, RootKind::stack, self->tid, fn, data);
     return {};

@@ -19,17 +19,7 @@ constinit WorldState g_world{};
 namespace {
 
 void capture(thread::ThreadState& ts, const ucontext_t& uc) noexcept {
-  std::memcpy(&ts.stop_uc, &uc, sizeof(ucontext_t));
-  std::size_t n = arch::Current::simd_state_size(uc);
-  if (n > ts.xstate_cap) n = ts.xstate_cap;
-  if (n != 0 && ts.xstate != nullptr) {
-    std::memcpy(ts.xstate, uc.uc_mcontext.fpregs, n);
-    ts.stop_uc.uc_mcontext.fpregs = reinterpret_cast<fpregset_t>(ts.xstate);
-  } else {
-    ts.stop_uc.uc_mcontext.fpregs = nullptr;
-    n = 0;
-  }
-  ts.xstate_len = n;
+  ts.xstate_len = arch::Current::capture(ts.stop_uc, uc, ts.xstate, ts.xstate_cap);
   ts.stop_ctx = FaultContext(&ts.stop_uc);
   ts.stop_sp = arch::Current::sp(uc);
   ts.stop_on_altstack = ts.altstack_hi != 0 && ts.stop_sp >= ts.altstack_lo && ts.stop_sp < ts.altstack_hi;

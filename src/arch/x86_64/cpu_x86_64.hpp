@@ -27,6 +27,8 @@ struct X86_64 {
   // The System V ABI lets a leaf function use 128 bytes below %rsp without moving it.
   static constexpr std::uintptr_t kRedZone = 128;
   static constexpr unsigned kRegCount = static_cast<unsigned>(Reg::count);
+  // The signal frame keeps the FP/SIMD state outside the ucontext (fpregs): capture() copies it apart.
+  static constexpr bool kSimdInContext = false;
 
   static long syscall6(long n, long a1, long a2, long a3, long a4, long a5, long a6) noexcept {
     long ret;
@@ -114,6 +116,33 @@ struct X86_64 {
     __builtin_memcpy(&magic1, fp + 464, 4);  // struct _fpx_sw_bytes at offset 464 of the FXSAVE image
     __builtin_memcpy(&extended, fp + 468, 4);
     return magic1 == 0x46505853u && extended > 512 ? extended : 512;  // FP_XSTATE_MAGIC1
+  }
+
+  // Copies a signal frame's context into `dst` for later reading (stop-the-world): the FP/SIMD state,
+  // which the frame keeps outside the ucontext, goes to `xstate` (at most `cap` bytes) and dst's fpregs
+  // points there. Returns the bytes copied there (0: none, dst has no FP state).
+  static std::size_t capture(ucontext_t& dst, const ucontext_t& src, void* xstate, std::size_t cap) noexcept {
+    __builtin_memcpy(&dst, &src, sizeof(ucontext_t));
+    std::size_t n = simd_state_size(src);
+    if (n > cap) n = cap;
+    if (n == 0 || xstate == nullptr) {
+      dst.uc_mcontext.fpregs = nullptr;
+      return 0;
+    }
+    __builtin_memcpy(xstate, src.uc_mcontext.fpregs, n);
+    dst.uc_mcontext.fpregs = static_cast<fpregset_t>(xstate);
+    return n;
+  }
+  // The general registers of a context as words (for conservative root scanning).
+  static const std::uintptr_t* general_words(const ucontext_t& uc, std::size_t* n) noexcept {
+    *n = NGREG;
+    return reinterpret_cast<const std::uintptr_t*>(uc.uc_mcontext.gregs);
+  }
+  // The FP/SIMD state a ucontext object holds inside itself (one filled by getcontext, or copied whole):
+  // glibc's __fpregs_mem, the 512-byte FXSAVE image.
+  static const void* own_simd_state(const ucontext_t& uc, std::size_t* len) noexcept {
+    *len = sizeof uc.__fpregs_mem;
+    return &uc.__fpregs_mem;
   }
 
   // Call injection: rewrites `uc` so that, when the signal handler returns, the thread calls fn(arg) on
