@@ -790,9 +790,8 @@ int main(int argc, char** argv) {
   for (const CrashCheck& c : checks) run_crash_check(c, &problems);
 
   // --- Dismissing the external pager: shut down our side of the socket (the pager sees the end of its
-  // requests and exits), wait for it, and only then close the window. The order matters with the remote
-  // protocol: the pager process holds a copy of the window's userfaultfd, and unmapping the window waits
-  // until every holder has let go of it.
+  // requests and exits), wait for it, then close the window. (Closing the window first works too: faultline
+  // takes the range out of the userfaultfd the pager holds a copy of before unmapping it.)
   shutdown(sv[0], SHUT_WR);
   int pager_status = 0;
   while (waitpid(pager_pid, &pager_status, 0) < 0 && errno == EINTR) {

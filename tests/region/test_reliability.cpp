@@ -434,6 +434,28 @@ TEST(ReliabilityRemote, StoppedOrKilledPagerFailsWithinTheTimeout) {
   }
 }
 
+// Ending a remote-paged region while its pager process still serves it returns: the pager holds a copy of
+// the region's userfaultfd, so the range must be unregistered before it is unmapped (an munmap of a
+// registered range waits until someone reads the UNMAP event, which nobody would). Then the pager sees
+// the region go, and the program can reuse the address range.
+TEST(ReliabilityRemote, ResetWhileThePagerServesReturns) {
+  FAULTLINE_SKIP_WITHOUT_USERFAULTFD();
+  ChildResult r = run_child([] {
+    int sock = -1;
+    const pid_t pager = fork_remote_pager(7, &sock);
+    auto reg = reserve_region(16 * kPage, remote_paged("remote", sock));
+    if (!reg.ok()) _exit(2);
+    const auto* words = static_cast<const std::uint64_t*>(reg->data());
+    if (words[0] != pattern(7, 0)) _exit(3);  // served: the pager is alive and connected
+    if (!reg->reset().ok()) _exit(4);         // must not wait for the pager
+    kill(pager, SIGKILL);
+    waitpid(pager, nullptr, 0);
+    close(sock);
+    _exit(0);
+  }, 20);
+  EXPECT_TRUE(r.exited() && r.exit_code() == 0) << r;
+}
+
 // The program requires the pager's uid: a pager running as someone else gets nothing.
 TEST(ReliabilityRemote, PagerCredentialsAreChecked) {
   FAULTLINE_SKIP_WITHOUT_USERFAULTFD();

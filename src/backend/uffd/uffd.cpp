@@ -347,12 +347,13 @@ void UffdRegion::detach() noexcept {
   // Accesses that race the teardown must fault, not read zeros: a thread the unregistration wakes
   // retries its access, and an unregistered missing page would be a fresh zero page.
   os::raw_mprotect(reinterpret_cast<void*>(base), end - base, PROT_NONE);
-  if (fd >= 0 && remote_sock < 0) os::uffd_unregister(fd, base, end - base);  // wakes any thread still waiting
+  // Unregistering wakes any thread still waiting, and takes the range out of the userfaultfd. A remote
+  // pager's region needs it as much as the others: its userfaultfd has UNMAP events, which only the
+  // watchdog read, and the pager process holds a copy of it, so closing ours would not end the
+  // registration: with the range still registered, the munmap would wait for a reader for ever.
+  if (fd >= 0) os::uffd_unregister(fd, base, end - base);
   if (remote_stop >= 0 && fd >= 0) {
-    // A remote pager's region has a userfaultfd of its own, whose UNMAP events only the watchdog read:
-    // with the watchdog gone, an munmap would wait for a reader for ever. Closing it (the pager's copy
-    // is the pager's business) unregisters the range and wakes every waiter.
-    os::raw_close(fd);
+    os::raw_close(fd);  // the pager's copy is the pager's business: it sees no more faults from us
     fd = -1;
   }
 }
