@@ -13,7 +13,6 @@ arm64_packages=(
   libgtest-dev libgmock-dev     # the test suite
   libunwind-dev                 # backtraces in the crash report
   libabsl-dev                   # demangling in the report
-  libcapstone-dev               # the A64 load/store decoder (emulation and healing)
   libdw-dev                     # file:line in `faultline catch` and `faultline symbolize`
   libbenchmark-dev              # the micro-benchmarks
   libzstd-dev                   # the snapshot example

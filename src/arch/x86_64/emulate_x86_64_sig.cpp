@@ -4,25 +4,20 @@
 // Zydis decodes into caller-provided structures and never allocates; its decoder object lives on the
 // stack. ALU results and flags come from running the same operation on the CPU (inline assembly on
 // register copies), so they match the hardware bit for bit, undefined flags included.
-#include <Zydis/Zydis.h>
-
 #include <cstring>
 
+#include "arch/emulate_isa.hpp"
 #include "arch/x86_64/cpu_x86_64.hpp"
-#include "faultline/emulate.hpp"
 #include "os/linux/syscall.hpp"
 
 namespace faultline {
 
 namespace {
 
+using arch::emulation::Decoded;
+
 constexpr std::uint64_t kArithFlags = 0x8D5;  // CF PF AF ZF SF OF
 constexpr unsigned kRip = static_cast<unsigned>(Reg::rip);
-
-struct Decoded {
-  ZydisDecodedInstruction insn;
-  ZydisDecodedOperand ops[ZYDIS_MAX_OPERAND_COUNT];
-};
 
 // A general register operand: which Reg, how wide, and whether it is AH/BH/CH/DH.
 struct GprRef {
@@ -143,7 +138,7 @@ long fetch(const FaultContext& ctx, std::uint8_t* bytes, std::size_t cap, bool w
   return static_cast<long>(n);
 }
 
-EmulateStatus decode_at(const FaultContext& ctx, Decoded* d, Instruction* out) noexcept {
+EmulateStatus decode_here(const FaultContext& ctx, Decoded* d, Instruction* out) noexcept {
   std::uint8_t bytes[ZYDIS_MAX_INSTRUCTION_LENGTH];
   long n = fetch(ctx, bytes, sizeof bytes, false);
   if (n <= 0) return EmulateStatus::unreadable_pc;
@@ -337,96 +332,41 @@ EmulateStatus check_emulable(const Decoded& d, const Instruction& in) noexcept {
   return EmulateStatus::ok;
 }
 
-bool direct_read(std::uintptr_t a, void* buf, std::size_t n, void* data) {
-  std::memcpy(buf, reinterpret_cast<const void*>(a + reinterpret_cast<std::uintptr_t>(data)), n);
-  return true;
-}
-bool direct_write(std::uintptr_t a, const void* buf, std::size_t n, void* data) {
-  std::memcpy(reinterpret_cast<void*>(a + reinterpret_cast<std::uintptr_t>(data)), buf, n);
-  return true;
-}
-
 }  // namespace
 
-const char* emulate_status_name(EmulateStatus s) noexcept {
-  switch (s) {
-    case EmulateStatus::ok: return "ok";
-    case EmulateStatus::unreadable_pc: return "unreadable_pc";
-    case EmulateStatus::undecodable: return "undecodable";
-    case EmulateStatus::no_memory_operand: return "no_memory_operand";
-    case EmulateStatus::unsupported: return "unsupported";
-    case EmulateStatus::not_atomic: return "not_atomic";
-    case EmulateStatus::vex: return "vex";
-    case EmulateStatus::segment: return "segment";
-    case EmulateStatus::access_failed: return "access_failed";
-    case EmulateStatus::not_a_pointer: return "not_a_pointer";
-    case EmulateStatus::not_forwarded: return "not_forwarded";
-  }
-  return "?";
+namespace arch::emulation {
+
+EmulateStatus decode_at(const FaultContext& ctx, Decoded* d, Instruction* out) noexcept {
+  return decode_here(ctx, d, out);
 }
 
-EmulateStatus decode_bytes(const std::uint8_t* bytes, std::size_t len, Instruction* out) noexcept {
-  Decoded d;
-  if (bytes == nullptr || out == nullptr || !decode_raw(bytes, len, &d)) return EmulateStatus::undecodable;
-  fill(d, out);
+EmulateStatus decode_bytes(const std::uint8_t* bytes, std::size_t len, Decoded* d, Instruction* out) noexcept {
+  if (!decode_raw(bytes, len, d)) return EmulateStatus::undecodable;
+  fill(*d, out);
   return EmulateStatus::ok;
 }
 
-EmulateStatus decode(const FaultContext& ctx, Instruction* out) noexcept {
-  if (ctx.ucontext() == nullptr || out == nullptr) return EmulateStatus::unreadable_pc;
-  Decoded d;
-  return decode_at(ctx, &d, out);
-}
+EmulateStatus check(const Decoded& d, const Instruction& in) noexcept { return check_emulable(d, in); }
 
-EmulateStatus emulate(FaultContext& ctx, const MemoryAccessor& mem) noexcept {
-  if (ctx.ucontext() == nullptr) return EmulateStatus::unreadable_pc;
-  Decoded d;
-  Instruction in;
-  if (EmulateStatus s = decode_at(ctx, &d, &in); s != EmulateStatus::ok) return s;
-  if (EmulateStatus s = check_emulable(d, in); s != EmulateStatus::ok) return s;
+EmulateStatus run(FaultContext& ctx, const Decoded& d, const Instruction& in, const MemoryAccessor& mem) noexcept {
   return emulate_decoded(ctx, d, in, mem);
 }
 
-EmulateStatus emulate(FaultContext& ctx, std::uintptr_t target) noexcept {
-  if (ctx.ucontext() == nullptr) return EmulateStatus::unreadable_pc;
-  Decoded d;
-  Instruction in;
-  if (EmulateStatus s = decode_at(ctx, &d, &in); s != EmulateStatus::ok) return s;
-  if (EmulateStatus s = check_emulable(d, in); s != EmulateStatus::ok) return s;
-  // The accessor adds (target - ea) to every address it is given.
-  const MemoryAccessor direct{direct_read, direct_write, reinterpret_cast<void*>(target - in.memory.address)};
-  return emulate_decoded(ctx, d, in, direct);
+// The base register, else an index register with scale 1; none for RIP-relative operands or the stack
+// pointer. With both a base and an index, the index must not point into moved space.
+void pointer_registers(const Decoded&, const Instruction& in, unsigned* reg, unsigned* other) noexcept {
+  *reg = kNoReg;
+  *other = kNoReg;
+  if (in.memory.base == kRip) return;
+  if (in.memory.base != kNoReg) {
+    *reg = in.memory.base;
+    *other = in.memory.index;
+  } else if (in.memory.index != kNoReg && in.memory.scale == 1) {
+    *reg = in.memory.index;
+  }
+  if (*reg == static_cast<unsigned>(Reg::rsp)) *reg = kNoReg;
 }
 
-EmulateStatus heal(FaultContext& ctx, ForwardFn forward, void* data) noexcept {
-  if (ctx.ucontext() == nullptr || forward == nullptr) return EmulateStatus::unreadable_pc;
-  Decoded d;
-  Instruction in;
-  if (EmulateStatus s = decode_at(ctx, &d, &in); s != EmulateStatus::ok) return s;
-  if (!in.has_memory) return EmulateStatus::no_memory_operand;
-  if (in.memory.segment != kNoReg) return EmulateStatus::segment;
-  if (in.memory.base == kRip) return EmulateStatus::not_a_pointer;
-  const std::uintptr_t fault = ctx.address() != 0 ? ctx.address() : in.memory.address;
-  const std::uintptr_t moved = forward(fault, data);
-  if (moved == 0) return EmulateStatus::not_forwarded;
-  const std::uintptr_t delta = moved - fault;
-  unsigned reg = kNoReg;
-  if (in.memory.base != kNoReg) {
-    reg = in.memory.base;
-    // Both registers inside moved space: which one holds the object pointer cannot be told.
-    if (in.memory.index != kNoReg && forward(arch::X86_64::reg(*ctx.ucontext(), in.memory.index), data) != 0) {
-      return EmulateStatus::not_a_pointer;
-    }
-  } else if (in.memory.index != kNoReg && in.memory.scale == 1) {
-    reg = in.memory.index;
-  }
-  if (reg == kNoReg || reg == static_cast<unsigned>(Reg::rsp)) return EmulateStatus::not_a_pointer;
-  // The register must point into the same moved object: it forwards by the same distance.
-  const std::uintptr_t value = arch::X86_64::reg(*ctx.ucontext(), reg);
-  const std::uintptr_t value_moved = forward(value, data);
-  if (value_moved == 0 || value_moved - value != delta) return EmulateStatus::not_a_pointer;
-  arch::X86_64::set_reg(*ctx.ucontext(), reg, value + delta);
-  return EmulateStatus::ok;
-}
+}  // namespace arch::emulation
 
 }  // namespace faultline
