@@ -206,14 +206,6 @@ EmulateStatus fetch(const FaultContext& ctx, std::uint32_t* w) {
                                                                                 : EmulateStatus::unreadable_pc;
 }
 
-EmulateStatus decode_here(const FaultContext& ctx, Decoded* d, Instruction* out) {
-  std::uint32_t w;
-  if (EmulateStatus s = fetch(ctx, &w); s != EmulateStatus::ok) return s;
-  if (EmulateStatus s = decode_word(w, d); s != EmulateStatus::ok) return s;
-  fill(*d, out);
-  out->memory.address = effective_address(*ctx.ucontext(), *d);
-  return EmulateStatus::ok;
-}
 
 // Whether the frame holds live SVE register data (an sve_context record longer than its header).
 bool live_sve(const ucontext_t& uc) {
@@ -228,7 +220,21 @@ std::uint8_t* vreg(ucontext_t& uc, unsigned i) {
   return const_cast<std::uint8_t*>(A::fpsimd(uc)) + 16 + 16 * i;
 }
 
-EmulateStatus emulate_decoded(FaultContext& ctx, const Decoded& d, const Instruction& in, const MemoryAccessor& mem) {
+
+}  // namespace
+
+namespace arch::emulation {
+
+EmulateStatus decode_at(const FaultContext& ctx, Decoded* d, Instruction* out) noexcept {
+  std::uint32_t w;
+  if (EmulateStatus s = fetch(ctx, &w); s != EmulateStatus::ok) return s;
+  if (EmulateStatus s = decode_word(w, d); s != EmulateStatus::ok) return s;
+  fill(*d, out);
+  out->memory.address = effective_address(*ctx.ucontext(), *d);
+  return EmulateStatus::ok;
+}
+
+EmulateStatus run(FaultContext& ctx, const Decoded& d, const Instruction& in, const MemoryAccessor& mem) noexcept {
   ucontext_t& uc = *ctx.ucontext();
   if (d.simd && (A::fpsimd(uc) == nullptr || live_sve(uc))) return EmulateStatus::unsupported;
   // Writeback into a transferred register is CONSTRAINED UNPREDICTABLE: decline it.
@@ -283,14 +289,6 @@ EmulateStatus emulate_decoded(FaultContext& ctx, const Decoded& d, const Instruc
   return EmulateStatus::ok;
 }
 
-}  // namespace
-
-namespace arch::emulation {
-
-EmulateStatus decode_at(const FaultContext& ctx, Decoded* d, Instruction* out) noexcept {
-  return decode_here(ctx, d, out);
-}
-
 EmulateStatus decode_bytes(const std::uint8_t* bytes, std::size_t len, Decoded* d, Instruction* out) noexcept {
   if (len < 4) return EmulateStatus::undecodable;
   std::uint32_t w;
@@ -302,10 +300,6 @@ EmulateStatus decode_bytes(const std::uint8_t* bytes, std::size_t len, Decoded* 
 
 // Everything decode_word() accepts is emulated (it declines the rest with the reason).
 EmulateStatus check(const Decoded&, const Instruction&) noexcept { return EmulateStatus::ok; }
-
-EmulateStatus run(FaultContext& ctx, const Decoded& d, const Instruction& in, const MemoryAccessor& mem) noexcept {
-  return emulate_decoded(ctx, d, in, mem);
-}
 
 // The base register, unless it is the stack pointer; with a register offset, the offset register (not
 // the zero register) must not point into moved space.

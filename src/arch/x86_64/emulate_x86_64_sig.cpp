@@ -138,20 +138,6 @@ long fetch(const FaultContext& ctx, std::uint8_t* bytes, std::size_t cap, bool w
   return static_cast<long>(n);
 }
 
-EmulateStatus decode_here(const FaultContext& ctx, Decoded* d, Instruction* out) noexcept {
-  std::uint8_t bytes[ZYDIS_MAX_INSTRUCTION_LENGTH];
-  long n = fetch(ctx, bytes, sizeof bytes, false);
-  if (n <= 0) return EmulateStatus::unreadable_pc;
-  if (const ZyanStatus st = decode_status(bytes, static_cast<std::size_t>(n), d); !ZYAN_SUCCESS(st)) {
-    // Only a truncated instruction is worth a second read (never past what the CPU itself fetched).
-    if (static_cast<std::size_t>(n) == sizeof bytes || st != ZYDIS_STATUS_NO_MORE_DATA) return EmulateStatus::undecodable;
-    n = fetch(ctx, bytes, sizeof bytes, true);  // straddles a page boundary: the next page is mapped
-    if (n <= 0 || !decode_raw(bytes, static_cast<std::size_t>(n), d)) return EmulateStatus::undecodable;
-  }
-  fill(*d, out);
-  if (out->has_memory) out->memory.address = effective_address(*ctx.ucontext(), *out);
-  return EmulateStatus::ok;
-}
 
 // --- the CPU's own ALU --------------------------------------------------------------------------------
 
@@ -220,7 +206,35 @@ bool source_value(const ucontext_t& uc, const ZydisDecodedOperand& op, unsigned 
   return false;
 }
 
-EmulateStatus emulate_decoded(FaultContext& ctx, const Decoded& d, const Instruction& in,
+
+EmulateStatus check_emulable(const Decoded& d, const Instruction& in) noexcept {
+  if (d.insn.encoding != ZYDIS_INSTRUCTION_ENCODING_LEGACY) return EmulateStatus::vex;
+  if (in.lock || d.insn.mnemonic == ZYDIS_MNEMONIC_XCHG) return EmulateStatus::not_atomic;
+  if (!in.has_memory) return EmulateStatus::no_memory_operand;
+  if (in.memory.segment != kNoReg) return EmulateStatus::segment;
+  return EmulateStatus::ok;
+}
+
+}  // namespace
+
+namespace arch::emulation {
+
+EmulateStatus decode_at(const FaultContext& ctx, Decoded* d, Instruction* out) noexcept {
+  std::uint8_t bytes[ZYDIS_MAX_INSTRUCTION_LENGTH];
+  long n = fetch(ctx, bytes, sizeof bytes, false);
+  if (n <= 0) return EmulateStatus::unreadable_pc;
+  if (const ZyanStatus st = decode_status(bytes, static_cast<std::size_t>(n), d); !ZYAN_SUCCESS(st)) {
+    // Only a truncated instruction is worth a second read (never past what the CPU itself fetched).
+    if (static_cast<std::size_t>(n) == sizeof bytes || st != ZYDIS_STATUS_NO_MORE_DATA) return EmulateStatus::undecodable;
+    n = fetch(ctx, bytes, sizeof bytes, true);  // straddles a page boundary: the next page is mapped
+    if (n <= 0 || !decode_raw(bytes, static_cast<std::size_t>(n), d)) return EmulateStatus::undecodable;
+  }
+  fill(*d, out);
+  if (out->has_memory) out->memory.address = effective_address(*ctx.ucontext(), *out);
+  return EmulateStatus::ok;
+}
+
+EmulateStatus run(FaultContext& ctx, const Decoded& d, const Instruction& in,
                               const MemoryAccessor& mem) noexcept {
   ucontext_t& uc = *ctx.ucontext();
   const ZydisMnemonic mn = d.insn.mnemonic;
@@ -324,22 +338,6 @@ EmulateStatus emulate_decoded(FaultContext& ctx, const Decoded& d, const Instruc
   return EmulateStatus::ok;
 }
 
-EmulateStatus check_emulable(const Decoded& d, const Instruction& in) noexcept {
-  if (d.insn.encoding != ZYDIS_INSTRUCTION_ENCODING_LEGACY) return EmulateStatus::vex;
-  if (in.lock || d.insn.mnemonic == ZYDIS_MNEMONIC_XCHG) return EmulateStatus::not_atomic;
-  if (!in.has_memory) return EmulateStatus::no_memory_operand;
-  if (in.memory.segment != kNoReg) return EmulateStatus::segment;
-  return EmulateStatus::ok;
-}
-
-}  // namespace
-
-namespace arch::emulation {
-
-EmulateStatus decode_at(const FaultContext& ctx, Decoded* d, Instruction* out) noexcept {
-  return decode_here(ctx, d, out);
-}
-
 EmulateStatus decode_bytes(const std::uint8_t* bytes, std::size_t len, Decoded* d, Instruction* out) noexcept {
   if (!decode_raw(bytes, len, d)) return EmulateStatus::undecodable;
   fill(*d, out);
@@ -347,10 +345,6 @@ EmulateStatus decode_bytes(const std::uint8_t* bytes, std::size_t len, Decoded* 
 }
 
 EmulateStatus check(const Decoded& d, const Instruction& in) noexcept { return check_emulable(d, in); }
-
-EmulateStatus run(FaultContext& ctx, const Decoded& d, const Instruction& in, const MemoryAccessor& mem) noexcept {
-  return emulate_decoded(ctx, d, in, mem);
-}
 
 // The base register, else an index register with scale 1; none for RIP-relative operands or the stack
 // pointer. With both a base and an index, the index must not point into moved space.
