@@ -44,7 +44,7 @@ std::atomic<int> g_regs_ok{-1};
 const SpinTable* g_table = nullptr;
 
 void injected_fn(void* arg) {
-  // Ordinary code: allocation, the C library, floating point and vector work (clobbering xmm).
+  // Ordinary code: allocation, the C library, floating point and vector work (clobbering vector registers).
   std::vector<double> v(4096);
   std::iota(v.begin(), v.end(), 1.0);
   double sum = 0;
@@ -64,19 +64,20 @@ void inject_handler(int sig, siginfo_t* si, void* ucv) {
 }
 
 void check_then_exit_handler(int, siginfo_t*, void* ucv) {
-  auto* uc = static_cast<ucontext_t*>(ucv);
-  if (reinterpret_cast<char*>(uc->uc_mcontext.gregs[REG_RIP]) != faultline_test_spin_loop) return;
+  FaultContext ctx(static_cast<ucontext_t*>(ucv));
+  if (reinterpret_cast<char*>(ctx.pc()) != faultline_test_spin_loop) return;
   bool ok = true;
   for (int i = 0; i < kGprs; ++i) {
-    if (static_cast<std::uint64_t>(uc->uc_mcontext.gregs[kGregOrder[i]]) != g_table->gpr[i]) ok = false;
+    if (ctx.reg(kGprOrder[i]) != g_table->gpr[i]) ok = false;
   }
-  const auto* xmm = reinterpret_cast<const std::uint64_t*>(uc->uc_mcontext.fpregs->_xmm);
-  for (int i = 0; i < 16; ++i) {
-    if (xmm[2 * i] != g_table->xmm[2 * i] || xmm[2 * i + 1] != g_table->xmm[2 * i + 1]) ok = false;
+  for (unsigned i = 0; i < kVectorRegCount; ++i) {
+    std::uint64_t v[2];
+    if (!ctx.vector_reg(i, reinterpret_cast<std::uint8_t*>(v))) ok = false;
+    if (v[0] != g_table->vec[2 * i] || v[1] != g_table->vec[2 * i + 1]) ok = false;
   }
-  if ((static_cast<std::uint64_t>(uc->uc_mcontext.gregs[REG_EFL]) & 0xCD5) != (kFlags & 0xCD5)) ok = false;
+  if ((ctx.flags() & kFlagsMask) != (kFlags & kFlagsMask)) ok = false;
   g_regs_ok = ok ? 1 : 0;
-  uc->uc_mcontext.gregs[REG_RIP] = reinterpret_cast<greg_t>(faultline_test_spin_exit);
+  ctx.set_pc(reinterpret_cast<std::uintptr_t>(faultline_test_spin_exit));
 }
 
 TEST(Inject, CallRunsOrdinaryCodeAndEveryRegisterSurvives) {

@@ -558,9 +558,9 @@ TEST(World, ScanRootsSeesRegistersSimdLanesAndStacks) {
         _exit(6);
       }
     }
-    for (int i = 0; i < 32; ++i) {
-      if (!roots.simd.count(table.xmm[i])) {
-        std::fprintf(stderr, "xmm lane %d missing\n", i);
+    for (int i = 0; i < kVecWords; ++i) {
+      if (!roots.simd.count(table.vec[i])) {
+        std::fprintf(stderr, "vector lane %d missing\n", i);
         _exit(7);
       }
     }
