@@ -17,4 +17,7 @@ set(CMAKE_FIND_ROOT_PATH_MODE_PACKAGE BOTH)
 set(ENV{PKG_CONFIG_LIBDIR} "/usr/lib/aarch64-linux-gnu/pkgconfig:/usr/share/pkgconfig")
 set(ENV{PKG_CONFIG_PATH} "")
 # FAULTLINE_EMULATOR tells tests they run under qemu-user (a skip names what qemu cannot do).
-set(CMAKE_CROSSCOMPILING_EMULATOR /usr/bin/env;FAULTLINE_EMULATOR=qemu-user;/usr/bin/qemu-aarch64;-L;/usr/aarch64-linux-gnu)
+# `-L /`: the arm64 libraries of multiarch (libc6:arm64 and the -dev packages). Not the cross
+# toolchain's /usr/aarch64-linux-gnu: its ld.so and libc (libc6-arm64-cross) can be a Debian revision
+# apart from the multiarch libc the other libraries come with, and mixing them hangs pthread_create.
+set(CMAKE_CROSSCOMPILING_EMULATOR /usr/bin/env;FAULTLINE_EMULATOR=qemu-user;/usr/bin/qemu-aarch64;-L;/)

@@ -129,7 +129,11 @@ int main() {
         const bool indirect = (++round & 7) == 0;
         if (indirect) {
           const std::uint64_t zero = 0;
+#if defined(__x86_64__)
           asm volatile("movq (%1,%2,1), %0" : "=r"(first) : "r"(zero), "r"(p) : "memory");
+#elif defined(__aarch64__)
+          asm volatile("ldr %0, [%1, %2]" : "=r"(first) : "r"(zero), "r"(p) : "memory");
+#endif
         }
         const std::uint64_t id = p->id;
         if (indirect && first != id) wrong_identity++;

@@ -10,6 +10,7 @@ set -euo pipefail
 
 host_packages=(g++-aarch64-linux-gnu qemu-user)
 arm64_packages=(
+  libc6 libstdc++6              # the runtime the tests run on under qemu-user (-L /)
   libgtest-dev libgmock-dev     # the test suite
   libunwind-dev                 # backtraces in the crash report
   libabsl-dev                   # demangling in the report

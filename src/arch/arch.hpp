@@ -29,7 +29,6 @@ concept Architecture = requires(long n, long a, ucontext_t& uc, const ucontext_t
                                 std::uintptr_t v, unsigned i) {
   { A::kName } -> std::convertible_to<const char*>;
   { A::kRedZone } -> std::convertible_to<std::uintptr_t>;
-  { A::kRegCount } -> std::convertible_to<unsigned>;
   { A::syscall6(n, a, a, a, a, a, a) } noexcept -> std::same_as<long>;
   { A::pc(cuc) } noexcept -> std::same_as<std::uintptr_t>;
   { A::sp(cuc) } noexcept -> std::same_as<std::uintptr_t>;
@@ -43,7 +42,6 @@ concept Architecture = requires(long n, long a, ucontext_t& uc, const ucontext_t
   { A::access(si, cuc) } noexcept -> std::same_as<Access>;
   { A::hw_error_code(cuc) } noexcept -> std::same_as<std::uint64_t>;
   { A::hw_present(cuc) } noexcept -> std::same_as<bool>;
-  { A::kVectorRegCount } -> std::convertible_to<unsigned>;
   { A::simd_state(cuc) } noexcept -> std::same_as<const void*>;
   { A::simd_state_size(cuc) } noexcept -> std::same_as<std::size_t>;
   { A::capture(uc, cuc, static_cast<void*>(nullptr), std::size_t{}) } noexcept -> std::same_as<std::size_t>;
@@ -54,5 +52,8 @@ concept Architecture = requires(long n, long a, ucontext_t& uc, const ucontext_t
 };
 
 static_assert(Architecture<Current>, "the architecture layer does not satisfy the contract");
+
+// The general registers a context exposes (faultline/regs.hpp numbers them per ISA).
+inline constexpr unsigned kRegCount = static_cast<unsigned>(Reg::count);
 
 }  // namespace faultline::arch

@@ -168,9 +168,9 @@ void write_report(const FaultContext& ctx, int fd, bool color, bool backtrace, u
   if (has_address && ctx.address() != 0) trap::describe_address(ctx.address(), describe_sink, &f);
 
   f.put(st.dim()).put("registers").put(st.off()).put('\n');
-  for (unsigned i = 0; i < A::kRegCount; ++i) {
+  for (unsigned i = 0; i < arch::kRegCount; ++i) {
     f.put("  ").pad(A::reg_name(i), 7).hex(A::reg(*ctx.ucontext(), i), 16);
-    f.put((i % 3 == 2 || i + 1 == A::kRegCount) ? "\n" : "  ");
+    f.put((i % 3 == 2 || i + 1 == arch::kRegCount) ? "\n" : "  ");
   }
   f.put("  err    ").hex(ctx.hw_error_code(), 16).put('\n');
 

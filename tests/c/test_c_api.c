@@ -54,10 +54,16 @@ static fl_disposition on_fault(fl_context* ctx, void* data) {
   g_seen_addr = a;
   g_seen_pc = fl_context_pc(ctx);
   const ucontext_t* uc = fl_context_ucontext(ctx);
+#if defined(__x86_64__)
   g_seen_ucontext_pc_ok = uc != NULL && (uintptr_t)uc->uc_mcontext.gregs[REG_RIP] == fl_context_pc(ctx);
+  const int sp_reg = 7; /* rsp */
+#elif defined(__aarch64__)
+  g_seen_ucontext_pc_ok = uc != NULL && (uintptr_t)uc->uc_mcontext.pc == fl_context_pc(ctx);
+  const int sp_reg = 31; /* sp */
+#endif
   uint8_t v[16];
   if (fl_context_vector_reg(ctx, 0, v) != 0) return FL_DECLINED;
-  if (fl_context_sp(ctx) == 0 || fl_context_reg(ctx, 7) != fl_context_sp(ctx)) return FL_DECLINED; /* 7 = rsp */
+  if (fl_context_sp(ctx) == 0 || fl_context_reg(ctx, sp_reg) != fl_context_sp(ctx)) return FL_DECLINED;
   mprotect(g_page, page, PROT_READ | PROT_WRITE);
   return FL_RESOLVED;
 }
@@ -95,6 +101,7 @@ static void test_trap(void) {
 uint64_t fl_test_load(const void* p);
 uint64_t fl_test_load_xmm(const void* p);
 extern char fl_test_load_resume[], fl_test_load_xmm_resume[];
+#if defined(__x86_64__)
 __asm__(
     "  .text\n"
     "  .globl fl_test_load, fl_test_load_resume, fl_test_load_xmm, fl_test_load_xmm_resume\n"
@@ -111,6 +118,25 @@ __asm__(
     "  movq %xmm0, %rax\n"
     "  ret\n"
     "  .size fl_test_load_xmm, .-fl_test_load_xmm\n");
+#elif defined(__aarch64__)
+/* aarch64: the result register is x0 (register 0) and the vector register v0, as on x86-64's rax/xmm0. */
+__asm__(
+    "  .text\n"
+    "  .globl fl_test_load, fl_test_load_resume, fl_test_load_xmm, fl_test_load_xmm_resume\n"
+    "  .type fl_test_load, %function\n"
+    "fl_test_load:\n"
+    "  ldr x0, [x0]\n"
+    "fl_test_load_resume:\n"
+    "  ret\n"
+    "  .size fl_test_load, .-fl_test_load\n"
+    "  .type fl_test_load_xmm, %function\n"
+    "fl_test_load_xmm:\n"
+    "  ldr q0, [x0]\n"
+    "fl_test_load_xmm_resume:\n"
+    "  fmov x0, d0\n"
+    "  ret\n"
+    "  .size fl_test_load_xmm, .-fl_test_load_xmm\n");
+#endif
 
 static volatile int g_set_failures;
 
@@ -119,7 +145,7 @@ static fl_disposition on_load(fl_context* ctx, void* data) {
   if (!on_g_page(ctx)) return FL_DECLINED;
   uintptr_t pc = fl_context_pc(ctx);
   if (pc == (uintptr_t)&fl_test_load) {
-    if (fl_context_set_reg(ctx, 0, 0x1234567890abcdefULL) != 0) g_set_failures++; /* 0 = rax */
+    if (fl_context_set_reg(ctx, 0, 0x1234567890abcdefULL) != 0) g_set_failures++; /* 0 = rax / x0 */
     if (fl_context_set_reg(ctx, 1000, 1) != FL_EINVAL) g_set_failures++;
     fl_context_set_pc(ctx, (uintptr_t)fl_test_load_resume);
     return FL_RESOLVED;

@@ -1,4 +1,4 @@
-// tests/fuzz/fuzz_emulate.cpp: libFuzzer drives the emulation differential test (tests/trap/emulate_diff.hpp):
+// tests/fuzz/fuzz_emulate.cpp: libFuzzer drives the emulation differential test (tests/trap/emulate_diff_x86_64.hpp):
 // the fuzzer's bytes are the random numbers that choose the instruction, its operands, registers, flags
 // and memory. A difference between the CPU and the emulator aborts. Built with clang
 // (-fsanitize=fuzzer); `ctest -R fuzz` runs it for a bounded time, the target fuzz_emulate_10m for ten
@@ -8,7 +8,7 @@
 #include <cstdlib>
 #include <cstring>
 
-#include "trap/emulate_diff.hpp"
+#include "trap/emulate_diff_x86_64.hpp"
 
 namespace {
 

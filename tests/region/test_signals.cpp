@@ -86,14 +86,43 @@ struct Forwarding {
   std::size_t size;
   std::atomic<int> healed{0};
 };
+#if defined(__x86_64__)
+constexpr Reg kAddrReg = Reg::rdi;
+#elif defined(__aarch64__)
+constexpr Reg kAddrReg = Reg::x1;
+#endif
+
+// Loads the word at p with the address in kAddrReg (the barrier heals that register).
+std::uint64_t load_through_addr_reg(const std::uint64_t* p) {
+  std::uint64_t value;
+#if defined(__x86_64__)
+  __asm__ volatile(
+      "mov %[p], %%rdi\n"
+      ".byte 0x48, 0x8b, 0x07\n"  // mov (%rdi), %rax
+      "mov %%rax, %[v]\n"
+      : [v] "=m"(value)
+      : [p] "r"(p)
+      : "rax", "rdi", "memory");
+#elif defined(__aarch64__)
+  __asm__ volatile(
+      "mov x1, %[p]\n"
+      "ldr x0, [x1]\n"
+      "str x0, %[v]\n"
+      : [v] "=m"(value)
+      : [p] "r"(p)
+      : "x0", "x1", "memory");
+#endif
+  return value;
+}
+
 Disposition forward_barrier(FaultContext& ctx, const RegionInfo& region, void* data) {
   auto* fw = static_cast<Forwarding*>(data);
   const std::uintptr_t a = ctx.address();
   if (a < region.base || a >= region.base + region.size) return Disposition::declined;
   const std::intptr_t delta = static_cast<std::intptr_t>(fw->new_base - fw->old_base);
-  // The faulting load is "mov (%rdi), %rax": rdi holds the address.
-  if (ctx.reg(Reg::rdi) != a) return Disposition::declined;
-  ctx.set_reg(Reg::rdi, static_cast<std::uint64_t>(static_cast<std::intptr_t>(a) + delta));
+  // The faulting load is "mov (%rdi), %rax" (x86-64) or "ldr x0, [x1]" (aarch64): kAddrReg holds the address.
+  if (ctx.reg(kAddrReg) != a) return Disposition::declined;
+  ctx.set_reg(kAddrReg, static_cast<std::uint64_t>(static_cast<std::intptr_t>(a) + delta));
   fw->healed++;
   return Disposition::resolved;
 }
@@ -110,16 +139,8 @@ TEST(Barrier, ForwardingTableHealsTheRegister) {
     auto old_space = must_reserve(kPage, o);
     fw->old_base = reinterpret_cast<std::uintptr_t>(old_space.data());
     fw->new_base = reinterpret_cast<std::uintptr_t>(new_space.get());
-    std::uint64_t value;
     const std::uint64_t* stale = static_cast<const std::uint64_t*>(old_space.data()) + 3;
-    __asm__ volatile(
-        "mov %[p], %%rdi\n"
-        ".byte 0x48, 0x8b, 0x07\n"  // mov (%rdi), %rax
-        "mov %%rax, %[v]\n"
-        : [v] "=m"(value)
-        : [p] "r"(stale)
-        : "rax", "rdi", "memory");
-    if (value != 0x5eed5eed5eed5eedull) _exit(1);
+    if (load_through_addr_reg(stale) != 0x5eed5eed5eed5eedull) _exit(1);
   });
   EXPECT_TRUE(r.exited() && r.exit_code() == 0) << r;
   EXPECT_EQ(fw->healed.load(), 1);

@@ -34,13 +34,13 @@ constexpr std::uint64_t kFlagsMask = 0xCD5;  // what the loop keeps: the arithme
 inline constexpr Reg kGprOrder[kGprs] = {Reg::rax, Reg::rbx, Reg::rcx, Reg::rdx, Reg::rsi, Reg::rdi, Reg::rbp, Reg::r8,
                                          Reg::r9,  Reg::r10, Reg::r11, Reg::r12, Reg::r13, Reg::r14, Reg::r15};
 #elif defined(__aarch64__)
-constexpr int kGprs = 28;
+constexpr int kGprs = 31;  // x0..x30, in order
 constexpr std::uint64_t kFlags = 0xF0000000;  // N Z C V
 constexpr std::uint64_t kFlagsMask = 0xF0000000;
 inline constexpr Reg kGprOrder[kGprs] = {
-    Reg::x0,  Reg::x1,  Reg::x2,  Reg::x3,  Reg::x4,  Reg::x5,  Reg::x6,  Reg::x7,  Reg::x8,  Reg::x9,
-    Reg::x10, Reg::x11, Reg::x12, Reg::x13, Reg::x14, Reg::x15, Reg::x16, Reg::x17, Reg::x19, Reg::x20,
-    Reg::x21, Reg::x22, Reg::x23, Reg::x24, Reg::x25, Reg::x26, Reg::x27, Reg::x28};
+    Reg::x0,  Reg::x1,  Reg::x2,  Reg::x3,  Reg::x4,  Reg::x5,  Reg::x6,  Reg::x7,  Reg::x8,  Reg::x9,  Reg::x10,
+    Reg::x11, Reg::x12, Reg::x13, Reg::x14, Reg::x15, Reg::x16, Reg::x17, Reg::x18, Reg::x19, Reg::x20, Reg::x21,
+    Reg::x22, Reg::x23, Reg::x24, Reg::x25, Reg::x26, Reg::x27, Reg::x28, Reg::x29, Reg::x30};
 #endif
 constexpr int kVecWords = 2 * static_cast<int>(kVectorRegCount);
 struct SpinTable {

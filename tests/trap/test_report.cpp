@@ -204,6 +204,7 @@ TEST(Report, NoColorIsHonouredOnAutomatic) {
 // the stack pointer, more than libunwind's frame-chain guess accepts (16 KiB), so libunwind stops after
 // the faulting frame. The report then walks the frame pointers and must name the caller.
 extern "C" void faultline_test_no_unwind_info(char* p);
+#if defined(__x86_64__)
 asm(R"(
   .text
   .globl faultline_test_no_unwind_info
@@ -219,6 +220,24 @@ faultline_test_no_unwind_info:
   ret
   .size faultline_test_no_unwind_info, .-faultline_test_no_unwind_info
 )");
+#elif defined(__aarch64__)
+asm(R"(
+  .text
+  .globl faultline_test_no_unwind_info
+  .type faultline_test_no_unwind_info, %function
+  .p2align 4
+faultline_test_no_unwind_info:
+  stp x29, x30, [sp, #-16]!
+  mov x29, sp
+  sub sp, sp, #0x8000
+  mov w1, #1
+  strb w1, [x0]
+  mov sp, x29
+  ldp x29, x30, [sp], #16
+  ret
+  .size faultline_test_no_unwind_info, .-faultline_test_no_unwind_info
+)");
+#endif
 
 __attribute__((noinline)) void caller_of_code_without_unwind_info(char* p) {
   faultline_test_no_unwind_info(p);

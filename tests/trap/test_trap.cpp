@@ -437,10 +437,14 @@ Disposition skip_div(FaultContext& ctx, void*) {
 }
 
 TEST(OtherTraps, SigfpeOnRequest) {
+#if !defined(__x86_64__)
+  GTEST_SKIP() << "integer division by zero does not trap on this architecture (aarch64 returns 0)";
+#endif
   Shared<FpeSeen> seen;
   ChildResult r = run_child([&] {
     g_fpe = &*seen;
     if (!install({.signals = trap_memory | trap_fpe}).ok() || !add_handler(skip_div, nullptr, trap_fpe).ok()) _exit(90);
+#if defined(__x86_64__)
     long q;
     __asm__ volatile(
         "mov $7, %%rax\n"
@@ -452,17 +456,20 @@ TEST(OtherTraps, SigfpeOnRequest) {
         :
         : "rax", "rdx", "rcx");
     if (q != 7) _exit(1);
+#endif
   });
   EXPECT_TRUE(r.exited() && r.exit_code() == 0) << r;
   EXPECT_EQ(seen->calls.load(), 1);
   EXPECT_EQ(seen->code, FPE_INTDIV);
 }
 
-// SIGILL and SIGTRAP on request. faultline_test_ud2 executes ud2 (SIGILL at the instruction; the
-// handler resolves it by moving the PC past the two bytes) and faultline_test_int3 executes int3
-// (SIGTRAP reported after the instruction; resuming there goes on).
+// SIGILL and SIGTRAP on request. faultline_test_ud2 executes an undefined instruction (x86-64 ud2,
+// aarch64 udf: SIGILL at the instruction; the handler resolves it by moving the PC past it) and
+// faultline_test_int3 a breakpoint (x86-64 int3: SIGTRAP reported after the instruction, resuming there
+// goes on; aarch64 brk: reported at the instruction, the handler steps over it).
 extern "C" void faultline_test_ud2();
 extern "C" void faultline_test_int3();
+#if defined(__x86_64__)
 asm(R"(
   .text
   .globl faultline_test_ud2, faultline_test_int3
@@ -479,6 +486,34 @@ faultline_test_int3:
   ret
   .size faultline_test_int3, .-faultline_test_int3
 )");
+constexpr unsigned kIllLength = 2;            // ud2: 0f 0b
+constexpr int kIllCode = ILL_ILLOPN;
+constexpr int kTrapCode = SI_KERNEL;
+constexpr std::uintptr_t kTrapPcAfter = 1;    // the PC is already past int3
+constexpr unsigned kTrapStep = 0;
+#elif defined(__aarch64__)
+asm(R"(
+  .text
+  .globl faultline_test_ud2, faultline_test_int3
+  .type faultline_test_ud2, %function
+  .p2align 4
+faultline_test_ud2:
+  udf #0
+  ret
+  .size faultline_test_ud2, .-faultline_test_ud2
+  .type faultline_test_int3, %function
+  .p2align 4
+faultline_test_int3:
+  brk #0
+  ret
+  .size faultline_test_int3, .-faultline_test_int3
+)");
+constexpr unsigned kIllLength = 4;
+constexpr int kIllCode = ILL_ILLOPC;
+constexpr int kTrapCode = TRAP_BRKPT;
+constexpr std::uintptr_t kTrapPcAfter = 0;    // reported at brk
+constexpr unsigned kTrapStep = 4;             // so the handler steps over it
+#endif
 
 struct TrapSeen {
   std::atomic<int> ill{0}, trap{0};
@@ -493,14 +528,15 @@ Disposition on_ill_or_trap(FaultContext& ctx, void*) {
     g_traps->ill_code = ctx.code();
     g_traps->ill_pc = ctx.pc();
     if (ctx.pc() != reinterpret_cast<std::uintptr_t>(&faultline_test_ud2)) return Disposition::declined;
-    ctx.set_pc(ctx.pc() + 2);  // past ud2 (0f 0b)
+    ctx.set_pc(ctx.pc() + kIllLength);  // past the undefined instruction
     return Disposition::resolved;
   }
   if (ctx.signal() == SIGTRAP) {
     g_traps->trap++;
     g_traps->trap_code = ctx.code();
     g_traps->trap_pc = ctx.pc();
-    return Disposition::resolved;  // the PC is already past int3
+    ctx.set_pc(ctx.pc() + kTrapStep);
+    return Disposition::resolved;
   }
   return Disposition::declined;
 }
@@ -517,11 +553,11 @@ TEST(OtherTraps, SigillAndSigtrapOnRequest) {
   });
   EXPECT_TRUE(r.exited() && r.exit_code() == 0) << r;
   EXPECT_EQ(seen->ill.load(), 2);
-  EXPECT_EQ(seen->ill_code, ILL_ILLOPN);
+  EXPECT_EQ(seen->ill_code, kIllCode);
   EXPECT_EQ(seen->ill_pc, reinterpret_cast<std::uintptr_t>(&faultline_test_ud2));
   EXPECT_EQ(seen->trap.load(), 1);
-  EXPECT_EQ(seen->trap_code, SI_KERNEL);
-  EXPECT_EQ(seen->trap_pc, reinterpret_cast<std::uintptr_t>(&faultline_test_int3) + 1);
+  EXPECT_EQ(seen->trap_code, kTrapCode);
+  EXPECT_EQ(seen->trap_pc, reinterpret_cast<std::uintptr_t>(&faultline_test_int3) + kTrapPcAfter);
 }
 
 // Without the request, SIGILL is not faultline's: the handler is never asked and ud2 kills.

@@ -33,14 +33,13 @@ struct Aarch64 {
   static constexpr const char* kName = "aarch64";
   // AAPCS64 has no red zone: nothing below sp belongs to the interrupted code.
   static constexpr std::uintptr_t kRedZone = 0;
-  static constexpr unsigned kRegCount = static_cast<unsigned>(Reg::count);
   // The FP/SIMD state travels inside the ucontext, as a record (a copied ucontext carries it).
   static constexpr bool kSimdInContext = true;
-  static constexpr unsigned kVectorRegCount = 32;
 
   static constexpr std::uint32_t kFpsimdMagic = 0x46508001;
   static constexpr std::uint32_t kEsrMagic = 0x45535201;
   static constexpr std::uint32_t kExtraMagic = 0x45585401;
+  static constexpr std::uint32_t kSveMagic = 0x53564501;
 
   static long syscall6(long n, long a1, long a2, long a3, long a4, long a5, long a6) noexcept {
     register long x8 __asm__("x8") = n;
@@ -175,10 +174,25 @@ struct Aarch64 {
     for (int b = 0; b < 16; ++b) out[b] = f[16 + 16 * i + b];
     return true;
   }
+  // Writes v<i> as an FP/SIMD instruction would. When the frame also carries the SVE registers
+  // (an sve_context longer than its header: the thread has live SVE state, or qemu-user with an SVE
+  // CPU, which always sends them), sigreturn restores z<i> from there and ignores the fpsimd record, so
+  // z<i> is written too: its low 16 bytes are v<i>, the rest is zeroed (as a write to v<i> does).
   static bool set_vector_reg(ucontext_t& uc, unsigned i, const std::uint8_t in[16]) noexcept {
     auto* f = const_cast<std::uint8_t*>(fpsimd(uc));
     if (i >= kVectorRegCount || f == nullptr) return false;
     for (int b = 0; b < 16; ++b) f[16 + 16 * i + b] = in[b];
+    auto* sve = const_cast<std::uint8_t*>(static_cast<const std::uint8_t*>(find_record(uc, kSveMagic)));
+    if (sve != nullptr) {
+      std::uint32_t size;
+      std::uint16_t vl;
+      __builtin_memcpy(&size, sve + 4, 4);
+      __builtin_memcpy(&vl, sve + 8, 2);
+      const std::size_t zbytes = vl, at = 16 + zbytes * i;  // SVE_SIG_ZREG_OFFSET(vq, i)
+      if (size > 16 && zbytes >= 16 && at + zbytes <= size) {
+        for (std::size_t b = 0; b < zbytes; ++b) sve[at + b] = b < 16 ? in[b] : 0;
+      }
+    }
     return true;
   }
   static const void* simd_state(const ucontext_t& uc) noexcept { return fpsimd(uc); }

@@ -17,8 +17,8 @@
 //   D and Q registers and LDP/STP of S, D and Q, in every addressing form above.
 // Declined: exclusives, load-acquire/store-release and atomic forms (not_atomic: emulating them here would
 // not be atomic), literal loads, prefetches, unprivileged loads and stores, pointer-authenticated loads,
-// SIMD structure loads (unsupported), and SIMD&FP accesses while the frame holds live SVE state (the
-// kernel would restore the SVE registers over the emulated value).
+// and SIMD structure loads (unsupported). A SIMD&FP load also updates the frame's SVE registers when it
+// carries them (see Aarch64::set_vector_reg).
 #include <cstring>
 
 #include "arch/aarch64/cpu_aarch64.hpp"
@@ -30,7 +30,6 @@ namespace faultline {
 namespace {
 
 using A = arch::Aarch64;
-constexpr std::uint32_t kSveMagic = 0x53564501;
 
 using arch::emulation::Decoded;
 
@@ -207,15 +206,6 @@ EmulateStatus fetch(const FaultContext& ctx, std::uint32_t* w) {
 }
 
 
-// Whether the frame holds live SVE register data (an sve_context record longer than its header).
-bool live_sve(const ucontext_t& uc) {
-  const auto* rec = static_cast<const std::uint8_t*>(A::find_record(uc, kSveMagic));
-  if (rec == nullptr) return false;
-  std::uint32_t size;
-  std::memcpy(&size, rec + 4, 4);
-  return size > 16;
-}
-
 std::uint8_t* vreg(ucontext_t& uc, unsigned i) {
   return const_cast<std::uint8_t*>(A::fpsimd(uc)) + 16 + 16 * i;
 }
@@ -236,7 +226,7 @@ EmulateStatus decode_at(const FaultContext& ctx, Decoded* d, Instruction* out) n
 
 EmulateStatus run(FaultContext& ctx, const Decoded& d, const Instruction& in, const MemoryAccessor& mem) noexcept {
   ucontext_t& uc = *ctx.ucontext();
-  if (d.simd && (A::fpsimd(uc) == nullptr || live_sve(uc))) return EmulateStatus::unsupported;
+  if (d.simd && A::fpsimd(uc) == nullptr) return EmulateStatus::unsupported;
   // Writeback into a transferred register is CONSTRAINED UNPREDICTABLE: decline it.
   if (d.writeback && d.rn != 31 && !d.simd && (d.rn == d.rt || (d.pair && d.rn == d.rt2))) {
     return EmulateStatus::undecodable;
@@ -266,9 +256,9 @@ EmulateStatus run(FaultContext& ctx, const Decoded& d, const Instruction& in, co
   if (d.load) {
     for (unsigned k = 0; k < n; ++k) {
       if (d.simd) {
-        std::uint8_t* v = vreg(uc, regs[k]);
-        std::memset(v, 0, 16);  // a scalar FP load clears the rest of the vector register
+        std::uint8_t v[16] = {};  // a scalar FP load clears the rest of the vector register
         std::memcpy(v, buf[k], d.size);
+        A::set_vector_reg(uc, regs[k], v);
         continue;
       }
       if (regs[k] == 31) continue;  // the zero register

@@ -26,7 +26,6 @@ struct X86_64 {
   static constexpr const char* kName = "x86_64";
   // The System V ABI lets a leaf function use 128 bytes below %rsp without moving it.
   static constexpr std::uintptr_t kRedZone = 128;
-  static constexpr unsigned kRegCount = static_cast<unsigned>(Reg::count);
   // The signal frame keeps the FP/SIMD state outside the ucontext (fpregs): capture() copies it apart.
   static constexpr bool kSimdInContext = false;
 
@@ -48,7 +47,7 @@ struct X86_64 {
                                    REG_R8,  REG_R9,  REG_R10, REG_R11, REG_R12, REG_R13, REG_R14, REG_R15,
                                    REG_RIP, REG_EFL};
     static_assert(sizeof(kMap) / sizeof(kMap[0]) == static_cast<unsigned>(Reg::count));
-    return i < kRegCount ? kMap[i] : -1;
+    return i < static_cast<unsigned>(Reg::count) ? kMap[i] : -1;
   }
 
   static std::uintptr_t pc(const ucontext_t& uc) noexcept {
@@ -92,7 +91,6 @@ struct X86_64 {
     if (err & 0x2) return Access::write;
     return Access::read;
   }
-  static constexpr unsigned kVectorRegCount = 16;
   static bool vector_reg(const ucontext_t& uc, unsigned i, std::uint8_t out[16]) noexcept {
     if (i >= kVectorRegCount || uc.uc_mcontext.fpregs == nullptr) return false;
     const auto* src = reinterpret_cast<const std::uint8_t*>(&uc.uc_mcontext.fpregs->_xmm[i]);

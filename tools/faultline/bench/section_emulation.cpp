@@ -47,7 +47,11 @@ double loads(Mode mode, unsigned n) {
   for (unsigned i = 0; i < n; ++i) {
     std::uintptr_t p = g_old;  // each load starts from the old address
     std::uint64_t v;
+#if defined(__x86_64__)
     asm volatile("movq 64(%1), %0" : "=a"(v), "+D"(p) : : "memory");
+#elif defined(__aarch64__)
+    asm volatile("ldr %0, [%1, #64]" : "=r"(v), "+r"(p) : : "memory");
+#endif
     sink += v;
   }
   asm volatile("" : : "r"(sink));

@@ -1,4 +1,4 @@
-// tests/emulate_diff.hpp: differential testing of faultline's instruction emulation.
+// tests/trap/emulate_diff_x86_64.hpp: differential testing of faultline's instruction emulation.
 //
 // A generator builds a random supported instruction (mnemonic, widths, registers, addressing mode,
 // immediate) with Zydis's encoder, and random register, flag, SIMD and memory contents. The instruction
@@ -18,13 +18,7 @@
 #include <string>
 
 #include "faultline/emulate.hpp"
-#include "faultline/trap.hpp"
-
-extern "C" {
-void faultline_test_run_insn(void* state);
-extern void* faultline_test_insn_ptr;
-extern char faultline_test_insn_return[];
-}
+#include "trap/emulate_pages.hpp"
 
 namespace faultline::test {
 
@@ -35,12 +29,6 @@ struct CpuState {
   std::uint8_t xmm[16][16];
 };
 static_assert(offsetof(CpuState, flags) == 128 && offsetof(CpuState, xmm) == 144);
-
-// Anything that yields random 64-bit numbers.
-template <class F>
-concept RandomFn = requires(F f) {
-  { f() } -> std::convertible_to<std::uint64_t>;
-};
 
 // Hardware register number (ModRM order) to faultline's Reg order.
 inline constexpr unsigned kHwToReg[16] = {0, 2, 3, 1, 7, 6, 4, 5, 8, 9, 10, 11, 12, 13, 14, 15};
@@ -74,40 +62,14 @@ inline ZydisRegister gpr_reg(unsigned hw, unsigned bits) {
   }
 }
 
-struct DiffCase {
+struct DiffCase : CaseBase<CpuState> {
   std::uint8_t code[ZYDIS_MAX_INSTRUCTION_LENGTH + 16];
   std::size_t len = 0;
-  CpuState init{};
-  std::size_t offset = 0;  // of the effective address in the page pair
-  std::string text;
 };
 
-class DiffRunner {
+class DiffRunner : public EmulationPages {
  public:
-  DiffRunner() {
-    page_ = static_cast<std::size_t>(sysconf(_SC_PAGESIZE));
-    area_ = static_cast<std::uint8_t*>(mmap(nullptr, 2 * page_, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
-    copy_ = static_cast<std::uint8_t*>(mmap(nullptr, 2 * page_, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
-    init_ = static_cast<std::uint8_t*>(mmap(nullptr, 2 * page_, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
-    native_ = static_cast<std::uint8_t*>(mmap(nullptr, 2 * page_, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
-    code_ = static_cast<std::uint8_t*>(mmap(nullptr, page_, PROT_READ | PROT_WRITE | PROT_EXEC, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
-    if (!install().ok()) std::abort();
-    auto id = add_handler(&DiffRunner::on_fault, this, trap_segv);
-    if (!id.ok()) std::abort();
-    id_ = *id;
-  }
-  ~DiffRunner() {
-    (void)remove_handler(id_);
-    munmap(area_, 2 * page_);
-    munmap(copy_, 2 * page_);
-    munmap(init_, 2 * page_);
-    munmap(native_, 2 * page_);
-    munmap(code_, page_);
-  }
-  DiffRunner(const DiffRunner&) = delete;
-  DiffRunner& operator=(const DiffRunner&) = delete;
-
-  std::size_t page() const { return page_; }
+  using Case = DiffCase;
 
   // Builds a random supported instruction. Returns false when the encoder refused the combination.
   template <RandomFn R>
@@ -263,35 +225,17 @@ class DiffRunner {
   // Runs the case natively and emulated; returns "" when they agree, else what differs.
   template <RandomFn R>
   std::string run(const DiffCase& c, R& rnd) {
-    for (std::size_t i = 0; i < 2 * page_; i += 8) {
-      const std::uint64_t v = rnd();
-      std::memcpy(init_ + i, &v, 8);
-    }
-    // Native.
+    // The instruction, then `jmp *0(%rip)` and the return address.
     std::memcpy(code_, c.code, c.len);
     std::uint8_t* j = code_ + c.len;
-    *j++ = 0xFF;  // jmp *0(%rip)
+    *j++ = 0xFF;
     *j++ = 0x25;
     std::memset(j, 0, 4);
     j += 4;
     const auto ret = reinterpret_cast<std::uintptr_t>(faultline_test_insn_return);
     std::memcpy(j, &ret, 8);
-    faultline_test_insn_ptr = code_;
-    std::memcpy(area_, init_, 2 * page_);
-    CpuState native = c.init;
-    faultline_test_run_insn(&native);
-    std::memcpy(native_, area_, 2 * page_);
-    // Emulated: the page pair is protected; the handler emulates against `copy_`.
-    std::memcpy(area_, init_, 2 * page_);
-    std::memcpy(copy_, init_, 2 * page_);
-    mprotect(area_, 2 * page_, PROT_NONE);
-    status_ = EmulateStatus::ok;
-    faults_ = 0;
-    CpuState emulated = c.init;
-    faultline_test_run_insn(&emulated);
-    mprotect(area_, 2 * page_, PROT_READ | PROT_WRITE);
-    if (faults_ != 1) return "expected one fault, saw " + std::to_string(faults_);
-    if (status_ != EmulateStatus::ok) return std::string("emulate declined: ") + emulate_status_name(status_);
+    CpuState native = c.init, emulated = c.init;
+    if (std::string why = run_both(rnd, &native, &emulated); !why.empty()) return why;
     for (unsigned r = 0; r < 16; ++r) {
       if (r != 7 && native.gpr[r] != emulated.gpr[r]) {
         return std::string("register ") + reg_name(static_cast<Reg>(r)) + ": native " + hex(native.gpr[r]) +
@@ -302,7 +246,7 @@ class DiffRunner {
       return "flags: native " + hex(native.flags) + ", emulated " + hex(emulated.flags);
     }
     if (std::memcmp(native.xmm, emulated.xmm, sizeof native.xmm) != 0) return "xmm registers differ";
-    if (std::memcmp(native_, copy_, 2 * page_) != 0) return "memory differs";
+    if (!memory_matches()) return "memory differs";
     return "";
   }
 
@@ -312,36 +256,6 @@ class DiffRunner {
     req.operands[0] = a;
     req.operands[1] = b;
   }
-  static std::string hex(std::uint64_t v) {
-    char b[24];
-    std::snprintf(b, sizeof b, "0x%llx", static_cast<unsigned long long>(v));
-    return b;
-  }
-  static bool rd(std::uintptr_t a, void* buf, std::size_t n, void* data) {
-    auto* self = static_cast<DiffRunner*>(data);
-    std::memcpy(buf, self->copy_ + (a - reinterpret_cast<std::uintptr_t>(self->area_)), n);
-    return true;
-  }
-  static bool wr(std::uintptr_t a, const void* buf, std::size_t n, void* data) {
-    auto* self = static_cast<DiffRunner*>(data);
-    std::memcpy(self->copy_ + (a - reinterpret_cast<std::uintptr_t>(self->area_)), buf, n);
-    return true;
-  }
-  static Disposition on_fault(FaultContext& ctx, void* data) {
-    auto* self = static_cast<DiffRunner*>(data);
-    const auto a = ctx.address(), base = reinterpret_cast<std::uintptr_t>(self->area_);
-    if (a < base || a >= base + 2 * self->page_) return Disposition::declined;
-    self->faults_++;
-    self->status_ = emulate(ctx, MemoryAccessor{rd, wr, self});
-    if (self->status_ != EmulateStatus::ok) mprotect(self->area_, 2 * self->page_, PROT_READ | PROT_WRITE);
-    return Disposition::resolved;
-  }
-
-  std::size_t page_;
-  std::uint8_t *area_, *copy_, *init_, *native_, *code_;
-  HandlerId id_{};
-  EmulateStatus status_ = EmulateStatus::ok;
-  int faults_ = 0;
 };
 
 }  // namespace faultline::test
