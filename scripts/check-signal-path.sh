@@ -4,8 +4,11 @@
 # Lists every symbol the objects reference but do not define among themselves, and fails on any that is
 # not on the allow-list below: malloc/free/new/delete, stdio, pthread mutexes, __tls_get_addr (lazy TLS),
 # C++ exception machinery, or any faultline function that lives outside the signal path.
+# NM: the nm that reads the objects' architecture (CMake passes its CMAKE_NM: aarch64-linux-gnu-nm when
+# cross-building).
 set -euo pipefail
 if [ $# -eq 0 ]; then echo "usage: $0 OBJECT..." >&2; exit 2; fi
+NM=${NM:-nm}
 
 # What signal-path code may call outside its own objects, and why it is safe there.
 allow=(
@@ -18,11 +21,13 @@ allow=(
   'Zydis[A-Za-z0-9_]*'              # the instruction decoder: decodes without allocating
   '_ZN4absl[0-9a-z_]*18debugging_internal8DemangleEPKcPci'  # abseil's demangler: async-signal-safe, no allocation
   '__memcpy_chk' '__memset_chk' '__memmove_chk'  # _FORTIFY_SOURCE's checked copies (Debian's flags): no locks, no allocation
+  '__aarch64_(cas|swp|ldadd|ldclr|ldeor|ldset)[0-9]+_(relax|acq|rel|acq_rel)'  # aarch64: libgcc's outline atomics
+                                    # (-moutline-atomics): leaf functions choosing LSE or LL/SC; no locks
 )
 pattern="^($(IFS='|'; echo "${allow[*]}"))\$"
 
-defined=$(nm --defined-only --demangle=none "$@" | awk 'NF>=3 {print $3}' | sort -u)
-undefined=$(nm -u --demangle=none "$@" | awk '/ U / {print $2}' | sort -u)
+defined=$("$NM" --defined-only --demangle=none "$@" | awk 'NF>=3 {print $3}' | sort -u)
+undefined=$("$NM" -u --demangle=none "$@" | awk '/ U / {print $2}' | sort -u)
 bad=()
 for sym in $undefined; do
   if grep -qxF -- "$sym" <<<"$defined"; then continue; fi
@@ -32,7 +37,7 @@ done
 if [ ${#bad[@]} -gt 0 ]; then
   echo "signal-path objects reference symbols outside the allow-list:" >&2
   for sym in "${bad[@]}"; do
-    users=$(for o in "$@"; do nm -u --demangle=none "$o" | grep -qw -- "$sym" && basename "$o"; done | tr '\n' ' ')
+    users=$(for o in "$@"; do "$NM" -u --demangle=none "$o" | grep -qw -- "$sym" && basename "$o"; done | tr '\n' ' ')
     printf '  %s (%s) used by: %s\n' "$sym" "$(c++filt -- "$sym")" "$users" >&2
   done
   exit 1

@@ -13,6 +13,7 @@
 #include "core/page.hpp"
 #include "faultline/thread.hpp"
 #include "faultline/world.hpp"
+#include "os/linux/sigstack.hpp"
 #include "os/linux/syscall.hpp"
 #include "thread/registry.hpp"
 #include "thread/state.hpp"
@@ -123,8 +124,7 @@ void detach_current() noexcept {
 }  // namespace
 
 std::size_t default_altstack_size() noexcept {
-  std::size_t min = static_cast<std::size_t>(getauxval(AT_MINSIGSTKSZ));
-  if (min == 0) min = MINSIGSTKSZ;
+  const std::size_t min = os::min_signal_stack();
   std::size_t want = 4 * min;
   return want > (128u << 10) ? want : (128u << 10);
 }
@@ -147,9 +147,10 @@ void ThreadAttachment::reset() noexcept {
 
 Result<ThreadAttachment> attach_thread(const AttachOptions& opts) {
   return core::guarded([&]() -> Result<ThreadAttachment> {
-    if (opts.altstack_size != 0 && opts.altstack_size < static_cast<std::size_t>(getauxval(AT_MINSIGSTKSZ))) {
+    if (opts.altstack_size != 0 && opts.altstack_size < os::min_signal_stack()) {
       return Error(Errc::invalid_argument, "attach_thread: altstack_size " + std::to_string(opts.altstack_size) +
-                                               " is below AT_MINSIGSTKSZ");
+                                               " is below the smallest signal frame (" + std::to_string(os::min_signal_stack()) +
+                                               " bytes, AT_MINSIGSTKSZ)");
     }
     if (thread::ThreadState* ts = thread::current(); ts != nullptr) {
       ++ts->attach_count;
@@ -158,7 +159,7 @@ Result<ThreadAttachment> attach_thread(const AttachOptions& opts) {
     std::call_once(g_exit_key_once, [] { pthread_key_create(&g_exit_key, on_thread_exit); });
     // Everything that can fail first (allocations, stack bounds), then the alternate stack, the last step
     // that changes the thread; on failure nothing is left behind.
-    const std::size_t xstate_cap = core::align_up(std::max<std::size_t>(4096, getauxval(AT_MINSIGSTKSZ)), 64);
+    const std::size_t xstate_cap = core::align_up(std::max<std::size_t>(4096, os::min_signal_stack()), 64);
     thread::ThreadState* ts = nullptr;
     unsigned char* xstate = nullptr;
     if (os::inject::point(fault_injection::Op::alloc) == 0) {

@@ -76,7 +76,7 @@ static void test_trap(void) {
   fl_handler_id id;
   CHECK(fl_add_handler(on_fault, NULL, FL_TRAP_SEGV, &id, &err) == 0);
   fl_counters before = fl_trap_counters(SIGSEGV);
-  g_page[100] = 7;
+  ((volatile char*)g_page)[100] = 7; /* volatile: not moved past the checks below */
   CHECK(g_seen_signal == SIGSEGV);
   CHECK(g_seen_code == SEGV_ACCERR);
   CHECK(g_seen_ucontext_pc_ok == 1);
@@ -88,7 +88,11 @@ static void test_trap(void) {
   CHECK(fl_remove_handler(id, &err) == FL_ENOTFOUND && err.code == FL_ENOTFOUND && err.message[0] != '\0');
   CHECK(fl_add_handler(NULL, NULL, 0, &id, &err) == FL_EINVAL);
   CHECK(strcmp(fl_errc_name(FL_EINVAL), "invalid_argument") == 0);
+#if defined(__x86_64__)
   CHECK(fl_reg_count() > 16 && strcmp(fl_reg_name(0), "rax") == 0);
+#elif defined(__aarch64__)
+  CHECK(fl_reg_count() > 16 && strcmp(fl_reg_name(0), "x0") == 0);
+#endif
   CHECK(fl_in_handler() == 0);
   munmap(g_page, page);
 }
@@ -488,8 +492,14 @@ int main(void) {
   test_regions();
   test_threads();
   CHECK(run_child_expect_signal(guard_child, SIGSEGV, "region    'c-guard'"));
-  CHECK(run_child_expect_signal(test_fill_failure_child, SIGBUS,
-                                "failed on page 0: EIO (errno 5): no such block"));
+  if (getenv("FAULTLINE_EMULATOR") == NULL) {
+    CHECK(run_child_expect_signal(test_fill_failure_child, SIGBUS,
+                                  "failed on page 0: EIO (errno 5): no such block"));
+  } else {
+    /* qemu-user aborts when a program sends itself SIGBUS, which is how the signal backend ends an access
+       whose fill failed: checked on real kernels only. */
+    fprintf(stderr, "skipped under qemu-user: the fill failure's SIGBUS\n");
+  }
   fl_report_disable();
   CHECK(fl_report_enabled() == 0);
   if (failures != 0) {

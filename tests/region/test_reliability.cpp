@@ -65,6 +65,7 @@ TEST_P(Reliability, ForkedChildResetLeavesTheParentsRegionAlone) {
 // own fd, in the faulting thread) and fails them with the cause where it cannot (the signal backend shares
 // the pages with the parent, which alone fills them): never a zero page.
 TEST_P(Reliability, ForkedChildAccessToAnUnfilledPage) {
+  if (sigbus_to_self_under_emulator()) GTEST_SKIP() << "under qemu-user: " << kQemuSigbusToSelf;
   ChildResult r = run_child([&] {
     if (!report::enable().ok()) _exit(90);
     auto reg = must_reserve(16 * kPage, with_fill(opts("inherited", Policy::provider), fill_pattern, fill_tag(22)));
@@ -89,6 +90,7 @@ TEST_P(Reliability, ForkedChildAccessToAnUnfilledPage) {
 }
 
 TEST_P(ThreadedReliability, ForkedChildAccessToAPagerRegionFailsWithTheCause) {
+  if (sigbus_to_self_under_emulator()) GTEST_SKIP() << "under qemu-user: " << kQemuSigbusToSelf;
   ChildResult r = run_child([&] {
     RegionOptions o = with_fill(opts("paged", Policy::pager), fill_pattern, fill_tag(23));
     o.pager = must_start_pager();
@@ -293,6 +295,7 @@ TEST(ReliabilitySignals, SparseTouchesPastTheMappingLimit) {
 // A provider region cannot widen (its unfilled pages must stay closed): past the limit, the access ends
 // in SIGBUS whose cause names the mapping count and the limit.
 TEST(ReliabilitySignals, FilledRegionPastTheMappingLimitSaysWhy) {
+  FAULTLINE_SKIP_UNDER_EMULATOR(kQemuSigbusToSelf);
   ChildResult r = run_child([] {
     const std::size_t pages = std::size_t{1} << 20;
     auto reg = must_reserve(pages * kPage, filled_on_signals("sparse-image", Policy::provider, fill_pattern));

@@ -194,6 +194,7 @@ class Sweep : public ::testing::TestWithParam<SweepCase> {};
 TEST_P(Sweep, EveryFailureEndsWell) {
   const SweepCase& c = GetParam();
   if (c.backend.backend == Backend::userfaultfd) FAULTLINE_SKIP_WITHOUT_USERFAULTFD();
+  if (c.backend.backend == Backend::signals) FAULTLINE_SKIP_UNDER_EMULATOR(kQemuSigbusToSelf);
   // Count what the scenario calls.
   Shared<std::array<std::uint64_t, static_cast<unsigned>(Op::count)>> counted;
   ChildResult counting = run_child([&] {

@@ -4,6 +4,8 @@
 // they install do, and must stay async-signal-safe.
 #pragma once
 
+#include <cstdlib>
+
 #include <signal.h>
 
 #include <initializer_list>
@@ -45,4 +47,25 @@ constexpr bool kTsan = false;
 inline constexpr const char* kTsanDefersAsyncSignals =
     "TSan defers asynchronous signals and discards changes to their context";
 
+// Whether the tests run under qemu-user (the aarch64 workflow: cmake/aarch64-linux-gnu.cmake sets
+// FAULTLINE_EMULATOR). What qemu-user does not do as a kernel would is skipped there, with the reason.
+inline bool under_emulator() { return std::getenv("FAULTLINE_EMULATOR") != nullptr; }
+
+// What qemu-user (7.2) does not do as Linux does, as the skips say it.
+inline constexpr const char* kQemuSigbusToSelf =
+    "qemu-user aborts when a program sends itself SIGBUS, which is how the signal backend ends an access "
+    "whose fill failed";
+inline constexpr const char* kQemuNestedFault =
+    "qemu-user kills the program on a fault inside the handler of that same signal instead of delivering it";
+inline constexpr const char* kQemuResidency =
+    "qemu-user ignores madvise (MADV_POPULATE_WRITE), so mincore does not see the pages faultline filled";
+inline constexpr const char* kQemuNoExec =
+    "a child process running another aarch64 program needs binfmt_misc, which this machine does not have";
+
 }  // namespace faultline::test
+
+// In a gtest body: skips the test under qemu-user, saying what qemu does not do.
+#define FAULTLINE_SKIP_UNDER_EMULATOR(why)                                        \
+  do {                                                                            \
+    if (::faultline::test::under_emulator()) GTEST_SKIP() << "under qemu-user: " << (why); \
+  } while (0)

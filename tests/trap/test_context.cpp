@@ -41,7 +41,13 @@ enum class Kind { read, write, execute };
 AccessSeen fault_with(Kind kind) {
   Shared<AccessSeen> seen;
   Page page(PROT_READ | PROT_WRITE);
+#if defined(__x86_64__)
   page.get()[0] = static_cast<char>(0xc3);  // ret: the page can be "called" once executable
+#elif defined(__aarch64__)
+  const std::uint32_t ret = 0xd65f03c0;  // ret
+  std::memcpy(page.get(), &ret, 4);
+  __builtin___clear_cache(page.get(), page.get() + 4);
+#endif
   page.protect(PROT_NONE);
   ChildResult r = run_child([&] {
     g_access = &*seen;
@@ -58,25 +64,47 @@ AccessSeen fault_with(Kind kind) {
   return *seen;
 }
 
+// What the hardware's own fault code says (x86-64: the page-fault error code; aarch64: the ESR of the
+// frame's esr_context, which qemu-user never provides: then err is 0, the access kind comes from decoding
+// the instruction, and only ctx.access() can be checked).
+#if defined(__x86_64__)
+bool hw_code_known(std::uint64_t) { return true; }
+bool hw_says_read(std::uint64_t err) { return (err & 0x12) == 0; }
+bool hw_says_write(std::uint64_t err) { return (err & 0x2) != 0; }
+bool hw_says_execute(std::uint64_t err) { return (err & 0x10) != 0; }
+#elif defined(__aarch64__)
+bool hw_code_known(std::uint64_t err) { return err != 0; }
+unsigned ec(std::uint64_t err) { return static_cast<unsigned>(err >> 26) & 0x3f; }
+bool hw_says_read(std::uint64_t err) { return (ec(err) == 0x24 || ec(err) == 0x25) && (err & 0x40) == 0; }
+bool hw_says_write(std::uint64_t err) { return (ec(err) == 0x24 || ec(err) == 0x25) && (err & 0x40) != 0; }
+bool hw_says_execute(std::uint64_t err) { return ec(err) == 0x20 || ec(err) == 0x21; }
+#endif
+
 TEST(Access, ReadOnProtNone) {
   AccessSeen s = fault_with(Kind::read);
   EXPECT_EQ(s.access, Access::read);
   EXPECT_FALSE(s.present) << "PROT_NONE pages look not-present to the hardware";
   EXPECT_STREQ(s.code_name, "SEGV_ACCERR");
   EXPECT_STREQ(s.signal_name, "SIGSEGV");
-  EXPECT_EQ(s.err & 0x12, 0u);
+  if (hw_code_known(s.err)) {
+    EXPECT_TRUE(hw_says_read(s.err)) << std::hex << s.err;
+  }
 }
 
 TEST(Access, WriteOnProtNone) {
   AccessSeen s = fault_with(Kind::write);
   EXPECT_EQ(s.access, Access::write);
-  EXPECT_EQ(s.err & 0x2, 0x2u);
+  if (hw_code_known(s.err)) {
+    EXPECT_TRUE(hw_says_write(s.err)) << std::hex << s.err;
+  }
 }
 
 TEST(Access, ExecuteOnProtNone) {
   AccessSeen s = fault_with(Kind::execute);
   EXPECT_EQ(s.access, Access::execute);
-  EXPECT_EQ(s.err & 0x10, 0x10u);
+  if (hw_code_known(s.err)) {
+    EXPECT_TRUE(hw_says_execute(s.err)) << std::hex << s.err;
+  }
 }
 
 TEST(Access, WriteToPresentReadOnlyPageSetsPresentBit) {
@@ -93,7 +121,9 @@ TEST(Access, WriteToPresentReadOnlyPageSetsPresentBit) {
   });
   EXPECT_TRUE(r.exited() && r.exit_code() == 0) << r;
   EXPECT_EQ(seen->access, Access::write);
-  EXPECT_TRUE(seen->present);
+  if (hw_code_known(seen->err)) {
+    EXPECT_TRUE(seen->present);
+  }  // without a hardware code it cannot be told
   EXPECT_EQ(seen->addr, reinterpret_cast<std::uintptr_t>(page.get() + 1));
 }
 

@@ -21,6 +21,11 @@ struct Decoded {
   std::int64_t imm = 0;      // immediate offset in bytes
   bool writeback = false;    // pre- or post-index
   bool post = false;         // post-index: the access uses the unmodified base
+  bool rmw = false;          // an atomic read-modify-write (it reads and writes)
+  bool pc_relative = false;  // a literal load: the address is PC + imm
+  // Decoded (so heal() can move its base register) but not emulated: not_atomic for exclusives,
+  // acquire/release and atomic forms, unsupported for literal and SIMD structure loads; ok otherwise.
+  EmulateStatus decline = EmulateStatus::ok;
   const char* mnemonic = "";
 };
 

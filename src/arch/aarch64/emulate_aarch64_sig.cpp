@@ -15,9 +15,11 @@
 //   immediate (LDUR/STUR), pre- and post-index, and a register offset (LSL, UXTW, SXTW, SXTX, scaled or
 //   not); LDP/STP/LDPSW and LDNP/STNP with signed offset, pre- and post-index; SIMD&FP LDR/STR of B, H, S,
 //   D and Q registers and LDP/STP of S, D and Q, in every addressing form above.
-// Declined: exclusives, load-acquire/store-release and atomic forms (not_atomic: emulating them here would
-// not be atomic), literal loads, prefetches, unprivileged loads and stores, pointer-authenticated loads,
-// and SIMD structure loads (unsupported). A SIMD&FP load also updates the frame's SVE registers when it
+// Declined by emulate(): exclusives, load-acquire/store-release and atomic forms (not_atomic: emulating
+// them here would not be atomic), literal loads and SIMD structure loads (unsupported); these are still
+// decoded, so that heal() can move their base register and let them run again (as on x86-64, where a
+// LOCK-prefixed instruction is healed but not emulated). Prefetches, unprivileged and pointer-
+// authenticated forms are not decoded (unsupported). A SIMD&FP load also updates the frame's SVE registers when it
 // carries them (see Aarch64::set_vector_reg).
 #include <cstring>
 
@@ -89,12 +91,37 @@ EmulateStatus decode_word(std::uint32_t w, Decoded* d) {
   d->rt = w & 31;
   d->rn = (w >> 5) & 31;
   if (op0 == 0) {
-    // Exclusives, acquire/release, compare-and-swap; with V set, SIMD structure loads and stores.
-    return ((w >> 26) & 1) != 0 ? EmulateStatus::unsupported : EmulateStatus::not_atomic;
+    // Exclusives, acquire/release, compare-and-swap; with V set, SIMD structure loads and stores. Decoded
+    // for heal() (their base register is rn), declined by emulate().
+    d->size = 1u << ((w >> 30) & 3);
+    d->load = ((w >> 22) & 1) != 0;
+    if (((w >> 26) & 1) != 0) {
+      d->simd = true;
+      d->size = 16;
+      d->decline = EmulateStatus::unsupported;
+      d->mnemonic = d->load ? "ld1" : "st1";
+      return EmulateStatus::ok;
+    }
+    d->rmw = ((w >> 23) & 1) != 0 && ((w >> 21) & 1) != 0;  // CAS
+    d->decline = EmulateStatus::not_atomic;
+    d->mnemonic = d->rmw ? "cas" : d->load ? "ldxr" : "stxr";
+    return EmulateStatus::ok;
   }
   if (op0 == 1) {
-    if (((w >> 24) & 1) != 0) return EmulateStatus::not_atomic;  // LDAPR/STLR unscaled
-    return EmulateStatus::unsupported;  // literal loads (PC-relative)
+    d->size = 1u << ((w >> 30) & 3);
+    if (((w >> 24) & 1) != 0) {  // LDAPUR/STLUR
+      d->load = ((w >> 22) & 3) != 0;
+      d->imm = sign_extend((w >> 12) & 0x1ff, 9);
+      d->decline = EmulateStatus::not_atomic;
+      d->mnemonic = d->load ? "ldapur" : "stlur";
+      return EmulateStatus::ok;
+    }
+    d->load = true;  // a literal load: PC-relative
+    d->pc_relative = true;
+    d->imm = sign_extend((w >> 5) & 0x7ffff, 19) * 4;
+    d->decline = EmulateStatus::unsupported;
+    d->mnemonic = "ldr";
+    return EmulateStatus::ok;
   }
   if (op0 == 2) {  // pairs
     const unsigned opc = (w >> 30) & 3, v = (w >> 26) & 1, type = (w >> 23) & 3;
@@ -131,7 +158,14 @@ EmulateStatus decode_word(std::uint32_t w, Decoded* d) {
   const bool unsigned_imm = ((w >> 24) & 1) != 0;
   if (!unsigned_imm && ((w >> 21) & 1) != 0) {
     const unsigned kind = (w >> 10) & 3;
-    if (kind == 0) return EmulateStatus::not_atomic;   // LDADD, SWP, LDAPR, ...
+    if (kind == 0) {  // LDADD, SWP, LDAPR, ...: decoded for heal(), declined by emulate()
+      d->size = 1u << ((w >> 30) & 3);
+      d->load = d->rmw = !(((w >> 15) & 1) != 0 && ((w >> 12) & 7) == 4);
+      if (!d->rmw) d->load = true;  // LDAPR
+      d->decline = EmulateStatus::not_atomic;
+      d->mnemonic = d->rmw ? "ldadd" : "ldapr";
+      return EmulateStatus::ok;
+    }
     if (kind != 2) return EmulateStatus::unsupported;  // LDRAA/LDRAB
     if (!single_register_kind(w, d)) return EmulateStatus::unsupported;
     d->rm = (w >> 16) & 31;
@@ -163,20 +197,21 @@ void fill(const Decoded& d, Instruction* out) {
   out->mnemonic = d.mnemonic;
   out->operand_width = d.size * 8;
   out->has_memory = true;
-  out->memory.base = d.rn == 31 ? static_cast<unsigned>(Reg::sp) : d.rn;
+  out->memory.base = d.pc_relative ? static_cast<unsigned>(Reg::pc) : d.rn == 31 ? static_cast<unsigned>(Reg::sp) : d.rn;
   if (d.rm != kNoReg) {
     out->memory.index = d.rm;  // 31 here is the zero register: the offset is 0
     out->memory.scale = 1u << d.shift;
   }
   out->memory.displacement = d.post ? 0 : d.imm;
   out->memory.size = d.pair ? 2 * d.size : d.size;
-  out->memory.read = d.load;
-  out->memory.write = !d.load;
+  out->memory.read = d.load || d.rmw;
+  out->memory.write = !d.load || d.rmw;
 }
 
 std::uint64_t xreg(const ucontext_t& uc, unsigned r) { return r == 31 ? 0 : uc.uc_mcontext.regs[r]; }
 
 std::uintptr_t effective_address(const ucontext_t& uc, const Decoded& d) {
+  if (d.pc_relative) return uc.uc_mcontext.pc + static_cast<std::uintptr_t>(d.imm);
   std::uintptr_t base = d.rn == 31 ? uc.uc_mcontext.sp : uc.uc_mcontext.regs[d.rn];
   if (d.post) return base;
   if (d.rm != kNoReg) {
@@ -288,13 +323,14 @@ EmulateStatus decode_bytes(const std::uint8_t* bytes, std::size_t len, Decoded* 
   return EmulateStatus::ok;
 }
 
-// Everything decode_word() accepts is emulated (it declines the rest with the reason).
-EmulateStatus check(const Decoded&, const Instruction&) noexcept { return EmulateStatus::ok; }
+// Atomic, exclusive, literal and structure forms are decoded (heal() may move their base register) but
+// not emulated.
+EmulateStatus check(const Decoded& d, const Instruction&) noexcept { return d.decline; }
 
 // The base register, unless it is the stack pointer; with a register offset, the offset register (not
 // the zero register) must not point into moved space.
 void pointer_registers(const Decoded& d, const Instruction&, unsigned* reg, unsigned* other) noexcept {
-  *reg = d.rn == 31 ? kNoReg : d.rn;
+  *reg = d.rn == 31 || d.pc_relative ? kNoReg : d.rn;
   *other = d.rm != kNoReg && d.rm != 31 ? d.rm : kNoReg;
 }
 
