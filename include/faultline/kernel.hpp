@@ -46,6 +46,9 @@ struct KernelInfo {
   // CLOCK_MONOTONIC timer.
   double cpu_timer_late_us = -1;
   double wall_timer_late_us = -1;
+  // Empty on real hardware; otherwise why this process looks emulated (qemu-user: /proc/cpuinfo
+  // describes the host's CPU, of another architecture). Timings then measure the emulator.
+  std::string emulator;
 };
 
 // Probes the kernel. Never fails as a whole: what cannot be probed is reported in the fields.

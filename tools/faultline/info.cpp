@@ -111,6 +111,7 @@ nlohmann::json to_json(const KernelInfo& k) {
       {"machine", k.machine},
       {"page_size", k.page_size},
       {"at_minsigstksz", k.at_minsigstksz},
+      {"emulator", k.emulator},
       {"userfaultfd",
        {{"syscall", k.uffd_syscall},
         {"syscall_status", k.uffd_syscall_status},
@@ -181,6 +182,7 @@ int run_info(const InfoArgs& args) {
   const std::string mask = kernel_mask::current();
   if (!mask.empty()) std::printf("kernel mask               %s (faultline behaves as on that kernel)\n", mask.c_str());
   std::printf("kernel                    %s (%s)\n", k.kernel_release.c_str(), k.machine.c_str());
+  if (!k.emulator.empty()) std::printf("emulated                  %s\n", k.emulator.c_str());
   std::printf("page size                 %zu\n", k.page_size);
   std::printf("AT_MINSIGSTKSZ            %zu\n", k.at_minsigstksz);
   std::printf("userfaultfd syscall       %s (%s)\n", yes(k.uffd_syscall), k.uffd_syscall_status.c_str());

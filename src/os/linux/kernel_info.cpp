@@ -18,6 +18,7 @@
 #include <thread>
 #include <vector>
 #include <fstream>
+#include <cstdio>
 #include <string>
 
 #include "faultline/kernel.hpp"
@@ -223,6 +224,26 @@ double timer_lateness_us(clockid_t clock, long budget_us) {
 
 }  // namespace
 
+// qemu-user passes the host's /proc/cpuinfo through: a CPU description of another architecture than
+// the one this program was built for means an emulator runs it.
+static std::string emulator_evidence() {
+  std::FILE* f = std::fopen("/proc/cpuinfo", "r");
+  if (f == nullptr) return "";
+  char line[256];
+  bool x86 = false, arm = false;
+  for (int n = 0; n < 64 && std::fgets(line, sizeof line, f) != nullptr; ++n) {
+    if (std::strncmp(line, "vendor_id", 9) == 0) x86 = true;
+    if (std::strncmp(line, "CPU implementer", 15) == 0) arm = true;
+  }
+  std::fclose(f);
+#if defined(__aarch64__)
+  if (x86 && !arm) return "an aarch64 program on an x86-64 CPU (/proc/cpuinfo): qemu-user";
+#elif defined(__x86_64__)
+  if (arm && !x86) return "an x86-64 program on an Arm CPU (/proc/cpuinfo): an emulator";
+#endif
+  return "";
+}
+
 KernelInfo probe_kernel() {
   KernelInfo info;
   struct utsname u{};
@@ -232,6 +253,7 @@ KernelInfo probe_kernel() {
   }
   info.page_size = static_cast<std::size_t>(sysconf(_SC_PAGESIZE));
   info.at_minsigstksz = static_cast<std::size_t>(getauxval(AT_MINSIGSTKSZ));
+  info.emulator = emulator_evidence();
   probe_uffd(info);
   info.unprivileged_userfaultfd = static_cast<int>(read_long("/proc/sys/vm/unprivileged_userfaultfd"));
   probe_pagemap_scan(info);

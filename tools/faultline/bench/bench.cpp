@@ -7,6 +7,7 @@
 
 #include "bench/sections.hpp"
 #include "commands.hpp"
+#include "faultline/kernel.hpp"
 #include "faultline/kernel_mask.hpp"
 #include "faultline/trap.hpp"
 
@@ -44,6 +45,11 @@ int run_bench(const BenchArgs& args) {
   if (auto r = install(); !r) {
     std::fprintf(stderr, "faultline bench: install: %s\n", r.error().message().c_str());
     return 1;
+  }
+  o.emulator = probe_kernel().emulator;
+  if (!o.emulator.empty()) {
+    std::fprintf(stderr, "faultline bench: emulated (%s): the figures will measure the emulator, not this machine\n",
+                 o.emulator.c_str());
   }
   bench::Bench b(o);
   bench::section_trap(b);

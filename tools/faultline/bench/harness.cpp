@@ -153,8 +153,13 @@ void Bench::print_table(std::FILE* out) const {
       continue;
     }
     line(r.name, r.baseline, fmt_ns(r.base_median), fmt_ns(r.cand_median), fmt_ratio(r), fmt_spread(r),
-         r.target ? r.target->text + (r.met ? ": met" : ": NOT met") : "");
+         r.target ? r.target->text + (!opts_.emulator.empty() ? ": not judged (emulated)" : r.met ? ": met" : ": NOT met")
+                  : "");
     if (!r.note.empty()) std::fprintf(out, "    note: %s\n", r.note.c_str());
+  }
+  if (!opts_.emulator.empty()) {
+    std::fprintf(out, "\nEmulated (%s): these figures measure the emulator, not this machine; no target is judged.\n",
+                 opts_.emulator.c_str());
   }
   std::fprintf(out, "\nTimes are medians per operation over %u interleaved rounds; ratio = faultline / baseline "
                     "(median of the per-round ratios; below 1 is faster).\n",
@@ -190,7 +195,7 @@ std::string Bench::json(const std::string& machine_json) const {
                      {"value", r.target->value},
                      {"text", r.target->text},
                      {"issue", r.target->issue}};
-      if (r.unavailable.empty()) o["target"]["met"] = r.met;
+      if (r.unavailable.empty() && opts_.emulator.empty()) o["target"]["met"] = r.met;
     }
     rows.push_back(std::move(o));
   }

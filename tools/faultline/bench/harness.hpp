@@ -23,6 +23,7 @@ struct Options {
   std::size_t pages = 4096;    // pages per first-touch sample
   unsigned threads = 0;        // threads for the multi-threaded rows (0: per the section's default)
   std::vector<std::string> only;  // sections to run (empty: all)
+  std::string emulator;        // non-empty under an emulator (KernelInfo::emulator): targets are not judged
 };
 
 // What a row must achieve. `ratio_at_most`: candidate/baseline <= value; `ns_at_most`: the candidate's
