@@ -1,5 +1,5 @@
 // faultline/emulate.hpp: decoding the faulting instruction, emulating its memory access elsewhere, and
-// healing the register that held a stale pointer (x86-64).
+// healing the register that held a stale pointer (x86-64 and aarch64).
 //
 // A fault handler that knows which instruction faulted can do more than unprotect a page:
 //   - decode()   what the instruction is: length, mnemonic, operand width, its memory operand;
@@ -11,17 +11,25 @@
 // That is what a garbage collector's concurrent relocation needs while old space is protected and
 // mutators keep running (see examples/relocation.cpp).
 //
-// Decoding uses Zydis (Debian's libzydis-dev), which decodes without allocating; the instruction bytes are
-// read with process_vm_readv, so an unreadable PC is an error, not a nested fault. Everything here is
-// async-signal-safe and allocates nothing.
+// Decoding uses Zydis (Debian's libzydis-dev) on x86-64 and a table of the A64 load/store classes on
+// aarch64; neither allocates. The instruction bytes of a data fault are read directly (the CPU has just
+// fetched them); otherwise with process_vm_readv, so an unreadable PC is an error, not a nested fault.
+// Everything here is async-signal-safe and allocates nothing.
 //
-// Emulated instructions (anything else is declined with a reason, so the caller can fall back):
+// Emulated instructions on x86-64 (anything else is declined with a reason, so the caller can fall back):
 //   MOV between a register and memory, and immediate to memory (1, 2, 4, 8 bytes); MOVZX, MOVSX, MOVSXD
 //   from memory; 16-byte SSE loads and stores MOVDQU, MOVDQA, MOVUPS, MOVAPS, MOVUPD, MOVAPD; the memory
 //   forms of MOVD and MOVQ; CMP and TEST with a memory operand; ADD, SUB, AND, OR, XOR with a memory
 //   source or destination. Flags are computed by running the same operation on the CPU, so they match it
 //   exactly, including the ones the manual leaves undefined. XCHG and LOCK-prefixed instructions are
 //   declined: their emulation here would not be atomic. VEX/EVEX forms are declined.
+// On aarch64: LDR/STR of every integer size, LDRSB/LDRSH/LDRSW, with an unsigned scaled immediate, an
+//   unscaled immediate (LDUR/STUR), pre- and post-index, and a register offset (LSL, UXTW, SXTW, SXTX);
+//   LDP/STP/LDPSW and LDNP/STNP; SIMD&FP LDR/STR of B, H, S, D, Q and LDP/STP of S, D, Q (a scalar load
+//   clears the rest of the vector register, in the SVE record too when the frame has one). Exclusive,
+//   acquire/release and atomic forms decode (heal() may move their base register) but emulate() declines
+//   them (not_atomic); literal loads and SIMD structure loads decode but are not emulated (unsupported).
+//   The Reg numbering of `Instruction` is aarch64's (faultline/regs.hpp); `segment` is never set there.
 #pragma once
 
 #include <cstddef>
