@@ -33,7 +33,7 @@ struct FuzzRandom {
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   static faultline::test::DiffRunner* runner = new faultline::test::DiffRunner();
   FuzzRandom rnd{data, size};
-  faultline::test::DiffCase c;
+  faultline::test::DiffRunner::Case c;
   if (!runner->generate(rnd, &c)) return 0;
   const std::string diff = runner->run(c, rnd);
   if (!diff.empty()) {

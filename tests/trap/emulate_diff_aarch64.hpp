@@ -31,16 +31,11 @@ struct CpuState {
 };
 static_assert(offsetof(CpuState, nzcv) == 248 && offsetof(CpuState, v) == 256);
 
-struct DiffCase : CaseBase<CpuState> {
-  std::uint32_t word = 0;
-};
-
-class DiffRunner : public EmulationPages {
+class DiffRunner : public EmulationPages<CpuState> {
  public:
-  using Case = DiffCase;
   // Builds a random supported instruction.
   template <RandomFn R>
-  bool generate(R& rnd, DiffCase* c) {
+  bool generate(R& rnd, Case* c) {
     static constexpr unsigned kData[28] = {0,  1,  2,  3,  4,  5,  6,  7,  8,  9,  10, 11, 12, 13,
                                            14, 15, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30};
     auto data_reg = [&](bool zr_ok) { return zr_ok && rnd() % 16 == 0 ? 31u : kData[rnd() % 28]; };
@@ -133,7 +128,8 @@ class DiffRunner : public EmulationPages {
         ea_minus_base = static_cast<std::int64_t>(off << shift);
       }
     }
-    c->word = w;
+    std::memcpy(c->code, &w, 4);
+    c->len = 4;
     c->offset = static_cast<std::size_t>(rnd() % (2 * page_ - total));
     c->init.x[rn] = reinterpret_cast<std::uintptr_t>(area_) + c->offset - static_cast<std::uint64_t>(ea_minus_base);
     char text[64];
@@ -144,10 +140,11 @@ class DiffRunner : public EmulationPages {
 
   // Runs the case natively and emulated; returns "" when they agree, else what differs.
   template <RandomFn R>
-  std::string run(const DiffCase& c, R& rnd) {
+  std::string run(const Case& c, R& rnd) {
     // The instruction, then `ldr x17, lit; br x17; nop; lit: .quad faultline_test_insn_return`.
-    const std::uint32_t tail[4] = {c.word, 0x58000071u, 0xd61f0220u, 0xd503201fu};
-    std::memcpy(code_, tail, sizeof tail);
+    const std::uint32_t tail[3] = {0x58000071u, 0xd61f0220u, 0xd503201fu};
+    std::memcpy(code_, c.code, 4);
+    std::memcpy(code_ + 4, tail, sizeof tail);
     const auto ret = reinterpret_cast<std::uintptr_t>(faultline_test_insn_return);
     std::memcpy(code_ + 16, &ret, 8);
     __builtin___clear_cache(reinterpret_cast<char*>(code_), reinterpret_cast<char*>(code_ + 24));

@@ -62,18 +62,11 @@ inline ZydisRegister gpr_reg(unsigned hw, unsigned bits) {
   }
 }
 
-struct DiffCase : CaseBase<CpuState> {
-  std::uint8_t code[ZYDIS_MAX_INSTRUCTION_LENGTH + 16];
-  std::size_t len = 0;
-};
-
-class DiffRunner : public EmulationPages {
+class DiffRunner : public EmulationPages<CpuState> {
  public:
-  using Case = DiffCase;
-
   // Builds a random supported instruction. Returns false when the encoder refused the combination.
   template <RandomFn R>
-  bool generate(R& rnd, DiffCase* c) {
+  bool generate(R& rnd, Case* c) {
     ZydisEncoderRequest req;
     std::memset(&req, 0, sizeof req);
     req.machine_mode = ZYDIS_MACHINE_MODE_LONG_64;
@@ -224,7 +217,7 @@ class DiffRunner : public EmulationPages {
 
   // Runs the case natively and emulated; returns "" when they agree, else what differs.
   template <RandomFn R>
-  std::string run(const DiffCase& c, R& rnd) {
+  std::string run(const Case& c, R& rnd) {
     // The instruction, then `jmp *0(%rip)` and the return address.
     std::memcpy(code_, c.code, c.len);
     std::uint8_t* j = code_ + c.len;

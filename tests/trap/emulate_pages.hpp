@@ -32,17 +32,23 @@ concept RandomFn = requires(F f) {
   { f() } -> std::convertible_to<std::uint64_t>;
 };
 
-// One generated case: the ISA's instruction (in the derived case), the register state it starts from,
-// where its access lands in the page pair, and a description for failure messages.
+// One generated case: the instruction's bytes, the register state it starts from, where its access
+// lands in the page pair, and a description for failure messages.
 template <class State>
-struct CaseBase {
+struct EmulationCase {
+  std::uint8_t code[32] = {};
+  std::size_t len = 0;
   State init{};
   std::size_t offset = 0;
   std::string text;
 };
 
+// `State`: the ISA's register block for faultline_test_run_insn.
+template <class State>
 class EmulationPages {
  public:
+  using Case = EmulationCase<State>;
+
   EmulationPages() {
     page_ = static_cast<std::size_t>(sysconf(_SC_PAGESIZE));
     auto map = [&](std::size_t n, int prot) {
@@ -72,7 +78,7 @@ class EmulationPages {
   // Runs the instruction already in code_ twice through faultline_test_run_insn: natively on the
   // readable page pair (`native` is its state), then emulated on the protected pair (`emulated`), both
   // from random initial contents. "" when the emulated run faulted once and was emulated, else why not.
-  template <RandomFn R, class State>
+  template <RandomFn R>
   std::string run_both(R& rnd, State* native, State* emulated) {
     for (std::size_t i = 0; i < 2 * page_; i += 8) {
       const std::uint64_t v = rnd();
