@@ -102,10 +102,15 @@ Result<void> validate(std::size_t size, const RegionOptions& o) {
     return Error(Errc::invalid_argument, who + ": remote_pager_uid must be -1 or a uid, remote_pager_pid 0 or a pid");
   }
   if (o.remote_pager_socket >= 0) {
-    if (o.policy != Policy::pager || o.fill != nullptr || o.store != nullptr || o.pager.valid() ||
-        o.backend == Backend::signals) {
-      return Error(Errc::invalid_argument, who + ": remote_pager_socket is for Policy::pager regions with neither "
-                                                 "a store, a fill function nor a Pager, on userfaultfd");
+    // Say which condition the options break, not all of them at once.
+    const char* wrong = o.policy != Policy::pager                     ? "the policy is not Policy::pager"
+                        : o.fill != nullptr || o.store != nullptr     ? "the options also give a store or a fill function"
+                        : o.pager.valid()                             ? "the options also give a Pager"
+                        : o.backend == Backend::signals               ? "Backend::signals was asked for (the pager "
+                                                                        "process resolves faults through userfaultfd)"
+                                                                      : nullptr;
+    if (wrong != nullptr) {
+      return Error(Errc::invalid_argument, who + ": remote_pager_socket: " + wrong);
     }
     return {};
   }

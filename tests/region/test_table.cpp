@@ -33,6 +33,12 @@ TEST(RegionTable, BadRegistrationsGetClearErrors) {
   EXPECT_EQ(reserve_region(kPage, on_signals("np", Policy::zero_fill, perm_none)).error().code(), Errc::invalid_argument);
   EXPECT_EQ(reserve_region(kPage, on_signals("tw", Policy::track_dirty, perm_read)).error().code(), Errc::invalid_argument);
   EXPECT_EQ(adopt_region(nullptr, kPage, on_signals("n", Policy::guard)).error().code(), Errc::invalid_argument);
+  // A remote pager's socket on the signal backend: the message names that, not every rule at once.
+  RegionOptions remote = on_signals("r", Policy::pager);
+  remote.remote_pager_socket = 0;
+  auto rs = reserve_region(kPage, remote);
+  ASSERT_FALSE(rs.ok());
+  EXPECT_NE(rs.error().message().find("remote_pager_socket: Backend::signals"), std::string::npos) << rs.error().message();
 
   Page mem(PROT_READ | PROT_WRITE, 4);
   EXPECT_EQ(adopt_region(mem.get() + 1, kPage, on_signals("a", Policy::guard)).error().code(), Errc::invalid_argument);
