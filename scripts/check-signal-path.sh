@@ -26,8 +26,8 @@ allow=(
 )
 pattern="^($(IFS='|'; echo "${allow[*]}"))\$"
 
-defined=$("$NM" --defined-only --demangle=none "$@" | awk 'NF>=3 {print $3}' | sort -u)
-undefined=$("$NM" -u --demangle=none "$@" | awk '/ U / {print $2}' | sort -u)
+defined=$("$NM" --defined-only --no-demangle "$@" | awk 'NF>=3 {print $3}' | sort -u)
+undefined=$("$NM" -u --no-demangle "$@" | awk '/ U / {print $2}' | sort -u)
 bad=()
 for sym in $undefined; do
   if grep -qxF -- "$sym" <<<"$defined"; then continue; fi
@@ -37,7 +37,7 @@ done
 if [ ${#bad[@]} -gt 0 ]; then
   echo "signal-path objects reference symbols outside the allow-list:" >&2
   for sym in "${bad[@]}"; do
-    users=$(for o in "$@"; do "$NM" -u --demangle=none "$o" | grep -qw -- "$sym" && basename "$o"; done | tr '\n' ' ')
+    users=$(for o in "$@"; do "$NM" -u --no-demangle "$o" | grep -qw -- "$sym" && basename "$o"; done | tr '\n' ' ')
     printf '  %s (%s) used by: %s\n' "$sym" "$(c++filt -- "$sym")" "$users" >&2
   done
   exit 1
