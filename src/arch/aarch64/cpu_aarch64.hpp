@@ -116,37 +116,10 @@ struct Aarch64 {
     __builtin_memcpy(&esr, rec + 8, 8);
     return esr;
   }
-  static bool has_esr(const ucontext_t& uc) noexcept { return find_record(uc, kEsrMagic) != nullptr; }
 
-  // Load or store, from the A64 encoding of a load/store instruction; unknown for anything else.
-  static Access classify_load_store(std::uint32_t w) noexcept {
-    if (((w >> 27) & 1) == 0 || ((w >> 25) & 1) != 0) return Access::unknown;  // not op0 = x1x0
-    const unsigned v = (w >> 26) & 1, opc = (w >> 22) & 3, bit22 = (w >> 22) & 1;
-    const auto by_opc = [&]() noexcept {
-      if (v == 0) return opc == 0 ? Access::write : Access::read;  // STR*; LDR*, LDRS*, PRFM
-      return (opc & 1) == 0 ? Access::write : Access::read;        // STR b/h/s/d (00), q (10)
-    };
-    switch ((w >> 28) & 3) {
-      case 0:  // exclusives, acquire/release, compare-and-swap, SIMD structures
-        if (v == 0 && ((w >> 23) & 1) != 0 && ((w >> 21) & 1) != 0) return Access::write;  // CAS: RMW
-        return bit22 ? Access::read : Access::write;
-      case 1:  // literal loads; LDAPR/STLUR unscaled
-        if (((w >> 24) & 1) == 0) return Access::read;
-        return opc == 0 ? Access::write : Access::read;
-      case 2:  // pairs: L is bit 22
-        return bit22 ? Access::read : Access::write;
-      default: {  // register forms and atomic memory operations
-        if (((w >> 24) & 1) != 0) return by_opc();  // unsigned immediate
-        if (((w >> 21) & 1) == 0) return by_opc();  // unscaled, post/pre-index, unprivileged
-        switch ((w >> 10) & 3) {
-          case 0:  // atomic memory operations: read-modify-write, except LDAPR (o3 = 1, opc = 100)
-            return (((w >> 15) & 1) != 0 && ((w >> 12) & 7) == 4) ? Access::read : Access::write;
-          case 2: return by_opc();  // register offset
-          default: return Access::read;  // LDRAA/LDRAB (pointer authentication)
-        }
-      }
-    }
-  }
+  // Load or store, from the A64 encoding of a load/store instruction; unknown for anything else. The
+  // emulator's decoder answers it (arch/aarch64/emulate_aarch64_sig.cpp): one table of the encodings.
+  static Access classify_load_store(std::uint32_t w) noexcept;
 
   static Access access(const siginfo_t& si, const ucontext_t& uc) noexcept {
     if (si.si_signo != SIGSEGV && si.si_signo != SIGBUS) return Access::unknown;
@@ -204,18 +177,8 @@ struct Aarch64 {
   // copied, so its record is cut off (dst's list ends before it). Returns 0.
   static std::size_t capture(ucontext_t& dst, const ucontext_t& src, void*, std::size_t) noexcept {
     __builtin_memcpy(&dst, &src, sizeof(ucontext_t));
-    auto* p = reinterpret_cast<std::uint8_t*>(dst.uc_mcontext.__reserved);
-    const std::uint8_t* end = p + sizeof dst.uc_mcontext.__reserved;
-    while (p + 8 <= end) {
-      std::uint32_t m, size;
-      __builtin_memcpy(&m, p, 4);
-      __builtin_memcpy(&size, p + 4, 4);
-      if (m == 0 || size < 8 || size > static_cast<std::size_t>(end - p)) break;
-      if (m == kExtraMagic) {
-        __builtin_memset(p, 0, 8);  // the list now ends here
-        break;
-      }
-      p += size;
+    if (const void* extra = find_record(dst, kExtraMagic); extra != nullptr) {
+      __builtin_memset(const_cast<void*>(extra), 0, 8);  // the list now ends here
     }
     return 0;
   }

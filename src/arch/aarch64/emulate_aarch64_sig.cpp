@@ -160,8 +160,8 @@ EmulateStatus decode_word(std::uint32_t w, Decoded* d) {
     const unsigned kind = (w >> 10) & 3;
     if (kind == 0) {  // LDADD, SWP, LDAPR, ...: decoded for heal(), declined by emulate()
       d->size = 1u << ((w >> 30) & 3);
-      d->load = d->rmw = !(((w >> 15) & 1) != 0 && ((w >> 12) & 7) == 4);
-      if (!d->rmw) d->load = true;  // LDAPR
+      d->load = true;
+      d->rmw = !(((w >> 15) & 1) != 0 && ((w >> 12) & 7) == 4);  // all but LDAPR
       d->decline = EmulateStatus::not_atomic;
       d->mnemonic = d->rmw ? "ldadd" : "ldapr";
       return EmulateStatus::ok;
@@ -241,12 +241,19 @@ EmulateStatus fetch(const FaultContext& ctx, std::uint32_t* w) {
 }
 
 
-std::uint8_t* vreg(ucontext_t& uc, unsigned i) {
-  return const_cast<std::uint8_t*>(A::fpsimd(uc)) + 16 + 16 * i;
+}  // namespace
+
+namespace arch {
+
+// The access kind of a load/store word, from the same decoder emulation uses: a read, or a write for
+// stores and atomic read-modify-writes; unknown for anything it does not decode.
+Access Aarch64::classify_load_store(std::uint32_t w) noexcept {
+  Decoded d;
+  if (decode_word(w, &d) != EmulateStatus::ok) return Access::unknown;
+  return d.load && !d.rmw ? Access::read : Access::write;
 }
 
-
-}  // namespace
+}  // namespace arch
 
 namespace arch::emulation {
 
@@ -277,7 +284,7 @@ EmulateStatus run(FaultContext& ctx, const Decoded& d, const Instruction& in, co
     }
   } else {
     for (unsigned k = 0; k < n; ++k) {
-      if (d.simd) std::memcpy(buf[k], vreg(uc, regs[k]), d.size);
+      if (d.simd) A::vector_reg(uc, regs[k], buf[k]);  // the low d.size bytes are stored
       else {
         const std::uint64_t v = xreg(uc, regs[k]);
         std::memcpy(buf[k], &v, d.size);
