@@ -17,6 +17,7 @@ arm64_packages=(
   libdw-dev                     # file:line in `faultline catch` and `faultline symbolize`
   libbenchmark-dev              # the micro-benchmarks
   libzstd-dev                   # the snapshot example
+  libhiredis-dev                # the Redis Cluster store
   libsigsegv-dev                # the libsigsegv baseline
 )
 arch_all_packages=(libcli11-dev nlohmann-json3-dev)

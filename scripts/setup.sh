@@ -15,6 +15,8 @@ packages=(
   libsigsegv-dev libgc-dev                     # baselines measured by `faultline bench`
   liburing-dev                                 # the file store's reads
   libzstd-dev                                  # the lazy snapshot-restore example compresses its snapshot
+  libhiredis-dev                               # the Redis Cluster store's client (protocol, connections)
+  redis-server redis-tools                     # the loopback cluster the cluster tests and bench rows start
   clang binutils                               # fuzzing target; nm for the signal-path symbol check
   python3 python3-jsonschema                   # the bench JSON schema test
   rsync                                        # scripts/mutate.py copies the tree to a scratch folder

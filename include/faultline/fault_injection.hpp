@@ -48,6 +48,9 @@ enum class Op : std::uint8_t {
   tgkill, rt_tgsigqueueinfo, sigaltstack, timer_create, timer_settime, eventfd, sendmsg, recvmsg,
   thread_create,  // every thread faultline starts (handler, evictor, pager, watchdog)
   alloc,          // faultline's own allocations of region, table and pager state
+  store_get,      // faultline's own stores, at the store interface (faultline/redis_store.hpp): a read
+  store_set,      //   request (MGET), a write request (MSET), a replication wait (WAIT)
+  store_wait,
   count
 };
 // "mmap", "uffdio_copy", ... ; "?" out of range. Async-signal-safe.

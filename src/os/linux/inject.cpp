@@ -4,6 +4,7 @@
 #include <cstring>
 #include <string>
 
+#include "core/text.hpp"
 #include "os/linux/inject.hpp"
 #include "os/linux/inject_state.hpp"
 
@@ -78,20 +79,8 @@ Result<void> arm(const std::vector<Rule>& rules) {
 
 Result<void> arm_from_spec(const std::string& spec) {
   std::vector<Rule> rules;
-  std::size_t pos = 0;
-  while (pos <= spec.size()) {
-    std::size_t comma = spec.find(',', pos);
-    if (comma == std::string::npos) comma = spec.size();
-    const std::string item = spec.substr(pos, comma - pos);
-    pos = comma + 1;
-    if (item.empty()) continue;
-    std::vector<std::string> f;
-    for (std::size_t p = 0; p <= item.size();) {
-      std::size_t c = item.find(':', p);
-      if (c == std::string::npos) c = item.size();
-      f.push_back(item.substr(p, c - p));
-      p = c + 1;
-    }
+  for (const std::string& item : core::split_items(spec, ',')) {
+    const std::vector<std::string> f = core::split_items(item, ':');
     const std::string bad = "FAULTLINE_INJECT: '" + item + "': ";
     if (f.size() < 3) return Error(Errc::invalid_argument, bad + "expected op:nth:errno[:count=N][:stall=Tms]");
     auto op = op_from_name(f[0]);

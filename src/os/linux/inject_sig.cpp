@@ -130,7 +130,7 @@ const char* op_name(Op op) noexcept {
       "userfaultfd", "uffdio_api", "uffdio_register", "uffdio_unregister", "uffdio_copy", "uffdio_zeropage",
       "uffdio_wake", "uffdio_writeprotect", "uffdio_continue", "uffdio_poison", "uffdio_move", "pagemap_scan",
       "tgkill", "rt_tgsigqueueinfo", "sigaltstack", "timer_create", "timer_settime", "eventfd", "sendmsg", "recvmsg",
-      "thread_create", "alloc"};
+      "thread_create", "alloc", "store_get", "store_set", "store_wait"};
   static_assert(sizeof(kNames) / sizeof(kNames[0]) == static_cast<unsigned>(Op::count));
   const auto i = static_cast<unsigned>(op);
   return i < static_cast<unsigned>(Op::count) ? kNames[i] : "?";
