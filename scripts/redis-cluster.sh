@@ -19,6 +19,7 @@ set -euo pipefail
 cmd=${1:-}
 dir=${2:-}
 [[ -n $cmd && -n $dir ]] || { sed -n '2,14p' "$0" >&2; exit 2; }
+dir=$(realpath -m "$dir")
 cli() { redis-cli -h 127.0.0.1 -p "$1" "${@:2}"; }
 
 start_node() {  # $1: port
@@ -53,7 +54,10 @@ healthy() {  # every slot served, 3 masters, each with a replica online and in s
       grep -q 'master_sync_in_progress:0' <<<"$info" || return 1
     fi
   done
-  [ "$masters" -eq 3 ]
+  [ "$masters" -eq 3 ] || return 1
+  # ... and every node has heard of it (CLUSTER SLOTS lists the replicas)
+  info=$(redis-cli --cluster check "127.0.0.1:$(ports | head -1)" 2>/dev/null) || return 1
+  [ "$(grep -c '1 additional replica' <<<"$info")" -eq 3 ] && grep -q 'All nodes agree' <<<"$info"
 }
 
 wait_healthy() {

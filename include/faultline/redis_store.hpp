@@ -81,7 +81,8 @@ struct RedisClusterOptions {
 
 // Counters of a store (relaxed snapshots).
 struct RedisClusterStats {
-  std::uint64_t requests = 0;        // MGET/MSET/WAIT requests sent (one per chunk touched)
+  std::uint64_t fills = 0;           // fill() calls (read-ahead windows)
+  std::uint64_t requests = 0;        // MGET/MSET/DEL requests sent (one per chunk touched)
   std::uint64_t pages_read = 0, pages_written = 0;
   std::uint64_t replica_reads = 0;   // chunks read from a replica because the master did not answer
   std::uint64_t redirects = 0;       // MOVED and ASK answers followed

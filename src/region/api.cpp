@@ -342,14 +342,7 @@ Result<std::size_t> Region::evict(std::size_t first_page, std::size_t count) {
     if (auto c = impl_->refuse_if_inherited("evict"); !c) return c.error();
     if (auto c = impl_->check_range(first_page, count, perm_none, "evict"); !c) return c.error();
     if (auto c = impl_->refuse_if_not_ours("evict"); !c) return c.error();
-    std::size_t written = 0;
-    if (impl_->write_back_enabled) {
-      auto w = impl_->write_back(first_page, count);
-      if (!w) return w;
-      written = *w;
-    }
-    if (auto d = impl_->discard(first_page, count); !d) return d.error();
-    return written;
+    return impl_->evict(first_page, count);
   });
 }
 

@@ -38,6 +38,17 @@ void RegionImpl::queue_protect(ProtectBatch& batch, std::uintptr_t addr, std::si
   batch.ops_.push_back(ProtectBatch::Op{id, addr, len, new_prot});
 }
 
+Result<std::size_t> RegionImpl::evict(std::size_t first, std::size_t count) {
+  std::size_t written = 0;
+  if (write_back_enabled) {
+    auto w = write_back(first, count);
+    if (!w) return w;
+    written = *w;
+  }
+  if (auto d = discard(first, count); !d) return d.error();
+  return written;
+}
+
 Result<void> RegionImpl::refuse_if_not_ours(const char* what) const {
   if (memory_is_ours()) return {};
   return Error(Errc::not_found, std::string(what) + ": region '" + name +

@@ -64,6 +64,10 @@ struct RegionImpl {
   virtual Result<void> discard(std::size_t first, std::size_t count) = 0;
   // Writes back the dirty pages of [first, first + count) (write_back regions); returns pages stored.
   virtual Result<std::size_t> write_back(std::size_t first, std::size_t count) = 0;
+  // Region::evict, validated by the caller: write_back() (write_back regions), then discard() unless it
+  // failed. Returns pages stored. A backend whose writers may run during the store overrides it so that
+  // no write between the two is lost (userfaultfd).
+  virtual Result<std::size_t> evict(std::size_t first, std::size_t count);
   // A pager thread serves `slot`, a request for this region: runs the store's fill, completes the
   // pages and answers (or frees) the slot. Ordinary code.
   virtual void serve(PagerImpl& pager, PagerSlot& slot) = 0;

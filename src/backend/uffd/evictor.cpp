@@ -32,7 +32,7 @@ void evictor_loop() {
       r = g_evict_queue.front();
       g_evict_queue.pop_front();
     }
-    EvictState& e = *r->evict;
+    EvictState& e = *r->watermark;
     for (;;) {
       std::pair<std::size_t, std::size_t> window;
       {
@@ -45,9 +45,15 @@ void evictor_loop() {
         e.fifo.pop_front();
         e.resident = e.resident > window.second ? e.resident - window.second : 0;
       }
-      // A failed write-back keeps the pages dirty and resident.
-      if (!r->write_back_enabled || r->write_back(window.first, window.second)) {
-        (void)r->discard(window.first, window.second);
+      // A failed write-back keeps the pages dirty and resident: the window goes to the back of the line
+      // and the evictor waits for the next fill before trying again (a store that is down is not
+      // hammered).
+      if (!r->evict(window.first, window.second)) {
+        std::lock_guard lock(e.mutex);
+        e.fifo.push_back(window);
+        e.resident += window.second;
+        e.queued = false;
+        break;
       }
     }
     r->inflight.fetch_sub(1, std::memory_order_acq_rel);  // the queue's pin
@@ -57,8 +63,8 @@ void evictor_loop() {
 }  // namespace
 
 void note_filled(UffdRegion& r, std::uintptr_t page_addr, std::size_t pages) {
-  if (r.evict == nullptr || pages == 0) return;
-  EvictState& e = *r.evict;
+  if (r.watermark == nullptr || pages == 0) return;
+  EvictState& e = *r.watermark;
   {
     std::lock_guard lock(e.mutex);
     e.fifo.emplace_back((page_addr - r.base) / core::page_size(), pages);

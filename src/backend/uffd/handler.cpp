@@ -130,9 +130,17 @@ void expired(detail::RegionImpl& r, const FillRequest& req) {
       if (r == nullptr) {
         // unregistered meanwhile: let the thread fault normally (the wake-up below)
       } else if (wp) {
-        // Synchronous write tracking: record the page, then lift the protection (which wakes the writer).
-        if (!r->dirty.empty()) r->dirty.set((addr - r->base) / page);
-        if (const long rc = os::uffd_writeprotect(fd, addr, page, false); os::is_err(rc) && rc != -EAGAIN) {
+        // Synchronous write tracking: record the page, then lift the protection (which wakes the writer);
+        // unless an eviction holds the page: the writer sleeps until it is over (evict() wakes it).
+        std::unique_lock wp_lock(r->wp_mutex);
+        if (r->in_eviction(addr)) {
+          rewake = false;
+        } else if (!r->dirty.empty()) {
+          r->dirty.set((addr - r->base) / page);
+        }
+        if (!rewake) {
+          // held back
+        } else if (const long rc = os::uffd_writeprotect(fd, addr, page, false); os::is_err(rc) && rc != -EAGAIN) {
           // The write cannot be let through: retrying would fault for ever. End it with the cause.
           char text[160];
           std::snprintf(text, sizeof text, "a write to page %zu could not be let through: UFFDIO_WRITEPROTECT failed: %s",

@@ -181,8 +181,8 @@ UffdRegion::UffdRegion(const RegionOptions& o, std::uintptr_t region_base, std::
       remote_pid(o.remote_pager_pid) {
   ra_window.store(static_cast<std::uint32_t>(o.fault_around));
   if (o.max_resident_pages != 0) {
-    evict = std::make_unique<EvictState>();
-    evict->max_resident = o.max_resident_pages;
+    watermark = std::make_unique<EvictState>();
+    watermark->max_resident = o.max_resident_pages;
   }
 }
 
@@ -286,7 +286,7 @@ Result<void> UffdRegion::attach() {
     failed = detail::PageBits(pages());
     return attach_remote(*this, remote_sock);
   }
-  if (evict != nullptr) {
+  if (watermark != nullptr) {
     if (auto e = start_evictor(); !e) return e;
   }
   const bool sync_wp = policy == Policy::track_dirty && tracking == DirtyTracking::sync_wp;
@@ -474,6 +474,36 @@ Result<std::size_t> UffdRegion::write_back(std::size_t first, std::size_t count)
   return Error(Errc::system_error, std::string("flush: region '") + name + "': the write-back of page " +
                                        std::to_string(failed_page) + " failed: " + std::strerror(st.error) +
                                        (st.reason != nullptr ? std::string(" (") + st.reason + ")" : ""));
+}
+
+Result<std::size_t> UffdRegion::evict(std::size_t first, std::size_t count) {
+  if (!write_back_enabled) return RegionImpl::evict(first, count);
+  std::lock_guard one(evict_mutex);
+  std::size_t written = 0;
+  constexpr std::size_t kPiece = (1u << 24) - 1;  // what `evicting` can hold
+  for (std::size_t at = first; at < first + count; at += kPiece) {
+    const std::size_t n = first + count - at < kPiece ? first + count - at : kPiece;
+    {
+      // From here on the handler thread lets no write to the range through (write_back() protects the
+      // dirty pages again; the clean ones are protected since their fill).
+      std::lock_guard wp(wp_mutex);
+      evicting.store((static_cast<std::uint64_t>(at) + 1) << 24 | n, std::memory_order_release);
+    }
+    auto w = write_back(at, n);
+    Result<void> d;
+    if (w) d = discard(at, n);
+    {
+      std::lock_guard wp(wp_mutex);
+      evicting.store(0, std::memory_order_release);
+    }
+    // The writers held back: the page is gone (they fault it in again) or, after a failure, still
+    // protected (they fault again, and are let through now).
+    os::uffd_wake(fd, base + at * core::page_size(), n * core::page_size());
+    if (!w) return w;
+    if (!d) return d.error();
+    written += *w;
+  }
+  return written;
 }
 
 void UffdRegion::serve(detail::PagerImpl& p, detail::PagerSlot& slot) {

@@ -21,6 +21,7 @@
 #include <string>
 #include <utility>
 
+#include "core/page.hpp"
 #include "region/impl.hpp"
 
 namespace faultline::backend::uffd {
@@ -56,6 +57,19 @@ class UffdRegion final : public detail::RegionImpl {
   Result<void> protect(std::size_t first, std::size_t count, unsigned perms) override;
   Result<void> discard(std::size_t first, std::size_t count) override;
   Result<std::size_t> write_back(std::size_t first, std::size_t count) override;
+  // Writes back, then drops, holding back every write to the range meanwhile: a write fault there is
+  // not let through (the handler thread leaves the writer asleep, see in_eviction) until the pages are
+  // gone, then the writer is woken and faults the page in again, from the store that has its last
+  // contents. Without this, a write between the store and the drop would be lost.
+  Result<std::size_t> evict(std::size_t first, std::size_t count) override;
+  // Handler thread, on a write-protect fault at `addr`, with wp_mutex held: true while an eviction
+  // covers the page (the write must wait for it).
+  bool in_eviction(std::uintptr_t addr) const noexcept {
+    const std::uint64_t e = evicting.load(std::memory_order_acquire);
+    if (e == 0) return false;
+    const std::size_t page = (addr - base) / core::page_size(), first = (e >> 24) - 1, count = e & 0xffffff;
+    return page >= first && page < first + count;
+  }
   void serve(detail::PagerImpl& pager, detail::PagerSlot& slot) override;
   void after_fork_in_child() noexcept override;  // fill_sig.cpp
 
@@ -88,7 +102,10 @@ class UffdRegion final : public detail::RegionImpl {
   std::size_t readahead_max = 64;
   std::atomic<std::uint32_t> ra_window{1};
   std::atomic<std::uintptr_t> ra_next{0};  // the page after the last window filled
-  std::unique_ptr<EvictState> evict;       // max_resident_pages set
+  std::unique_ptr<EvictState> watermark;   // max_resident_pages set
+  std::mutex evict_mutex;                  // one eviction at a time
+  std::mutex wp_mutex;                     // orders the handler's lifting of write protection and evict()
+  std::atomic<std::uint64_t> evicting{0};  // the range evict() holds: (first page + 1) << 24 | pages; 0: none
   int remote_sock = -1;                    // remote pager: the socket to the pager process
   int remote_stop = -1;                    // remote pager: eventfd that ends the watchdog
   long remote_uid = -1, remote_pid = 0;    // remote pager: the credentials required of it

@@ -90,7 +90,7 @@ struct RedisClusterStore::Impl {
   std::atomic<std::uint64_t> map_generation{0};
   std::mutex refresh_mutex;
 
-  std::atomic<std::uint64_t> requests{0}, pages_read{0}, pages_written{0}, replica_reads{0}, redirects{0},
+  std::atomic<std::uint64_t> fills{0}, requests{0}, pages_read{0}, pages_written{0}, replica_reads{0}, redirects{0},
       refreshes{0}, failures{0};
 
   // Failure texts handed out as FillStatus::reason: they must outlive the call. A ring (the region copies
@@ -662,6 +662,7 @@ Result<std::unique_ptr<RedisClusterStore>> RedisClusterStore::connect(const Redi
 }
 
 FillStatus RedisClusterStore::fill(const FillRequest& req) {
+  impl_->fills.fetch_add(1, std::memory_order_relaxed);
   try {
     return impl_->read(req.offset / impl_->page, req.length / impl_->page, req.dest);
   } catch (...) {
@@ -710,6 +711,7 @@ FillStatus RedisClusterStore::erase_pages(std::size_t first_page, std::size_t co
 
 RedisClusterStats RedisClusterStore::stats() const noexcept {
   RedisClusterStats s;
+  s.fills = impl_->fills.load(std::memory_order_relaxed);
   s.requests = impl_->requests.load(std::memory_order_relaxed);
   s.pages_read = impl_->pages_read.load(std::memory_order_relaxed);
   s.pages_written = impl_->pages_written.load(std::memory_order_relaxed);
