@@ -165,6 +165,8 @@ int UffdRegion::fill(std::uintptr_t page_addr, Access access, std::uintptr_t pc,
     rc = zeros != nullptr ? os::uffd_copy(fd, page_addr, zeros, len, &done) : os::uffd_zeropage(fd, page_addr, len, &done);
   } else {
     const FillRequest req{info(), page_addr - base, len, access, pc, tid, static_cast<std::byte*>(bounce)};
+    const bool guard = write_back_enabled && !child_served;  // see UffdRegion::dropped
+    const std::uint64_t dropped_before = guard ? dropped.load(std::memory_order_acquire) : 0;
     const FillStatus st = call(*store, req);
     if (st.error != 0) {
       const int err = st.error > 0 ? st.error : EIO;
@@ -173,7 +175,18 @@ int UffdRegion::fill(std::uintptr_t page_addr, Access access, std::uintptr_t pc,
     }
     // Installed write-protected when written pages are tracked for write-back (not in a forked child,
     // whose own fd tracks nothing).
-    rc = os::uffd_copy(fd, page_addr, bounce, len, &done, true, write_back_enabled && !child_served);
+    if (guard) {
+      lock_install();
+      if (dropped.load(std::memory_order_acquire) != dropped_before) {
+        // Pages were dropped (and perhaps stored anew) while the store answered: what it returned may
+        // be older than what the store holds now. Install nothing; the thread faults again.
+        unlock_install();
+        os::uffd_wake(fd, page_addr, page);
+        return 0;
+      }
+    }
+    rc = os::uffd_copy(fd, page_addr, bounce, len, &done, true, guard);
+    if (guard) unlock_install();
   }
   if (!os::is_err(rc)) done = len;
   if (!child_served && !filled.empty()) {

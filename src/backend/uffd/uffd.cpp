@@ -5,6 +5,7 @@
 
 #include <fcntl.h>
 #include <pthread.h>
+#include <sched.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
@@ -415,6 +416,11 @@ Result<void> UffdRegion::discard(std::size_t first, std::size_t count) {
   // cleared). Dirty tracking is re-armed on the fresh pages.
   if (!filled.empty()) filled.clear_range(first, count);
   if (!failed.empty()) failed.clear_range(first, count);
+  if (write_back_enabled) {  // see UffdRegion::dropped; not held across madvise, whose REMOVE event the
+    lock_install();          // handler thread (which may be filling) must read before it returns
+    dropped.fetch_add(1, std::memory_order_acq_rel);
+    unlock_install();
+  }
   if (const long rc = os::raw_madvise(view, len, MADV_DONTNEED); os::is_err(rc)) {
     return Error::from_errno("madvise (Region::discard)", static_cast<int>(-rc));
   }
@@ -431,6 +437,12 @@ Result<void> UffdRegion::discard(std::size_t first, std::size_t count) {
 }
 
 Result<std::size_t> UffdRegion::write_back(std::size_t first, std::size_t count) {
+  // The store reads the pages from the region itself: no eviction may drop them meanwhile.
+  std::lock_guard one(evict_mutex);
+  return write_back_locked(first, count);
+}
+
+Result<std::size_t> UffdRegion::write_back_locked(std::size_t first, std::size_t count) {
   // Take the dirty marks, write-protect each run again (so a write during the store is recorded anew),
   // then hand all the runs to the store in one batch.
   const std::size_t page = core::page_size();
@@ -445,7 +457,14 @@ Result<std::size_t> UffdRegion::write_back(std::size_t first, std::size_t count)
     while (b < taken.size() && taken[b] == taken[b - 1] + 1) ++b;
     const std::uintptr_t addr = base + taken[a] * page;
     const std::size_t len = (b - a) * page;
-    if (const long rc = os::uffd_writeprotect(fd, addr, len, true); os::is_err(rc)) {
+    // EAGAIN: the address space was changing under the call (a concurrent fault, madvise or fill); the
+    // kernel asks for a retry.
+    long rc = os::uffd_writeprotect(fd, addr, len, true);
+    for (int tries = 0; rc == -EAGAIN && tries < 10000; ++tries) {
+      sched_yield();
+      rc = os::uffd_writeprotect(fd, addr, len, true);
+    }
+    if (os::is_err(rc)) {
       for (std::size_t k = a; k < taken.size(); ++k) dirty.set(taken[k]);  // not stored: still dirty
       for (const auto& [at, n] : run_pages) {
         for (std::size_t k = 0; k < n; ++k) dirty.set(taken[at + k]);
@@ -489,7 +508,7 @@ Result<std::size_t> UffdRegion::evict(std::size_t first, std::size_t count) {
       std::lock_guard wp(wp_mutex);
       evicting.store((static_cast<std::uint64_t>(at) + 1) << 24 | n, std::memory_order_release);
     }
-    auto w = write_back(at, n);
+    auto w = write_back_locked(at, n);
     Result<void> d;
     if (w) d = discard(at, n);
     {

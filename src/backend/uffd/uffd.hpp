@@ -56,7 +56,8 @@ class UffdRegion final : public detail::RegionImpl {
   Result<void> collect_dirty(std::vector<std::size_t>& pages, ProtectBatch* defer) override;
   Result<void> protect(std::size_t first, std::size_t count, unsigned perms) override;
   Result<void> discard(std::size_t first, std::size_t count) override;
-  Result<std::size_t> write_back(std::size_t first, std::size_t count) override;
+  Result<std::size_t> write_back(std::size_t first, std::size_t count) override;  // takes evict_mutex
+  Result<std::size_t> write_back_locked(std::size_t first, std::size_t count);    // evict_mutex held
   // Writes back, then drops, holding back every write to the range meanwhile: a write fault there is
   // not let through (the handler thread leaves the writer asleep, see in_eviction) until the pages are
   // gone, then the writer is woken and faults the page in again, from the store that has its last
@@ -106,6 +107,20 @@ class UffdRegion final : public detail::RegionImpl {
   std::mutex evict_mutex;                  // one eviction at a time
   std::mutex wp_mutex;                     // orders the handler's lifting of write protection and evict()
   std::atomic<std::uint64_t> evicting{0};  // the range evict() holds: (first page + 1) << 24 | pages; 0: none
+  // Write-back regions: a fill whose store read began before a discard must not install its (possibly
+  // older) pages after it. discard() bumps `dropped` under `install_lock` before it drops the pages (a
+  // write-back, if any, is done by then); a fill notes `dropped` before it asks the store and installs
+  // under the lock only if it has not moved (otherwise it wakes the thread, which faults again). A spin
+  // lock: fills run in signal-path code, and a fill holds it for one UFFDIO_COPY.
+  std::atomic<std::uint64_t> dropped{0};
+  std::atomic<bool> install_lock{false};
+  void lock_install() noexcept {
+    while (install_lock.exchange(true, std::memory_order_acquire)) {
+      while (install_lock.load(std::memory_order_relaxed)) {
+      }
+    }
+  }
+  void unlock_install() noexcept { install_lock.store(false, std::memory_order_release); }
   int remote_sock = -1;                    // remote pager: the socket to the pager process
   int remote_stop = -1;                    // remote pager: eventfd that ends the watchdog
   long remote_uid = -1, remote_pid = 0;    // remote pager: the credentials required of it
