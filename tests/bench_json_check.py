@@ -11,13 +11,14 @@ It asserts no speed.
 """
 import ctypes
 import json
+import os
 import subprocess
 import sys
 import tempfile
 
 import jsonschema
 
-SECTIONS = ["trap", "regions", "userfaultfd", "file", "dirty", "threads", "emulation"]
+SECTIONS = ["trap", "regions", "userfaultfd", "file", "dirty", "threads", "emulation", "cluster"]
 
 
 def library_present(soname: str) -> bool:
@@ -39,6 +40,9 @@ def requirements(row: dict, info: dict) -> list:
     if "Boehm" in baseline:
         need.append(("libgc.so.1 (the baseline)", library_present("libgc.so.1")))
     if section in ("userfaultfd", "file", "dirty") and (section != "dirty" or "userfaultfd" in name or "WP_ASYNC" in name):
+        need.append(("userfaultfd (faultline info: region_backend)", uffd))
+    if section == "cluster":
+        need.append(("a Redis Cluster named by FAULTLINE_REDIS_CLUSTER", bool(os.environ.get("FAULTLINE_REDIS_CLUSTER"))))
         need.append(("userfaultfd (faultline info: region_backend)", uffd))
     if "self-service" in name:
         need.append(("userfaultfd SIGBUS feature", features.get("SIGBUS", False)))

@@ -106,6 +106,7 @@ class RedisClusterStore final : public Store {
   FillStatus fill(const FillRequest& req) override;
   FillStatus write_back(const WriteBackRequest* runs, std::size_t n, std::size_t* stored) override;
   bool writable() const noexcept override { return true; }
+  std::size_t preferred_run_pages() const noexcept override;  // chunk_pages
 
   // Reads `count` pages from `first_page` into `dest` (the same path as fill(), for tools and tests).
   FillStatus read_pages(std::size_t first_page, std::size_t count, std::byte* dest);

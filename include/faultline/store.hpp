@@ -81,6 +81,11 @@ class Store {
   virtual bool writable() const noexcept { return false; }
   // True when fill() is async-signal-safe (see above).
   virtual bool async_signal_safe() const noexcept { return false; }
+  // Pages per run that the store answers in one request when a fill starts on a multiple of it and
+  // stays inside it (a remote store's chunk); 0 or 1: no preference. The userfaultfd backend then ends
+  // each read-ahead window at the next such boundary, so that sequential windows start on one. Read once,
+  // when a region is created.
+  virtual std::size_t preferred_run_pages() const noexcept { return 0; }
 };
 
 // The file store: a region's pages are a range of a file, read with pread in runs as long as the fill,

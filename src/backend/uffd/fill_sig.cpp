@@ -149,6 +149,12 @@ int UffdRegion::fill(std::uintptr_t page_addr, Access access, std::uintptr_t pc,
       }
     }
   }
+  // A store that answers aligned runs in one request (Store::preferred_run_pages): end the window at
+  // the next boundary, so that the windows after it start on one.
+  if (policy != Policy::zero_fill && run_align > 1) {
+    const std::size_t boundary = ((page_addr - base) / page / run_align + 1) * run_align * page;
+    if (len > boundary - (page_addr - base)) len = boundary - (page_addr - base);
+  }
   if (policy != Policy::zero_fill && len > bounce_size) len = bounce_size - bounce_size % page;
   if (len == 0) len = page;
   ra_window.store(static_cast<std::uint32_t>(window), std::memory_order_relaxed);

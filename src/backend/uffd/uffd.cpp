@@ -181,6 +181,7 @@ UffdRegion::UffdRegion(const RegionOptions& o, std::uintptr_t region_base, std::
       remote_uid(o.remote_pager_uid),
       remote_pid(o.remote_pager_pid) {
   ra_window.store(static_cast<std::uint32_t>(o.fault_around));
+  if (store != nullptr) run_align = store->preferred_run_pages();
   if (o.max_resident_pages != 0) {
     watermark = std::make_unique<EvictState>();
     watermark->max_resident = o.max_resident_pages;

@@ -744,4 +744,6 @@ std::vector<std::string> RedisClusterStore::describe() const {
 
 const RedisClusterOptions& RedisClusterStore::options() const noexcept { return impl_->opts; }
 
+std::size_t RedisClusterStore::preferred_run_pages() const noexcept { return impl_->opts.chunk_pages; }
+
 }  // namespace faultline

@@ -55,6 +55,7 @@ int run_bench(const BenchArgs& args) {
   bench::section_trap(b);
   bench::section_regions(b);
   bench::section_uffd(b);
+  bench::section_cluster(b);
   bench::section_threads(b);
   bench::section_emulation(b);
   b.print_table(stdout);

@@ -10,6 +10,7 @@ void section_regions(Bench& b);  // region lookup, zero-fill fault, first touch 
 void section_threads(Bench& b);  // stop-the-world against Boehm GC; preemption cost and lateness
 void section_emulation(Bench& b);  // decode/emulate/heal against the plain fault round trip
 void section_uffd(Bench& b);       // the userfaultfd backend: first touch, read-ahead, dirty epochs
+void section_cluster(Bench& b);    // pages from a Redis Cluster (FAULTLINE_REDIS_CLUSTER), against floors
 
 // A page-aligned anonymous mapping, unmapped at scope exit.
 class Mapping {
