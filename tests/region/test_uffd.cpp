@@ -99,6 +99,96 @@ TEST(Uffd, FileStoreWriteBackFlushAndEvict) {
   EXPECT_TRUE(r.exited() && r.exit_code() == 0) << r;
 }
 
+// A write to a page while an eviction is storing it is not lost: the write waits until the page has
+// been stored and dropped, then faults it in again and lands. (Without the hold, the write would go into
+// the old page after its contents were stored, and the drop would lose it.) The store's write-back
+// pauses to give the writer time to try; if the writer is late, the test only proves less.
+class PausingStore final : public Store {
+ public:
+  explicit PausingStore(std::vector<char>& v) : v_(v) {}
+  FillStatus fill(const FillRequest& req) override {
+    std::memcpy(req.dest, v_.data() + req.offset, req.length);
+    return {};
+  }
+  FillStatus write_back(const WriteBackRequest* runs, std::size_t n, std::size_t* stored) override {
+    for (std::size_t i = 0; i < n; ++i) std::memcpy(v_.data() + runs[i].offset, runs[i].src, runs[i].length);
+    entered.store(true);
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    *stored = n;
+    return {};
+  }
+  bool writable() const noexcept override { return true; }
+  std::atomic<bool> entered{false};
+
+ private:
+  std::vector<char>& v_;
+};
+
+TEST(Uffd, AWriteDuringAnEvictionIsNotLost) {
+  FAULTLINE_SKIP_WITHOUT_USERFAULTFD();
+  ChildResult r = run_child([] {
+    std::vector<char> backing(4 * kPage, 'o');
+    PausingStore store(backing);
+    RegionOptions o;
+    o.name = "evicting";
+    o.policy = Policy::provider;
+    o.store = &store;
+    o.write_back = true;
+    o.readahead_max = 1;
+    auto reg = must_reserve(4 * kPage, o);
+    auto* p = static_cast<volatile char*>(reg.data());
+    p[0] = 'A';  // filled, then dirty
+    std::thread writer([&] {
+      while (!store.entered.load()) std::this_thread::yield();
+      p[1] = 'N';  // during the write-back of page 0
+    });
+    auto ev = reg.evict(0, 1);
+    writer.join();
+    if (!ev.ok()) _exit(1);
+    std::printf("after the eviction: page 0 holds '%c' '%c'\n", p[0], p[1]);
+    if (p[0] != 'A' || p[1] != 'N') _exit(2);
+  });
+  EXPECT_TRUE(r.exited() && r.exit_code() == 0) << r;
+}
+
+// A store that answers aligned runs in one request: read-ahead windows end on its boundaries, so that
+// sequential windows after the first start on one.
+class RecordingStore final : public Store {
+ public:
+  FillStatus fill(const FillRequest& req) override {
+    std::memset(req.dest, 'r', req.length);
+    std::lock_guard lock(m);
+    runs.emplace_back(req.offset / kPage, req.length / kPage);
+    return {};
+  }
+  std::size_t preferred_run_pages() const noexcept override { return 8; }
+  std::mutex m;
+  std::vector<std::pair<std::size_t, std::size_t>> runs;
+};
+
+TEST(Uffd, ReadaheadWindowsEndOnTheStoresPreferredRuns) {
+  FAULTLINE_SKIP_WITHOUT_USERFAULTFD();
+  RecordingStore store;
+  RegionOptions o;
+  o.name = "aligned";
+  o.policy = Policy::provider;
+  o.store = &store;
+  o.fault_around = 3;
+  o.readahead_max = 8;
+  auto reg = reserve_region(64 * kPage, o);
+  if (!reg.ok() || reg->backend() != Backend::userfaultfd) GTEST_SKIP() << "needs the userfaultfd backend";
+  auto* p = static_cast<volatile char*>(reg->data());
+  for (std::size_t i = 0; i < 64; ++i) ASSERT_EQ(p[i * kPage], 'r');
+  std::lock_guard lock(store.m);
+  ASSERT_GE(store.runs.size(), 2u);
+  // The window grows 1, 2, 4 from the first fault and is cut at page 8; from there on every window is
+  // one whole run.
+  for (const auto& [first, n] : store.runs) {
+    EXPECT_EQ(first / 8, (first + n - 1) / 8) << "run " << first << "+" << n << " spans two runs of 8";
+    EXPECT_TRUE(first < 8 || (first % 8 == 0 && n == 8)) << "run " << first << "+" << n << " is not one whole run";
+  }
+}
+
 // The watermark: with more pages resident than max_resident_pages, the oldest are written back (if
 // dirty) and dropped by faultline's evictor; reading them again brings back what was written.
 
