@@ -18,7 +18,7 @@ import tempfile
 
 import jsonschema
 
-SECTIONS = ["trap", "regions", "userfaultfd", "file", "dirty", "threads", "emulation", "cluster"]
+SECTIONS = ["trap", "regions", "userfaultfd", "file", "dirty", "threads", "emulation", "cluster", "floor"]
 
 
 def library_present(soname: str) -> bool:
@@ -41,6 +41,10 @@ def requirements(row: dict, info: dict) -> list:
         need.append(("libgc.so.1 (the baseline)", library_present("libgc.so.1")))
     if section in ("userfaultfd", "file", "dirty") and (section != "dirty" or "userfaultfd" in name or "WP_ASYNC" in name):
         need.append(("userfaultfd (faultline info: region_backend)", uffd))
+    if section == "floor" and "userfaultfd" in name:
+        need.append(("userfaultfd (faultline info: region_backend)", uffd))
+        if "SIGBUS" in name:
+            need.append(("userfaultfd SIGBUS feature", features.get("SIGBUS", False)))
     if section == "cluster":
         need.append(("a Redis Cluster named by FAULTLINE_REDIS_CLUSTER", bool(os.environ.get("FAULTLINE_REDIS_CLUSTER"))))
         need.append(("userfaultfd (faultline info: region_backend)", uffd))
@@ -102,7 +106,7 @@ def main() -> int:
                             "everything it needs is present here")
     # And what is present shows up as measured rows: userfaultfd regions, file-backed regions and
     # userfaultfd dirty tracking when the kernel offers them.
-    present_sections = ["trap", "regions", "threads", "emulation"]
+    present_sections = ["trap", "floor", "regions", "threads", "emulation"]
     if info["region_backend"] == "userfaultfd":
         present_sections += ["userfaultfd", "file"]
         if info["userfaultfd"]["features"].get("WP_ASYNC") and info["pagemap_scan"]["available"]:

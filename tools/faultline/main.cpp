@@ -76,8 +76,8 @@ int main(int argc, char** argv) {
   bench->add_option("--rounds", bench_args.rounds, "Interleaved rounds per row (default 9; 3 with --quick)")
       ->check(CLI::Range(1u, 1000u));
   bench->add_option("--only", bench_args.only, "Run only these sections (trap, regions, userfaultfd, file, dirty, "
-                                               "threads, emulation, cluster)")
-      ->check(CLI::IsMember({"trap", "regions", "userfaultfd", "file", "dirty", "threads", "emulation", "cluster"}));
+                                               "threads, emulation, cluster, floor)")
+      ->check(CLI::IsMember({"trap", "regions", "userfaultfd", "file", "dirty", "threads", "emulation", "cluster", "floor"}));
   bench->add_option("--pages", bench_args.pages, "Pages per first-touch sample (default 4096)")
       ->check(CLI::Range(std::size_t{64}, std::size_t{1} << 20));
   bench->add_option("--threads", bench_args.threads, "Threads for the multi-threaded rows")

@@ -9,6 +9,7 @@
 #include <array>
 #include <atomic>
 #include <cerrno>
+#include <cstdint>
 #include <cstring>
 #include <mutex>
 #include <shared_mutex>
@@ -198,8 +199,8 @@ struct RedisClusterStore::Impl {
   }
 
   // Reads CLUSTER SLOTS from the first node that answers (known masters, then the seeds) and installs
-  // the map. Returns "" or the error text.
-  std::string refresh(int* errnum) {
+  // the map. Returns "" or the error text. Asks no further node once `deadline` (now_ms()) has passed.
+  std::string refresh(int* errnum, std::int64_t deadline) {
     const std::uint64_t gen = map_generation.load(std::memory_order_acquire);
     std::lock_guard one(refresh_mutex);
     if (map_generation.load(std::memory_order_acquire) != gen) return {};  // someone refreshed meanwhile
@@ -227,6 +228,7 @@ struct RedisClusterStore::Impl {
     std::stable_partition(candidates.begin(), candidates.end(),
                           [&](int i) { return node(i).down_until.load(std::memory_order_relaxed) <= now; });
     for (int i : candidates) {
+      if (!errors.empty() && now_ms() >= deadline) break;
       Node& n = node(i);
       std::string err;
       Conn c = take(n, false, &err, errnum);
@@ -531,7 +533,7 @@ struct RedisClusterStore::Impl {
       }
       if (need_refresh) {
         int e = 0;
-        if (std::string err = refresh(&e); !err.empty()) {
+        if (std::string err = refresh(&e, deadline); !err.empty()) {
           last_error = err;
           last_errno = e;
         }
@@ -648,7 +650,8 @@ Result<std::unique_ptr<RedisClusterStore>> RedisClusterStore::connect(const Redi
     impl->page = core::page_size();
     impl->slot_route.fill(-1);
     int errnum = 0;
-    if (std::string err = impl->refresh(&errnum); !err.empty()) {
+    // Every seed is tried at connect (each bounded by the timeouts): the error names them all.
+    if (std::string err = impl->refresh(&errnum, INT64_MAX); !err.empty()) {
       return Error(Errc::system_error, "redis cluster store: cannot read the slot map: " + err);
     }
     for (unsigned s = 0; s < kSlots; ++s) {

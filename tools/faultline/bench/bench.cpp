@@ -53,6 +53,7 @@ int run_bench(const BenchArgs& args) {
   }
   bench::Bench b(o);
   bench::section_trap(b);
+  bench::section_floor(b);
   bench::section_regions(b);
   bench::section_uffd(b);
   bench::section_cluster(b);

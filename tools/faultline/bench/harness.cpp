@@ -51,7 +51,43 @@ void Bench::status(const std::string& what) const {
 
 static bool met(const Row& r) {
   if (!r.target) return false;
-  return r.target->kind == Target::Kind::ratio_at_most ? r.ratio <= r.target->value : r.cand_median <= r.target->value;
+  switch (r.target->kind) {
+    case Target::Kind::ratio_at_most: return r.ratio <= r.target->value;
+    case Target::Kind::ns_at_most: return r.cand_median <= r.target->value;
+    case Target::Kind::floor_ratio_at_most: return !r.floor.empty() && r.floor_ratio <= r.target->value;
+  }
+  return false;
+}
+
+static const char* kind_name(Target::Kind k) {
+  switch (k) {
+    case Target::Kind::ratio_at_most: return "ratio_at_most";
+    case Target::Kind::ns_at_most: return "ns_at_most";
+    case Target::Kind::floor_ratio_at_most: return "floor_ratio_at_most";
+  }
+  return "?";
+}
+
+Row& Bench::measure_floor(const std::string& key, const std::string& name, const std::string& baseline_name,
+                          const Sampler& baseline, const Sampler& floor_sampler) {
+  Row& r = compare("floor", name, baseline_name, baseline, floor_sampler);
+  if (r.unavailable.empty()) floors_.emplace_back(key, FloorFigure{name, r.cand_median});
+  return r;
+}
+
+void Bench::attach_floor(Row& row, const std::string& key) {
+  if (!row.unavailable.empty()) return;
+  for (const auto& [k, f] : floors_) {
+    if (k != key) continue;
+    row.floor = f.name;
+    row.floor_ns = f.ns;
+    row.floor_ratio = f.ns > 0 ? row.cand_median / f.ns : 0;
+    if (row.target && row.target->kind == Target::Kind::ratio_at_most && row.base_median > 0) {
+      row.reachable = f.ns / row.base_median <= row.target->value;
+    }
+    row.met = met(row);
+    return;
+  }
 }
 
 Row& Bench::compare(const std::string& section, const std::string& name, const std::string& baseline_name,
@@ -136,25 +172,32 @@ void Bench::print_table(std::FILE* out) const {
     wb = std::max(wb, static_cast<int>(r.baseline.size()));
   }
   auto line = [&](const std::string& name, const std::string& base, const std::string& bt, const std::string& ct,
-                  const std::string& ratio, const std::string& spread, const std::string& target) {
-    std::fprintf(out, "%-*s  %-*s  %10s  %10s  %-22s  %-13s  %s\n", wn, name.c_str(), wb, base.c_str(), bt.c_str(),
-                 ct.c_str(), ratio.c_str(), spread.c_str(), target.c_str());
+                  const std::string& ratio, const std::string& spread, const std::string& floor, const std::string& target) {
+    std::fprintf(out, "%-*s  %-*s  %10s  %10s  %-22s  %-13s  %-8s  %s\n", wn, name.c_str(), wb, base.c_str(), bt.c_str(),
+                 ct.c_str(), ratio.c_str(), spread.c_str(), floor.c_str(), target.c_str());
+  };
+  auto verdict = [&](const Row& r) -> std::string {
+    if (!r.target) return "";
+    if (!opts_.emulator.empty()) return r.target->text + ": not judged (emulated)";
+    if (r.target->kind == Target::Kind::floor_ratio_at_most && r.floor.empty()) return r.target->text + ": no floor measured";
+    if (r.met) return r.target->text + ": met";
+    return r.target->text + (r.reachable ? ": NOT met" : ": unreachable here (the floor misses it)");
   };
   std::string section;
   for (const Row& r : rows_) {
     if (r.section != section) {
       section = r.section;
       std::fprintf(out, "\n== %s ==\n", section.c_str());
-      line("mechanism", "baseline", "baseline", "faultline", "ratio (median)", "ratio IQR", "target");
+      line("mechanism", "baseline", "baseline", "faultline", "ratio (median)", "ratio IQR", "x floor", "target");
     }
     if (!r.unavailable.empty()) {
-      line(r.name, r.baseline, "-", "-", "not measured", "-", r.target ? r.target->text + ": not measured" : "");
+      line(r.name, r.baseline, "-", "-", "not measured", "-", "-", r.target ? r.target->text + ": not measured" : "");
       std::fprintf(out, "    reason: %s\n", r.unavailable.c_str());
       continue;
     }
-    line(r.name, r.baseline, fmt_ns(r.base_median), fmt_ns(r.cand_median), fmt_ratio(r), fmt_spread(r),
-         r.target ? r.target->text + (!opts_.emulator.empty() ? ": not judged (emulated)" : r.met ? ": met" : ": NOT met")
-                  : "");
+    char fl[32] = "-";
+    if (!r.floor.empty()) std::snprintf(fl, sizeof fl, "%.2fx", r.floor_ratio);
+    line(r.name, r.baseline, fmt_ns(r.base_median), fmt_ns(r.cand_median), fmt_ratio(r), fmt_spread(r), fl, verdict(r));
     if (!r.note.empty()) std::fprintf(out, "    note: %s\n", r.note.c_str());
   }
   if (!opts_.emulator.empty()) {
@@ -162,8 +205,21 @@ void Bench::print_table(std::FILE* out) const {
                  opts_.emulator.c_str());
   }
   std::fprintf(out, "\nTimes are medians per operation over %u interleaved rounds; ratio = faultline / baseline "
-                    "(median of the per-round ratios; below 1 is faster).\n",
+                    "(median of the per-round ratios; below 1 is faster); x floor = faultline / the floor it names.\n",
                opts_.rounds);
+  // What the floors say of the targets: reachable on this machine or not.
+  bool any = false;
+  for (const Row& r : rows_) {
+    if (r.floor.empty() || !r.target || !r.unavailable.empty()) continue;
+    if (!any) std::fprintf(out, "\nFloors (this machine's best, measured above) and the targets:\n");
+    any = true;
+    char b[96] = "";
+    if (r.target->kind == Target::Kind::ratio_at_most && r.base_median > 0) {
+      std::snprintf(b, sizeof b, " (the floor is %.2fx the baseline)", r.floor_ns / r.base_median);
+    }
+    std::fprintf(out, "  %s: %s %s against \"%s\"%s\n", r.name.c_str(), r.target->text.c_str(),
+                 r.reachable ? "is reachable" : "is NOT reachable here", r.floor.c_str(), b);
+  }
 }
 
 std::string Bench::json(const std::string& machine_json) const {
@@ -190,12 +246,16 @@ std::string Bench::json(const std::string& machine_json) const {
       o["ratio_q3"] = r.ratio_q3;
     }
     if (!r.note.empty()) o["note"] = r.note;
+    if (!r.floor.empty()) o["floor"] = {{"name", r.floor}, {"ns", r.floor_ns}, {"ratio", r.floor_ratio}};
     if (r.target) {
-      o["target"] = {{"kind", r.target->kind == Target::Kind::ratio_at_most ? "ratio_at_most" : "ns_at_most"},
+      o["target"] = {{"kind", kind_name(r.target->kind)},
                      {"value", r.target->value},
                      {"text", r.target->text},
                      {"issue", r.target->issue}};
-      if (r.unavailable.empty() && opts_.emulator.empty()) o["target"]["met"] = r.met;
+      if (r.unavailable.empty() && opts_.emulator.empty()) {
+        o["target"]["met"] = r.met;
+        o["target"]["reachable"] = r.reachable;
+      }
     }
     rows.push_back(std::move(o));
   }
@@ -243,12 +303,14 @@ std::string Bench::svg() const {
       s += b;
     } else {
       const int x1 = x_of(1.0), x2 = x_of(r.ratio);
-      const char* color = !r.target ? "#6a8caf" : r.met ? "#3a9a4a" : "#c84040";
+      const char* color = !r.target ? "#6a8caf" : r.met ? "#3a9a4a" : r.reachable ? "#c84040" : "#c8a040";
+      char floor_text[48] = "";
+      if (!r.floor.empty()) std::snprintf(floor_text, sizeof floor_text, " (%.2fx floor)", r.floor_ratio);
       std::snprintf(b, sizeof b,
                     "<rect x=\"%d\" y=\"%d\" width=\"%d\" height=\"%d\" fill=\"%s\"/><text x=\"%d\" y=\"%d\" "
-                    "fill=\"#222\">%.2fx</text>\n",
+                    "fill=\"#222\">%.2fx%s</text>\n",
                     std::min(x1, x2), y + 4, std::max(1, std::abs(x2 - x1)), bar_h - 8, color,
-                    std::max(x1, x2) + 4, y + 15, r.ratio);
+                    std::max(x1, x2) + 4, y + 15, r.ratio, floor_text);
       s += b;
       if (r.target && r.target->kind == Target::Kind::ratio_at_most) {
         const int xt = x_of(r.target->value);
@@ -262,8 +324,8 @@ std::string Bench::svg() const {
     y += bar_h;
   }
   std::snprintf(b, sizeof b,
-                "<text x=\"10\" y=\"%d\" fill=\"#555\">green: target met; red: target not met; blue: no target; "
-                "dashed tick: the target</text>\n</svg>\n",
+                "<text x=\"10\" y=\"%d\" fill=\"#555\">green: target met; red: target not met; amber: target unreachable "
+                "on this machine (its floor misses it); blue: no target; dashed tick: the target</text>\n</svg>\n",
                 height - 20);
   s += b;
   return s;

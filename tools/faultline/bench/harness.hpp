@@ -6,6 +6,11 @@
 // returns nanoseconds per operation. A row's figure is the median of the per-round ratios
 // candidate/baseline (paired, so robust to drift); its spread is the interquartile range of those
 // ratios. Rows with a target show it beside the ratio and whether it is met.
+//
+// Floors: what this machine can do at best for a kind of work (make fresh pages present and touched; a
+// bare userfaultfd round trip), measured as rows of the section "floor" in the same run. A row that
+// names its floor (attach_floor) also shows candidate/floor, the figure that travels between hosts; a
+// target the floor itself cannot meet is printed as unreachable here, never as missed.
 #pragma once
 
 #include <cstddef>
@@ -27,9 +32,9 @@ struct Options {
 };
 
 // What a row must achieve. `ratio_at_most`: candidate/baseline <= value; `ns_at_most`: the candidate's
-// median <= value nanoseconds per operation.
+// median <= value nanoseconds per operation; `floor_ratio_at_most`: candidate/floor <= value.
 struct Target {
-  enum class Kind { ratio_at_most, ns_at_most } kind = Kind::ratio_at_most;
+  enum class Kind { ratio_at_most, ns_at_most, floor_ratio_at_most } kind = Kind::ratio_at_most;
   double value = 0;
   std::string text;  // "<= 1.05x", "4x faster", "<= 50 ns"
   std::string issue;  // where the target comes from ("regions")
@@ -41,6 +46,9 @@ struct Row {
   double base_median = 0, cand_median = 0, ratio = 0, ratio_q1 = 0, ratio_q3 = 0;
   std::optional<Target> target;
   bool met = false;
+  bool reachable = true;    // false: even the floor would miss the target on this machine
+  std::string floor;        // the floor this row is held to (empty: none)
+  double floor_ns = 0, floor_ratio = 0;  // the floor's median; candidate median / floor_ns
   std::string unavailable;  // non-empty: not measured, and why
   std::string note;
 };
@@ -56,6 +64,12 @@ class Bench {
   // Measures `candidate` against `baseline` in interleaved rounds and records the row.
   Row& compare(const std::string& section, const std::string& name, const std::string& baseline_name,
                const Sampler& baseline, const Sampler& candidate, std::optional<Target> target = std::nullopt);
+  // Measures a floor (`floor_sampler`, against `baseline` like any row) under `key`, for attach_floor().
+  Row& measure_floor(const std::string& key, const std::string& name, const std::string& baseline_name,
+                     const Sampler& baseline, const Sampler& floor_sampler);
+  // Holds `row` to the floor `key` (if it was measured): its floor ratio, and whether its target is
+  // reachable at all here; a floor_ratio_at_most target is judged against it.
+  void attach_floor(Row& row, const std::string& key);
   // Records a row that cannot be measured here, with the reason.
   Row& unavailable(const std::string& section, const std::string& name, const std::string& baseline_name,
                    const std::string& reason, std::optional<Target> target = std::nullopt);
@@ -75,6 +89,11 @@ class Bench {
   void progress(const std::string& what, unsigned round) const;
   Options opts_;
   std::vector<Row> rows_;
+  struct FloorFigure {
+    std::string name;
+    double ns = 0;
+  };
+  std::vector<std::pair<std::string, FloorFigure>> floors_;
 };
 
 // Monotonic nanoseconds.

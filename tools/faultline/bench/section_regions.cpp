@@ -210,11 +210,12 @@ void first_touch_rows(Bench& b) {
       if (k.policy == Policy::zero_fill && sequential) {
         t = Target{Target::Kind::ratio_at_most, 1.0, "< 1x (faster than the kernel)", "regions"};
       }
-      b.compare("regions",
-                std::string("first touch ") + (sequential ? "sequential" : "random") + ", " + k.label + ", " +
-                    std::to_string(around) + " pages/fault",
-                base, kernel_sampler(*order), cand, t)
-          .note = std::to_string(pages) + " pages of " + std::to_string(g_psize) + " bytes per sample";
+      Row& row = b.compare("regions",
+                           std::string("first touch ") + (sequential ? "sequential" : "random") + ", " + k.label + ", " +
+                               std::to_string(around) + " pages/fault",
+                           base, kernel_sampler(*order), cand, t);
+      row.note = std::to_string(pages) + " pages of " + std::to_string(g_psize) + " bytes per sample";
+      b.attach_floor(row, "populate");
     }
   }
 }

@@ -6,6 +6,7 @@
 namespace faultline::bench {
 
 void section_trap(Bench& b);     // fault round trip: bare handler, libsigsegv, faultline with N regions
+void section_floor(Bench& b);    // this machine's floors: populate+touch, bare userfaultfd round trips
 void section_regions(Bench& b);  // region lookup, zero-fill fault, first touch with fault-around
 void section_threads(Bench& b);  // stop-the-world against Boehm GC; preemption cost and lateness
 void section_emulation(Bench& b);  // decode/emulate/heal against the plain fault round trip
