@@ -186,6 +186,12 @@ int fl_region_protect(fl_region* region, size_t first_page, size_t count, unsign
 int fl_region_discard(fl_region* region, size_t first_page, size_t count, fl_error* err);
 int fl_prefault(const void* addr, size_t len, fl_access access, fl_error* err);
 size_t fl_region_count(void);
+/* The region's counters (Region::stats() in region.hpp); all zero for NULL. */
+typedef struct fl_region_stats {
+  uint64_t faults, fills, pages_filled, readahead_pages, failures, pages_evicted, pages_written_back;
+  uint64_t fill_ns_log2[32]; /* fills that took [2^k, 2^(k+1)) ns */
+} fl_region_stats;
+void fl_region_get_stats(const fl_region* region, fl_region_stats* out);
 
 /* ---- threads (faultline/thread.hpp, world.hpp, preempt.hpp, inject.hpp) ---------------------- */
 

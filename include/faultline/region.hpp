@@ -114,6 +114,25 @@ struct RegionOptions {
   std::size_t max_resident_pages = 0;
 };
 
+// A region's counters (Region::stats()): relaxed snapshots, each counter exact, the set not taken at one
+// instant. Updated on the fault path with relaxed atomic adds (no allocation, no lock).
+struct RegionStats {
+  std::uint64_t faults = 0;              // faults handed to the region (signal backend: its handler ran;
+                                         // userfaultfd: fault messages read, self-service faults)
+  std::uint64_t fills = 0;               // runs of pages filled (zero_fill, provider, pager)
+  std::uint64_t pages_filled = 0;        // the pages of those runs
+  std::uint64_t readahead_pages = 0;     // of those, pages beyond the faulting one (fault-around, read-ahead)
+  std::uint64_t failures = 0;            // fills that failed (the access ended in SIGBUS with the cause)
+  std::uint64_t pages_evicted = 0;       // pages dropped by evict() and the resident-page watermark
+  std::uint64_t pages_written_back = 0;  // pages stored by flush(), evict() and the watermark
+  // Fill latency as the filling thread sees it (the store's or pager's answer and installing the pages):
+  // fill_ns_log2[k] counts fills that took [2^k, 2^(k+1)) ns; the last bucket also counts longer ones.
+  std::uint64_t fill_ns_log2[32] = {};
+  // The fill latency below which fraction `q` (0..1) of the fills fall, from the histogram (the upper
+  // edge of the bucket where the quantile lies); 0 without fills.
+  std::uint64_t fill_ns_quantile(double q) const noexcept;
+};
+
 // A registered region. Destroying it unregisters the region (and unmaps a reserved range) after every
 // fault handler that may be using it has left.
 class [[nodiscard]] Region {
@@ -131,6 +150,8 @@ class [[nodiscard]] Region {
   RegionInfo info() const noexcept;
   // The backend serving the region and why it was chosen.
   Backend backend() const noexcept;
+  // Its counters (see RegionStats); zeros for an empty handle.
+  RegionStats stats() const noexcept;
   const char* backend_reason() const noexcept;
 
   // track_dirty: the indices of the pages written since the last call, ascending, and re-arms them

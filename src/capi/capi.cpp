@@ -220,6 +220,21 @@ int fl_region_discard(fl_region* region, size_t first_page, size_t count, fl_err
   return guarded(err, [&] { return result(region->region.discard(first_page, count), err); });
 }
 
+void fl_region_get_stats(const fl_region* region, fl_region_stats* out) {
+  if (out == nullptr) return;
+  *out = fl_region_stats{};
+  if (region == nullptr) return;
+  const RegionStats s = region->region.stats();
+  out->faults = s.faults;
+  out->fills = s.fills;
+  out->pages_filled = s.pages_filled;
+  out->readahead_pages = s.readahead_pages;
+  out->failures = s.failures;
+  out->pages_evicted = s.pages_evicted;
+  out->pages_written_back = s.pages_written_back;
+  for (unsigned k = 0; k < 32; ++k) out->fill_ns_log2[k] = s.fill_ns_log2[k];
+}
+
 int fl_prefault(const void* addr, size_t len, fl_access access, fl_error* err) {
   return guarded(err, [&] { return result(prefault(addr, len, static_cast<Access>(access)), err); });
 }

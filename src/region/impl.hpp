@@ -104,6 +104,24 @@ struct RegionImpl {
   std::atomic<bool> unmapped_seen{false};
   std::uint32_t inherited_pins = 0;
 
+  // RegionStats, as relaxed atomics updated on the fault path (signal path: atomics only).
+  struct Counters {
+    std::atomic<std::uint64_t> faults{0}, fills{0}, pages_filled{0}, readahead_pages{0}, failures{0},
+        pages_evicted{0}, pages_written_back{0};
+    std::atomic<std::uint64_t> fill_ns_log2[32] = {};
+    // A run of `pages` filled in `ns` for a fault on its first page. Async-signal-safe.
+    void note_fill(std::size_t pages, std::int64_t ns) noexcept {
+      fills.fetch_add(1, std::memory_order_relaxed);
+      pages_filled.fetch_add(pages, std::memory_order_relaxed);
+      if (pages > 1) readahead_pages.fetch_add(pages - 1, std::memory_order_relaxed);
+      unsigned k = 0;
+      for (std::uint64_t v = ns > 0 ? static_cast<std::uint64_t>(ns) : 1; v > 1 && k < 31; v >>= 1) ++k;
+      fill_ns_log2[k].fetch_add(1, std::memory_order_relaxed);
+    }
+    void add(std::atomic<std::uint64_t>& c, std::uint64_t n = 1) noexcept { c.fetch_add(n, std::memory_order_relaxed); }
+  };
+  mutable Counters counters;
+
   RegionInfo info() const noexcept { return RegionInfo{name, base, end - base, policy, perms}; }
   // Whether the region's permissions allow `a` (unknown: yes). Signal path.
   bool permits(Access a) const noexcept {

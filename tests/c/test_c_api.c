@@ -299,6 +299,16 @@ static void test_regions(void) {
   CHECK(fl_region_protect(r, 0, 1, FL_PERM_NONE, &err) == 0 && z[0] == 0);
   CHECK(fl_region_size(r) == 4 * page);
   CHECK(fl_region_count() >= 1);
+  /* Four faults (pages 0, 3, then 1 after the discard, 0 after the protect), each a fill of up to
+     fault_around = 2 pages: 2 + 1 (the region ends) + 2 + 2. */
+  fl_region_stats st;
+  fl_region_get_stats(r, &st);
+  uint64_t timed = 0;
+  for (int k = 0; k < 32; ++k) timed += st.fill_ns_log2[k];
+  CHECK(st.faults == 4 && st.fills == 4 && st.pages_filled == 7 && st.readahead_pages == 3 && st.failures == 0);
+  CHECK(timed == 4);
+  fl_region_get_stats(NULL, &st);
+  CHECK(st.faults == 0);
   CHECK(fl_region_destroy(r, &err) == 0);
 
   o = region_options("c-provider", FL_POLICY_PROVIDER);

@@ -99,6 +99,63 @@ TEST(Uffd, FileStoreWriteBackFlushAndEvict) {
   EXPECT_TRUE(r.exited() && r.exit_code() == 0) << r;
 }
 
+// Options of a provider region over `store` whose written pages go back to it.
+RegionOptions write_back_options(const char* name, Store& store, std::size_t readahead_max) {
+  RegionOptions o;
+  o.name = name;
+  o.policy = Policy::provider;
+  o.store = &store;
+  o.write_back = true;
+  o.readahead_max = readahead_max;
+  return o;
+}
+
+// TSan cannot see the ordering a userfaultfd write-protect fault provides (the store reads pages another
+// thread wrote, ordered by that fault in the kernel): it would report a race that is not one.
+#if defined(__SANITIZE_THREAD__)
+#define FAULTLINE_SKIP_UNDER_TSAN_WP() GTEST_SKIP() << "TSan cannot see the ordering a userfaultfd write-protect fault provides"
+#else
+#define FAULTLINE_SKIP_UNDER_TSAN_WP() (void)0
+#endif
+
+// The counters: every fault message, every fill and its pages (the read-ahead among them), the pages
+// written back and evicted; a fill latency for each fill. FAULTLINE_STATS prints them when the region ends.
+TEST(Uffd, StatsCountFaultsFillsReadaheadAndEvictions) {
+  FAULTLINE_SKIP_UNDER_TSAN_WP();
+  FAULTLINE_SKIP_WITHOUT_USERFAULTFD();
+  ChildResult r = run_child([] {
+    setenv("FAULTLINE_STATS", "1", 1);
+    std::vector<char> backing(64 * kPage, 's');
+    VectorStore store(backing);
+    RegionOptions o = write_back_options("counted", store, 8);
+    o.fault_around = 8;
+    auto reg = must_reserve(64 * kPage, o);
+    auto* p = static_cast<volatile char*>(reg.data());
+    for (std::size_t i = 0; i < 64; ++i) {
+      if (p[i * kPage] != 's') _exit(1);
+    }
+    p[3 * kPage] = 'w';
+    p[40 * kPage] = 'w';
+    auto ev = reg.evict(0, 64);
+    if (!ev.ok() || *ev != 2) _exit(2);
+    const RegionStats s = reg.stats();
+    std::uint64_t timed = 0;
+    for (std::uint64_t n : s.fill_ns_log2) timed += n;
+    std::printf("faults %llu fills %llu pages %llu readahead %llu evicted %llu written %llu timed %llu\n",
+                (unsigned long long)s.faults, (unsigned long long)s.fills, (unsigned long long)s.pages_filled,
+                (unsigned long long)s.readahead_pages, (unsigned long long)s.pages_evicted,
+                (unsigned long long)s.pages_written_back, (unsigned long long)timed);
+    if (s.pages_filled != 64 || s.readahead_pages != 64 - s.fills || s.fills < 8 || s.fills > 64) _exit(3);
+    if (s.faults < s.fills || timed != s.fills || s.failures != 0) _exit(4);
+    if (s.pages_evicted != 64 || s.pages_written_back != 2) _exit(5);
+    if (s.fill_ns_quantile(0.5) == 0 || s.fill_ns_quantile(0.5) > s.fill_ns_quantile(1.0)) _exit(6);
+    std::fflush(stdout);
+  });
+  EXPECT_TRUE(r.exited() && r.exit_code() == 0) << r;
+  EXPECT_NE(r.output.find("faultline stats: region 'counted': "), std::string::npos) << r;
+  EXPECT_NE(r.output.find("64 pages evicted, 2 written back"), std::string::npos) << r;
+}
+
 // A write to a page while an eviction is storing it is not lost: the write waits until the page has
 // been stored and dropped, then faults it in again and lands. (Without the hold, the write would go into
 // the old page after its contents were stored, and the drop would lose it.) The store's write-back
@@ -125,16 +182,12 @@ class PausingStore final : public Store {
 };
 
 TEST(Uffd, AWriteDuringAnEvictionIsNotLost) {
+  FAULTLINE_SKIP_UNDER_TSAN_WP();
   FAULTLINE_SKIP_WITHOUT_USERFAULTFD();
   ChildResult r = run_child([] {
     std::vector<char> backing(4 * kPage, 'o');
     PausingStore store(backing);
-    RegionOptions o;
-    o.name = "evicting";
-    o.policy = Policy::provider;
-    o.store = &store;
-    o.write_back = true;
-    o.readahead_max = 1;
+    RegionOptions o = write_back_options("evicting", store, 1);
     auto reg = must_reserve(4 * kPage, o);
     auto* p = static_cast<volatile char*>(reg.data());
     p[0] = 'A';  // filled, then dirty
@@ -193,21 +246,12 @@ TEST(Uffd, ReadaheadWindowsEndOnTheStoresPreferredRuns) {
 // dirty) and dropped by faultline's evictor; reading them again brings back what was written.
 
 TEST(Uffd, WatermarkEvictsTheOldestAndWritesThemBack) {
-#if defined(__SANITIZE_THREAD__)
-  // The evictor reads pages the test thread wrote; what orders the two is the write-protect fault in the
-  // kernel, which TSan cannot see, so it reports a race that is not one.
-  GTEST_SKIP() << "TSan cannot see the ordering a userfaultfd write-protect fault provides";
-#endif
+  FAULTLINE_SKIP_UNDER_TSAN_WP();  // the evictor reads pages the test thread wrote
   FAULTLINE_SKIP_WITHOUT_USERFAULTFD();
   ChildResult r = run_child([] {
     std::vector<char> backing(64 * kPage, 'b');
     VectorStore store(backing);
-    RegionOptions o;
-    o.name = "bounded";
-    o.policy = Policy::provider;
-    o.store = &store;
-    o.write_back = true;
-    o.readahead_max = 1;
+    RegionOptions o = write_back_options("bounded", store, 1);
     o.max_resident_pages = 8;
     auto reg = must_reserve(64 * kPage, o);
     auto* p = static_cast<volatile char*>(reg.data());

@@ -82,6 +82,7 @@ namespace {
 
 Disposition zero_fill(FaultContext& ctx, SignalRegion& r, std::uintptr_t page_addr) noexcept {
   const std::size_t page = core::page_size();
+  const std::int64_t t0 = os::monotonic_ns();
   std::uintptr_t end = page_addr + r.fault_around * page;
   if (end > r.end || end < page_addr) end = r.end;
   void* p = reinterpret_cast<void*>(page_addr);
@@ -94,11 +95,13 @@ Disposition zero_fill(FaultContext& ctx, SignalRegion& r, std::uintptr_t page_ad
   // Populate the run now: one system call instead of a demand-zero fault per page. Failure is harmless
   // (the kernel then faults pages in on access).
   os::raw_madvise(p, len, (r.perms & perm_write) ? MADV_POPULATE_WRITE : MADV_POPULATE_READ);
+  r.counters.note_fill(len / page, os::monotonic_ns() - t0);
   return Disposition::resolved;
 }
 
 // Ends the access in SIGBUS with "pager for region 'x' failed on pages 3-4: EIO (errno 5): reason".
 void fail(FaultContext& ctx, const detail::RegionImpl& r, std::size_t first, std::size_t count, FillStatus st) noexcept {
+  r.counters.add(r.counters.failures);
   char cause[200];
   r.fill_failure_text(cause, sizeof cause, first, count, st.error, st.reason);
   trap::fail_with_sigbus(ctx, cause);
@@ -143,6 +146,7 @@ Disposition SignalRegion::fill_run(FaultContext& ctx, std::size_t first, std::in
   }
   const FillRequest req{info(), first * page, count * page, ctx.access(), ctx.pc(), os::raw_gettid(),
                         reinterpret_cast<std::byte*>(alias + first * page)};
+  const std::int64_t t0 = os::monotonic_ns();
   // Map the run's memory in both views with one call each instead of a kernel fault per page: the alias
   // before the fill writes it, the region's view after finish_fill opens it. Failure is harmless (the
   // kernel then faults the pages in one by one).
@@ -160,6 +164,7 @@ Disposition SignalRegion::fill_run(FaultContext& ctx, std::size_t first, std::in
   } else {
     os::raw_madvise(reinterpret_cast<void*>(base + first * page), count * page,
                     (perms & perm_write) ? MADV_POPULATE_WRITE : MADV_POPULATE_READ);
+    counters.note_fill(count, os::monotonic_ns() - t0);
   }
   return Disposition::resolved;
 }

@@ -78,6 +78,7 @@ int pagemap_fd() noexcept {
 FillStatus store_fill(Store& store, const FillRequest& req) noexcept { return store.fill(req); }
 
 void UffdRegion::fail_page(std::uintptr_t page_addr, int err, const char* reason, long tid) noexcept {
+  counters.add(counters.failures);
   record_fill_failure((page_addr - base) / core::page_size(), err, reason);
   deliver_failure(page_addr, tid);
 }
@@ -162,6 +163,7 @@ int UffdRegion::fill(std::uintptr_t page_addr, Access access, std::uintptr_t pc,
 
   std::size_t done = 0;
   long rc;
+  const std::int64_t t0 = os::monotonic_ns();
   if (policy == Policy::zero_fill && access != Access::write) {
     rc = os::uffd_zeropage(fd, page_addr, len, &done);  // reads: the shared zero page, no memory
   } else if (policy == Policy::zero_fill) {
@@ -199,6 +201,7 @@ int UffdRegion::fill(std::uintptr_t page_addr, Access access, std::uintptr_t pc,
     for (std::uintptr_t a = page_addr; a < page_addr + done; a += page) filled.set((a - base) / page);
   }
   if (filled_pages != nullptr) *filled_pages = done / page;
+  if (done != 0) counters.note_fill(done / page, os::monotonic_ns() - t0);
   // The kernel could not install the faulting page itself for a reason other than "it exists already",
   // "the address space is changing, try again" (-EAGAIN), "the mapping changed or went away under the
   // fill" (-ENOENT: the thread's next attempt meets whatever is there now, a fault of ours again or a

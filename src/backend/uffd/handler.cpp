@@ -126,6 +126,7 @@ void expired(detail::RegionImpl& r, const FillRequest& req) {
       const long tid = msgs[i].arg.pagefault.feat.ptid;
       // A pin keeps the region alive while we use it (as in a fault handler).
       UffdRegion* r = uffd_region_at(addr, fd);
+      if (r != nullptr && !wp) r->counters.add(r->counters.faults);
       bool rewake = true;
       if (r == nullptr) {
         // unregistered meanwhile: let the thread fault normally (the wake-up below)

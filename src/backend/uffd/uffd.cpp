@@ -486,6 +486,7 @@ Result<std::size_t> UffdRegion::write_back_locked(std::size_t first, std::size_t
   }
   std::size_t written = 0;
   for (std::size_t i = 0; i < stored && i < run_pages.size(); ++i) written += run_pages[i].second;
+  counters.add(counters.pages_written_back, written);
   if (st.error == 0) return written;
   for (std::size_t i = stored; i < run_pages.size(); ++i) {  // not stored: still dirty
     for (std::size_t k = 0; k < run_pages[i].second; ++k) dirty.set(taken[run_pages[i].first + k]);
@@ -521,6 +522,7 @@ Result<std::size_t> UffdRegion::evict(std::size_t first, std::size_t count) {
     os::uffd_wake(fd, base + at * core::page_size(), n * core::page_size());
     if (!w) return w;
     if (!d) return d.error();
+    counters.add(counters.pages_evicted, n);
     written += *w;
   }
   return written;
