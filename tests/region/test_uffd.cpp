@@ -99,6 +99,62 @@ TEST(Uffd, FileStoreWriteBackFlushAndEvict) {
   EXPECT_TRUE(r.exited() && r.exit_code() == 0) << r;
 }
 
+// Four threads fault at once, each on its own region (content-initialised, one page per fault), with
+// three handler threads reading the one userfaultfd, and again in self-service mode (each thread fills
+// its own faults): every byte is the store's, and the handler threads that run are the ones asked for.
+FillStatus fill_with_page_index(const FillRequest& req, void*) {
+  for (std::size_t off = 0; off < req.length; off += kPage) {
+    std::memset(req.dest + off, static_cast<int>((req.offset + off) / kPage % 251 + 1), kPage);
+  }
+  return {};
+}
+
+void fault_from_four_threads(UserfaultfdMode mode) {
+  constexpr std::size_t kPages = 256;
+  std::vector<Region> regions;
+  for (int t = 0; t < 4; ++t) {
+    RegionOptions o;
+    o.name = "parallel";
+    o.policy = Policy::provider;
+    o.fill = fill_with_page_index;
+    o.backend = Backend::userfaultfd;
+    o.userfaultfd_mode = mode;
+    o.readahead_max = 1;
+    regions.push_back(must_reserve(kPages * kPage, o));
+  }
+  std::atomic<int> wrong{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&, t] {
+      const auto* p = static_cast<const volatile unsigned char*>(regions[static_cast<std::size_t>(t)].data());
+      for (std::size_t i = 0; i < kPages; ++i) {
+        const std::size_t page = (i * 97 + static_cast<std::size_t>(t)) % kPages;  // a different order each
+        if (p[page * kPage + 11] != page % 251 + 1) wrong.fetch_add(1);
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  if (wrong.load() != 0) _exit(3);
+}
+
+TEST(Uffd, FourFaultingThreadsWithSeveralHandlerThreads) {
+  FAULTLINE_SKIP_WITHOUT_USERFAULTFD();
+  ChildResult r = run_child([] {
+    if (set_userfaultfd_handler_threads(0).ok() || set_userfaultfd_handler_threads(65).ok()) _exit(1);
+    if (!set_userfaultfd_handler_threads(3).ok()) _exit(2);
+    fault_from_four_threads(UserfaultfdMode::handler_thread);
+    std::printf("handler threads: %u\n", userfaultfd_handler_threads());
+    if (userfaultfd_handler_threads() != 3) _exit(4);
+  });
+  EXPECT_TRUE(r.exited() && r.exit_code() == 0) << r;
+}
+
+TEST(Uffd, FourFaultingThreadsInSelfServiceMode) {
+  FAULTLINE_SKIP_WITHOUT_USERFAULTFD();
+  ChildResult r = run_child([] { fault_from_four_threads(UserfaultfdMode::self_service); });
+  EXPECT_TRUE(r.exited() && r.exit_code() == 0) << r;
+}
+
 // Options of a provider region over `store` whose written pages go back to it.
 RegionOptions write_back_options(const char* name, Store& store, std::size_t readahead_max) {
   RegionOptions o;

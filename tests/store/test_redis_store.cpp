@@ -16,6 +16,7 @@
 #include "support/child.hpp"
 #include "support/fake_redis.hpp"
 #include "support/pages.hpp"
+#include "support/signals.hpp"
 
 namespace faultline {
 namespace {
@@ -162,6 +163,7 @@ TEST(RedisStore, ANodeThatAnswersWithAnErrorFailsTheWriteBack) {
 // A pager region on a store whose only node goes away after connect(): the faulting access ends in
 // SIGBUS, and the notice names the node and the kernel's answer. Never zeros, never a hang.
 TEST(RedisStore, AFaultOnAVanishedClusterEndsInSigbusNamingTheNode) {
+  FAULTLINE_SKIP_UNDER_EMULATOR(test::kQemuSigbusToSelf);
   ChildResult r = run_child([] {
     FakeRedis node(FakeRedis::Mode::error);
     auto store = RedisClusterStore::connect(quick(node.seed()));

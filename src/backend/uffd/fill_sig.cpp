@@ -129,9 +129,15 @@ int UffdRegion::fill(std::uintptr_t page_addr, Access access, std::uintptr_t pc,
     return EIO;
   }
   // Another message for a page already filled (two threads faulted on it): wake, do not fill twice.
+  // Unless the page is in fact missing: its bit was set by a fill that finished (the thread it woke went
+  // on) after a discard had already dropped the page. Believing the bit would wake the thread into the
+  // same fault for ever.
   if (!child_served && !filled.empty() && filled.test((page_addr - base) / page)) {
-    os::uffd_wake(fd, page_addr, page);
-    return 0;
+    if (page_present(page_addr)) {
+      os::uffd_wake(fd, page_addr, page);
+      return 0;
+    }
+    filled.clear((page_addr - base) / page);
   }
   std::size_t window = ra_window.load(std::memory_order_relaxed);
   if (page_addr == ra_next.load(std::memory_order_relaxed)) {

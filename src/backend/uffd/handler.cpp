@@ -30,7 +30,13 @@ namespace faultline::backend::uffd {
 namespace {
 
 std::mutex g_start_mutex;
-bool g_thread_started = false;
+unsigned g_threads_started = 0;  // handler threads running (they all read the one fd)
+unsigned g_threads_wanted = 0;   // 0: the default (the CPUs, at most 4)
+
+unsigned default_threads() {
+  const unsigned cpus = std::thread::hardware_concurrency();
+  return cpus == 0 ? 1 : cpus > 4 ? 4 : cpus;
+}
 std::mutex g_watch_mutex;
 // Pagers with userfaultfd regions. Never destroyed: the detached handler thread may still read it while
 // the process runs its static destructors at exit.
@@ -172,22 +178,28 @@ void expired(detail::RegionImpl& r, const FillRequest& req) {
 
 Result<void> start_handler(int fd) {
   std::lock_guard lock(g_start_mutex);
-  if (g_thread_started) return {};
-  // The fill buffer first: once the thread runs, nothing may keep it from serving.
-  const std::size_t bounce_size = 512 * core::page_size();
-  const long bounce = os::raw_mmap(nullptr, bounce_size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-  if (os::is_err(bounce)) {
-    return Error::from_errno("userfaultfd: mmap of the handler thread's buffer", static_cast<int>(-bounce));
+  const unsigned wanted = g_threads_wanted != 0 ? g_threads_wanted : default_threads();
+  while (g_threads_started < wanted) {
+    // The fill buffer first: once a thread runs, nothing may keep it from serving.
+    const std::size_t bounce_size = 512 * core::page_size();
+    const long bounce = os::raw_mmap(nullptr, bounce_size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    Result<std::thread> started = Error(Errc::system_error, "");
+    if (os::is_err(bounce)) {
+      started = Error::from_errno("userfaultfd: mmap of the handler thread's buffer", static_cast<int>(-bounce));
+    } else {
+      started = os::start_thread("userfaultfd handler thread", [fd, bounce, bounce_size] {
+        handler_loop(fd, reinterpret_cast<void*>(bounce), bounce_size);
+      });
+      if (!started) os::raw_munmap(reinterpret_cast<void*>(bounce), bounce_size);
+    }
+    if (!started) {
+      // The first thread is required; more are a speed-up: with at least one serving, go on with fewer.
+      if (g_threads_started == 0) return started.error();
+      break;
+    }
+    started.value().detach();
+    ++g_threads_started;
   }
-  auto started = os::start_thread("userfaultfd handler thread", [fd, bounce, bounce_size] {
-    handler_loop(fd, reinterpret_cast<void*>(bounce), bounce_size);
-  });
-  if (!started) {
-    os::raw_munmap(reinterpret_cast<void*>(bounce), bounce_size);
-    return started.error();
-  }
-  started.value().detach();
-  g_thread_started = true;
   return {};
 }
 
@@ -205,8 +217,26 @@ void handler_unlock_after_fork() {
   g_start_mutex.unlock();
 }
 void handler_forget_after_fork() {
-  g_thread_started = false;
+  g_threads_started = 0;
   g_watched.clear();
 }
 
 }  // namespace faultline::backend::uffd
+
+namespace faultline {
+
+Result<void> set_userfaultfd_handler_threads(unsigned n) {
+  if (n == 0 || n > 64) {
+    return Error(Errc::invalid_argument, "set_userfaultfd_handler_threads: " + std::to_string(n) + " is not 1..64");
+  }
+  std::lock_guard lock(backend::uffd::g_start_mutex);
+  backend::uffd::g_threads_wanted = n;
+  return {};
+}
+
+unsigned userfaultfd_handler_threads() noexcept {
+  std::lock_guard lock(backend::uffd::g_start_mutex);
+  return backend::uffd::g_threads_started;
+}
+
+}  // namespace faultline

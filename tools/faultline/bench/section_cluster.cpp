@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <cstdio>
 #include <cstdlib>
 #include <numeric>
@@ -98,9 +99,12 @@ class HandWrittenRemotePager {
         src = r->str;
       }
       uffdio_copy copy{reinterpret_cast<std::uint64_t>(mem_ + page * kPage), reinterpret_cast<std::uint64_t>(src), kPage, 0, 0};
-      ioctl(fd_, UFFDIO_COPY, &copy);
+      while (ioctl(fd_, UFFDIO_COPY, &copy) != 0 && errno == EAGAIN) {
+      }
+      uffdio_range range{reinterpret_cast<std::uint64_t>(mem_ + page * kPage), kPage};
+      ioctl(fd_, UFFDIO_WAKE, &range);  // a no-op after a copy; after EEXIST (a second message) the wake-up
       if (r != nullptr) freeReplyObject(r);
-      if (stop_) return;
+      if (stop_ && page == 0) return;  // the destructor's own fault (not a late message of a sample)
     }
   }
 

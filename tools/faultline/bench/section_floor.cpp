@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <cerrno>
 #include <cstring>
 #include <thread>
 #include <vector>
@@ -67,10 +68,18 @@ class BareUffd {
   bool ok() const { return ok_; }
   char* mem() const { return mem_; }
   std::size_t size() const { return len_; }
-  // Resolves the missing page at `addr` (any thread, signal handlers included: one ioctl).
+  // Resolves the missing page at `addr` (any thread, signal handlers included: one ioctl). EAGAIN (the
+  // address space is changing) is retried; any other failure (EEXIST: a second message for a page
+  // already copied) wakes the waiter explicitly, which COPY does only when it copies.
   void copy(std::uintptr_t addr) const noexcept {
-    uffdio_copy c{addr & ~(g_page - 1), reinterpret_cast<std::uint64_t>(src_), g_page, 0, 0};
-    ioctl(fd_, UFFDIO_COPY, &c);
+    const std::uint64_t page = addr & ~(g_page - 1);
+    for (;;) {
+      uffdio_copy c{page, reinterpret_cast<std::uint64_t>(src_), g_page, 0, 0};
+      if (ioctl(fd_, UFFDIO_COPY, &c) == 0) return;
+      if (errno != EAGAIN) break;
+    }
+    uffdio_range r{page, g_page};
+    ioctl(fd_, UFFDIO_WAKE, &r);
   }
 
  private:
@@ -80,7 +89,8 @@ class BareUffd {
       if (read(fd_, &msg, sizeof msg) != static_cast<ssize_t>(sizeof msg)) continue;
       if (msg.event != UFFD_EVENT_PAGEFAULT) continue;
       copy(msg.arg.pagefault.address);
-      if (stop_) return;
+      // Only the destructor's own fault ends the thread (a late message of the last sample must not).
+      if (stop_ && (msg.arg.pagefault.address & ~(g_page - 1)) == reinterpret_cast<std::uintptr_t>(mem_)) return;
     }
   }
   int fd_ = -1;
