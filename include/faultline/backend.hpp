@@ -61,7 +61,8 @@ Result<void> userfaultfd_available();
 
 // faultline's userfaultfd handler threads: each reads fault messages and fills them, so that faults of
 // several threads (of different regions, or of one) are served in parallel instead of queueing behind
-// the last fill. Default: the number of CPUs, at most 4. The threads start with the first userfaultfd
+// the last fill. Default: the number of CPUs, at most 4, or FAULTLINE_HANDLER_THREADS (1..64) from the
+// environment (ignored in setuid/setgid programs, as secure_getenv does). The threads start with the first userfaultfd
 // region (handler-thread mode) and run until the process ends; set_userfaultfd_handler_threads(n)
 // applies to threads not yet started (call it before the first such region; raising it later starts
 // the extra threads with the next region; it never stops a running one). Errc::invalid_argument

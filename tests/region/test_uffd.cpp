@@ -149,6 +149,18 @@ TEST(Uffd, FourFaultingThreadsWithSeveralHandlerThreads) {
   EXPECT_TRUE(r.exited() && r.exit_code() == 0) << r;
 }
 
+// FAULTLINE_HANDLER_THREADS sets the default; set_userfaultfd_handler_threads() overrides it.
+TEST(Uffd, HandlerThreadsFromTheEnvironment) {
+  FAULTLINE_SKIP_WITHOUT_USERFAULTFD();
+  ChildResult r = run_child([] {
+    setenv("FAULTLINE_HANDLER_THREADS", "1", 1);
+    fault_from_four_threads(UserfaultfdMode::handler_thread);
+    std::printf("handler threads: %u\n", userfaultfd_handler_threads());
+    if (userfaultfd_handler_threads() != 1) _exit(4);
+  });
+  EXPECT_TRUE(r.exited() && r.exit_code() == 0) << r;
+}
+
 TEST(Uffd, FourFaultingThreadsInSelfServiceMode) {
   FAULTLINE_SKIP_WITHOUT_USERFAULTFD();
   ChildResult r = run_child([] { fault_from_four_threads(UserfaultfdMode::self_service); });

@@ -8,6 +8,7 @@
 
 #include <cerrno>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <memory>
 #include <mutex>
@@ -33,7 +34,13 @@ std::mutex g_start_mutex;
 unsigned g_threads_started = 0;  // handler threads running (they all read the one fd)
 unsigned g_threads_wanted = 0;   // 0: the default (the CPUs, at most 4)
 
+// The CPUs, at most 4; FAULTLINE_HANDLER_THREADS=N (1..64, read as secure_getenv reads it) overrides it.
 unsigned default_threads() {
+  if (const char* e = secure_getenv("FAULTLINE_HANDLER_THREADS"); e != nullptr && *e != '\0') {
+    char* end = nullptr;
+    const unsigned long n = std::strtoul(e, &end, 10);
+    if (*end == '\0' && n >= 1 && n <= 64) return static_cast<unsigned>(n);
+  }
   const unsigned cpus = std::thread::hardware_concurrency();
   return cpus == 0 ? 1 : cpus > 4 ? 4 : cpus;
 }
