@@ -28,7 +28,9 @@
 // Durability. Redis replicates asynchronously: write_back() stores a run with MSET and then `WAIT`s for
 // `wait_replicas` replicas (within `wait_timeout`); fewer acknowledgements is a failed write-back, so the
 // region keeps the pages resident and dirty (flush() returns the error) and drops nothing a master's death
-// could lose. The servers must run with `maxmemory-policy noeviction`: a full cluster refuses the write
+// could lose. A read that falls back to a replica sees every page whose write-back returned only if that
+// replica acknowledged it: with more replicas per master than wait_replicas, set wait_replicas to their
+// number (or replica_reads = false) when that matters. The servers must run with `maxmemory-policy noeviction`: a full cluster refuses the write
 // (OOM), a failed write-back, never an evicted page.
 //
 // Failure. Every failure is an error with the node and the cause ("redis 127.0.0.1:7001: Connection
