@@ -112,6 +112,13 @@ struct RegionOptions {
   // faultline's evictor thread evicts the oldest filled windows (writing dirty ones back first) until the
   // region is under it again. 0: no limit.
   std::size_t max_resident_pages = 0;
+  // zero_fill regions from reserve_region(), on the signal backend: 2 MiB pages. The region is aligned
+  // to 2 MiB and advised MADV_HUGEPAGE, and a fault fills the whole 2 MiB block around it, so that the
+  // kernel can back it with one transparent huge page (it does where THP is enabled and it has one to
+  // give: /sys/kernel/mm/transparent_hugepage/enabled "always" or "madvise"). The size must be a
+  // multiple of 2 MiB. Errc::unsupported where THP is "never" or absent, for other policies, adopted
+  // memory and Backend::userfaultfd (whose huge pages need reserved hugetlbfs pages), with the reason.
+  bool huge_pages = false;
 };
 
 // A region's counters (Region::stats()): relaxed snapshots, each counter exact, the set not taken at one

@@ -14,6 +14,9 @@ Result<Choice> select(const RegionOptions& o, bool adopted) {
   if (o.backend == Backend::signals) {
     c.backend = Backend::signals;
     c.reason = "signals (requested)";
+  } else if (o.huge_pages) {
+    c.backend = Backend::signals;
+    c.reason = "signals: transparent huge pages are served by the signal backend";
   } else {
     std::string why;
     if (adopted) {

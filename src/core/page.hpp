@@ -14,4 +14,7 @@ constexpr bool is_aligned(std::uintptr_t v, std::uintptr_t a) noexcept { return 
 // The system page size, read once at start-up (outside signal context) and cached.
 std::size_t page_size() noexcept;
 
+// The transparent huge page size faultline uses (RegionOptions::huge_pages): 2 MiB.
+inline constexpr std::size_t kHugePage = std::size_t{2} << 20;
+
 }  // namespace faultline::core

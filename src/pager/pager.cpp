@@ -63,11 +63,11 @@ void post_detached(RegionImpl& r, const FillRequest& req) {
   }
   r.inflight.fetch_add(1, std::memory_order_acq_rel);  // the request's pin; complete() drops it
   slot->region = &r;
-  slot->detached = true;
+  slot->detached.store(true, std::memory_order_relaxed);
   slot->first_page = req.offset / core::page_size();
   slot->count = 0;
   slot->req = req;
-  slot->deadline_ns = now_ns() + static_cast<std::int64_t>(r.fill_timeout_ms) * 1'000'000;
+  slot->deadline_ns.store(now_ns() + static_cast<std::int64_t>(r.fill_timeout_ms) * 1'000'000, std::memory_order_relaxed);
   slot->state.store(kSlotPending, std::memory_order_release);
   p.requests.fetch_add(1, std::memory_order_relaxed);
   p.seq.fetch_add(1, std::memory_order_release);
@@ -77,7 +77,8 @@ void post_detached(RegionImpl& r, const FillRequest& req) {
 void expire_detached(PagerImpl& p, std::int64_t now, void (*expired)(RegionImpl& r, const FillRequest& req)) {
   for (PagerSlot& slot : p.slots) {
     std::uint32_t st = slot.state.load(std::memory_order_acquire);
-    if (!slot.detached || (st != kSlotPending && st != kSlotTaken) || slot.deadline_ns > now) continue;
+    if (st != kSlotPending && st != kSlotTaken) continue;
+    if (!slot.detached.load(std::memory_order_relaxed) || slot.deadline_ns.load(std::memory_order_relaxed) > now) continue;
     if (!slot.state.compare_exchange_strong(st, kSlotAbandoned, std::memory_order_acq_rel)) continue;
     RegionImpl& r = *slot.region;  // alive: the request's pin
     expired(r, slot.req);

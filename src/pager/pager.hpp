@@ -37,8 +37,10 @@ struct PagerSlot {
   std::size_t first_page = 0, count = 0;
   FillRequest req{};
   FillStatus status{};
-  bool detached = false;         // nobody waits for the answer (see above)
-  std::int64_t deadline_ns = 0;  // detached: when the watchdog abandons it
+  // Read by the watchdog of every handler thread while another thread may be claiming the slot: atomics
+  // (relaxed; the state's acquire/release orders the rest).
+  std::atomic<bool> detached{false};          // nobody waits for the answer (see above)
+  std::atomic<std::int64_t> deadline_ns{0};   // detached: when the watchdog abandons it
 };
 
 struct PagerImpl {

@@ -59,7 +59,7 @@ FillStatus ask(RegionImpl& r, const FillRequest& req, std::size_t first, std::si
   }
   r.inflight.fetch_add(1, std::memory_order_acq_rel);  // the request's pin; complete() drops it
   slot->region = &r;
-  slot->detached = false;
+  slot->detached.store(false, std::memory_order_relaxed);
   slot->first_page = first;
   slot->count = count;
   slot->req = req;
@@ -94,7 +94,7 @@ FillStatus ask(RegionImpl& r, const FillRequest& req, std::size_t first, std::si
 void complete(PagerImpl& p, PagerSlot& slot, FillStatus status) noexcept {
   if (status.error != 0) p.failed.fetch_add(1, std::memory_order_relaxed);
   slot.region->inflight.fetch_sub(1, std::memory_order_acq_rel);  // the region is not touched after this
-  if (slot.detached) return free_slot(p, slot);
+  if (slot.detached.load(std::memory_order_relaxed)) return free_slot(p, slot);
   slot.status = status;
   std::uint32_t expected = kSlotTaken;
   if (slot.state.compare_exchange_strong(expected, kSlotDone, std::memory_order_acq_rel)) {

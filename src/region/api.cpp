@@ -87,6 +87,28 @@ Result<void> validate(std::size_t size, const RegionOptions& o) {
   if (o.fault_around == 0 || o.fault_around > 512) {
     return Error(Errc::invalid_argument, who + ": fault_around must be 1..512 pages");
   }
+  if (o.huge_pages) {
+    if (o.policy != Policy::zero_fill) {
+      return Error(Errc::unsupported, who + ": huge_pages is for zero_fill regions");
+    }
+    if (o.backend == Backend::userfaultfd) {
+      return Error(Errc::unsupported, who + ": huge_pages on userfaultfd needs hugetlbfs pages, which faultline does "
+                                            "not use yet; the signal backend serves transparent huge pages");
+    }
+    if (size % core::kHugePage != 0) {
+      return Error(Errc::invalid_argument, who + ": with huge_pages the size must be a multiple of 2 MiB");
+    }
+    std::string thp;
+    if (FILE* f = std::fopen("/sys/kernel/mm/transparent_hugepage/enabled", "r")) {
+      char line[128] = {};
+      if (std::fgets(line, sizeof line, f) != nullptr) thp = line;
+      std::fclose(f);
+    }
+    if (thp.find("[always]") == std::string::npos && thp.find("[madvise]") == std::string::npos) {
+      return Error(Errc::unsupported, who + ": huge_pages needs transparent huge pages, which this kernel has " +
+                                            (thp.empty() ? std::string("not") : "set to \"" + thp.substr(0, thp.find('\n')) + "\""));
+    }
+  }
   const bool filled = o.policy == Policy::provider || o.policy == Policy::pager;
   if (o.max_resident_pages != 0 && !filled) {
     return Error(Errc::invalid_argument, who + ": max_resident_pages is for provider and pager regions");
@@ -200,6 +222,7 @@ Result<BackendChoice> explain_backend(const RegionOptions& opts) {
 Result<Region> adopt_region(void* addr, std::size_t size, const RegionOptions& opts) {
   return core::guarded([&]() -> Result<Region> {
     if (addr == nullptr) return Error(Errc::invalid_argument, "adopt_region '" + opts.name + "': address is null");
+    if (opts.huge_pages) return Error(Errc::unsupported, "adopt_region: huge_pages needs reserve_region()");
     if (auto v = validate(size, opts); !v) return std::move(v).error();
     if (opts.policy == Policy::provider || opts.policy == Policy::pager) {
       return Error(Errc::unsupported, "adopt_region '" + opts.name + "': the " + policy_name(opts.policy) +

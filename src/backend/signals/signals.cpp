@@ -87,6 +87,21 @@ Result<std::unique_ptr<detail::RegionImpl>> create(std::size_t size, const Regio
     if (!m) return std::move(m).error();
     view = m.value().first;
     alias = m.value().second;
+  } else if (o.huge_pages) {
+    // 2 MiB-aligned: map 2 MiB more, keep the aligned part.
+    const std::size_t huge = core::kHugePage;
+    const long m = os::raw_mmap(nullptr, size + huge, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (os::is_err(m)) return Error::from_errno("mmap (reserve_region)", static_cast<int>(-m));
+    const std::uintptr_t start = static_cast<std::uintptr_t>(m), aligned = (start + huge - 1) & ~(huge - 1);
+    if (aligned > start) os::raw_munmap(reinterpret_cast<void*>(start), aligned - start);
+    if (start + size + huge > aligned + size) {
+      os::raw_munmap(reinterpret_cast<void*>(aligned + size), start + size + huge - (aligned + size));
+    }
+    view = reinterpret_cast<void*>(aligned);
+    if (const long rc = os::raw_madvise(view, size, MADV_HUGEPAGE); os::is_err(rc)) {
+      os::raw_munmap(view, size);
+      return Error::from_errno("madvise MADV_HUGEPAGE (huge_pages)", static_cast<int>(-rc));
+    }
   } else {
     const long m = os::raw_mmap(nullptr, size, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
     if (os::is_err(m)) return Error::from_errno("mmap (reserve_region)", static_cast<int>(-m));
@@ -94,6 +109,7 @@ Result<std::unique_ptr<detail::RegionImpl>> create(std::size_t size, const Regio
   }
   auto r = std::make_unique<SignalRegion>(o, reinterpret_cast<std::uintptr_t>(view), size, true,
                                           reinterpret_cast<std::uintptr_t>(alias));
+  if (o.huge_pages) r->huge = core::kHugePage;
   r->memfd_inode = inode;
   return std::unique_ptr<detail::RegionImpl>(std::move(r));
 }

@@ -67,6 +67,7 @@ class SignalRegion final : public detail::RegionImpl {
   std::atomic<std::uint32_t> resolutions{0};  // zero_fill, track_dirty: faults resolved so far
   std::uintptr_t coarse_window = 0;           // the coarse window (see kCoarseAfter)
   std::uintptr_t alias = 0;  // provider, pager: the private read-write view the store fills
+  std::size_t huge = 0;      // RegionOptions::huge_pages: a fault fills its whole aligned block of this size
   std::unique_ptr<std::atomic<std::uint32_t>[]> pstate;  // provider, pager: a fill state per page
 
   // Adopted memory: the protection of each mapping of the range before the region took it, given back

@@ -83,7 +83,8 @@ namespace {
 Disposition zero_fill(FaultContext& ctx, SignalRegion& r, std::uintptr_t page_addr) noexcept {
   const std::size_t page = core::page_size();
   const std::int64_t t0 = os::monotonic_ns();
-  std::uintptr_t end = page_addr + r.fault_around * page;
+  if (r.huge != 0) page_addr &= ~(r.huge - 1);  // the whole 2 MiB block, for one transparent huge page
+  std::uintptr_t end = page_addr + (r.huge != 0 ? r.huge : r.fault_around * page);
   if (end > r.end || end < page_addr) end = r.end;
   void* p = reinterpret_cast<void*>(page_addr);
   const std::size_t len = end - page_addr;

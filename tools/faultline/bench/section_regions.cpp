@@ -220,6 +220,42 @@ void first_touch_rows(Bench& b) {
   }
 }
 
+
+// First touch of a large range with 2 MiB pages (RegionOptions::huge_pages: one fault per 2 MiB block,
+// backed by a transparent huge page where the kernel has one) against the kernel's 4 KiB demand faults.
+void huge_page_row(Bench& b) {
+  const std::size_t bytes = b.options().quick ? (std::size_t{64} << 20) : (std::size_t{1} << 30);
+  const std::string name = std::string("first touch of ") + (b.options().quick ? "64 MiB" : "1 GiB") +
+                           ", zero-fill, 2 MiB pages";
+  RegionOptions o;
+  o.name = "bench-huge";
+  o.huge_pages = true;
+  auto region = reserve_region(bytes, o);
+  if (!region) {
+    b.unavailable("regions", name, "kernel demand-zero faults, 4 KiB pages", region.error().message());
+    return;
+  }
+  Mapping kernel(bytes, PROT_READ | PROT_WRITE);
+  const std::size_t pages = bytes / g_psize;
+  const auto touch_all = [pages](char* p) {
+    const double t0 = now_ns();
+    for (std::size_t i = 0; i < pages; ++i) p[i * g_psize] = 1;
+    return (now_ns() - t0) / static_cast<double>(pages);
+  };
+  Row& row = b.compare("regions", name, "kernel demand-zero faults, 4 KiB pages",
+                       [&] {
+                         const double ns = touch_all(kernel.data());
+                         madvise(kernel.data(), kernel.size(), MADV_DONTNEED);
+                         return ns;
+                       },
+                       [&] {
+                         const double ns = touch_all(static_cast<char*>(region->data()));
+                         if (!region->discard(0, pages)) die("discard failed");
+                         return ns;
+                       });
+  row.note = "per 4 KiB page touched; " + std::to_string(region->stats().fills) + " fills in all";
+}
+
 }  // namespace
 
 void section_regions(Bench& b) {
@@ -228,6 +264,7 @@ void section_regions(Bench& b) {
   lookup_rows(b);
   zero_fill_fault_row(b);
   first_touch_rows(b);
+  huge_page_row(b);
 }
 
 }  // namespace faultline::bench
