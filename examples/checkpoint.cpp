@@ -114,6 +114,7 @@ int restore(const char* path) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  faultline::print_stats();  // each region's counters on stderr as it ends, and a summary at exit
   if (argc == 3 && std::strcmp(argv[1], "--restore") == 0) return restore(argv[2]);
   if (auto r = faultline::install(); !r) {
     std::fprintf(stderr, "install: %s\n", r.error().message().c_str());

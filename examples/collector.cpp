@@ -482,6 +482,7 @@ Outcome collect_once(const Mode& mode) {
 }  // namespace
 
 int main() {
+  faultline::print_stats();  // each region's counters on stderr as it ends, and a summary at exit
   if (auto r = faultline::install(); !r) {
     std::fprintf(stderr, "install: %s\n", r.error().message().c_str());
     return 1;

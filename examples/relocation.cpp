@@ -74,6 +74,7 @@ faultline::Disposition barrier(faultline::FaultContext& ctx, const faultline::Re
 }  // namespace
 
 int main() {
+  faultline::print_stats();  // each region's counters on stderr as it ends, and a summary at exit
   g_page = static_cast<std::size_t>(sysconf(_SC_PAGESIZE));
   g_size = kObjects * sizeof(Object);
   // Old space is one memfd mapped twice: the mutators' view (a faultline region with the barrier

@@ -553,6 +553,7 @@ std::size_t differing_pages(const unsigned char* a, const unsigned char* b, std:
 }  // namespace
 
 int main(int argc, char** argv) {
+  faultline::print_stats();  // each region's counters on stderr as it ends, and a summary at exit
   faultline::Backend wanted = faultline::Backend::automatic;
   const char* backend_arg = "auto";
   const char* restore_base = nullptr;

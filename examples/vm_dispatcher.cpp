@@ -538,6 +538,7 @@ int usage(const char* argv0) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  faultline::print_stats();  // each region's counters on stderr as it ends, and a summary at exit
   // --- The command line: which backend the windows that can choose should have.
   faultline::Backend want = faultline::Backend::automatic;
   for (int i = 1; i < argc; ++i) {

@@ -192,6 +192,20 @@ typedef struct fl_region_stats {
   uint64_t fill_ns_log2[32]; /* fills that took [2^k, 2^(k+1)) ns */
 } fl_region_stats;
 void fl_region_get_stats(const fl_region* region, fl_region_stats* out);
+/* One thread's share of the regions' work (ThreadStats in region.hpp: counted by the thread that did
+   the work; in handler-thread mode, the userfaultfd handler thread). */
+typedef struct fl_thread_stats {
+  long tid;
+  uint64_t faults, fills, pages_filled, readahead_pages, failures, pages_evicted, pages_written_back;
+  uint64_t fill_ns; /* the time its fills took, in all */
+} fl_thread_stats;
+/* The calling thread's counters. Async-signal-safe. */
+void fl_this_thread_stats(fl_thread_stats* out);
+/* Writes up to `cap` userfaultfd handler threads' counters to `out`; returns how many threads run. */
+size_t fl_handler_thread_stats(fl_thread_stats* out, size_t cap);
+/* set_userfaultfd_handler_threads / userfaultfd_handler_threads (backend.hpp). */
+int fl_set_userfaultfd_handler_threads(unsigned n, fl_error* err);
+unsigned fl_userfaultfd_handler_threads(void);
 
 /* ---- threads (faultline/thread.hpp, world.hpp, preempt.hpp, inject.hpp) ---------------------- */
 

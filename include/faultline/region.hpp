@@ -140,6 +140,42 @@ struct RegionStats {
   std::uint64_t fill_ns_quantile(double q) const noexcept;
 };
 
+// One thread's share of the regions' work: the same counters as RegionStats, counted by the thread that
+// did the work. On the signal backend and in self-service mode that is the faulting thread (in its
+// handler); in handler-thread mode it is the userfaultfd handler thread that read the fault and filled
+// it (the faulting thread sleeps in the kernel meanwhile and counts nothing); a pager thread counts the
+// fills it made, and the thread that calls flush() or evict() (or the evictor thread) counts the pages it
+// wrote back and evicted.
+struct ThreadStats {
+  long tid = 0;                          // the thread's id (gettid)
+  std::uint64_t faults = 0;              // faults it handled (see RegionStats::faults)
+  std::uint64_t fills = 0;               // runs of pages it filled
+  std::uint64_t pages_filled = 0;        // their pages
+  std::uint64_t readahead_pages = 0;     // of those, pages beyond the faulting one
+  std::uint64_t failures = 0;            // fills that failed
+  std::uint64_t pages_evicted = 0;       // pages it evicted
+  std::uint64_t pages_written_back = 0;  // pages it wrote back
+  std::uint64_t fill_ns = 0;             // the time its fills took, in all (fill_ns / fills: the mean)
+};
+
+// The calling thread's counters since it started. Async-signal-safe (initial-exec TLS, relaxed loads);
+// thread-safe.
+ThreadStats this_thread_stats() noexcept;
+
+// The counters of each userfaultfd handler thread running (set_userfaultfd_handler_threads()), in the
+// order they started: how the fault messages spread over them. Empty before the first userfaultfd region
+// in handler-thread mode. Allocates: not async-signal-safe; thread-safe.
+std::vector<ThreadStats> userfaultfd_handler_thread_stats();
+
+// Prints the counters on stderr from now on: each region's RegionStats when it ends ("faultline stats:
+// region 'heap': 12 faults, 12 fills of 768 pages (756 read ahead), ..."), and a summary when the process
+// exits (std::exit or a return from main; not a death by signal, nor _exit): for each signal the
+// dispatcher saw, its TrapCounters; each region still registered; each userfaultfd handler thread's
+// ThreadStats. Idempotent. The environment variable FAULTLINE_STATS (set, not "0"; read as secure_getenv
+// reads it) does the same from the first region registered; `faultline catch --stats` sets it for the
+// program it runs, whose preloaded library calls this at load. Not async-signal-safe; thread-safe.
+void print_stats();
+
 // A registered region. Destroying it unregisters the region (and unmaps a reserved range) after every
 // fault handler that may be using it has left.
 class [[nodiscard]] Region {

@@ -14,7 +14,7 @@ Result<Choice> select(const RegionOptions& o, bool adopted) {
   if (o.backend == Backend::signals) {
     c.backend = Backend::signals;
     c.reason = "signals (requested)";
-  } else if (o.huge_pages) {
+  } else if (o.huge_pages && o.backend == Backend::automatic && o.policy == Policy::zero_fill) {
     c.backend = Backend::signals;
     c.reason = "signals: transparent huge pages are served by the signal backend";
   } else {

@@ -235,6 +235,22 @@ void fl_region_get_stats(const fl_region* region, fl_region_stats* out) {
   for (unsigned k = 0; k < 32; ++k) out->fill_ns_log2[k] = s.fill_ns_log2[k];
 }
 
+size_t fl_handler_thread_stats(fl_thread_stats* out, size_t cap) {
+  try {
+    const std::vector<ThreadStats> all = userfaultfd_handler_thread_stats();
+    for (std::size_t i = 0; i < all.size() && i < cap && out != nullptr; ++i) out[i] = capi::to_c(all[i]);
+    return all.size();
+  } catch (...) {
+    return 0;
+  }
+}
+
+int fl_set_userfaultfd_handler_threads(unsigned n, fl_error* err) {
+  return guarded(err, [&] { return result(set_userfaultfd_handler_threads(n), err); });
+}
+
+unsigned fl_userfaultfd_handler_threads(void) { return userfaultfd_handler_threads(); }
+
 int fl_prefault(const void* addr, size_t len, fl_access access, fl_error* err) {
   return guarded(err, [&] { return result(prefault(addr, len, static_cast<Access>(access)), err); });
 }

@@ -29,6 +29,7 @@ struct PreemptBox {
 
 fl_context* to_c(FaultContext& ctx) noexcept;
 fl_region_info to_c(const RegionInfo& r) noexcept;
+fl_thread_stats to_c(const ThreadStats& t) noexcept;
 Disposition handler_adapter(FaultContext& ctx, void* data);
 Disposition barrier_adapter(FaultContext& ctx, const RegionInfo& region, void* data);
 FillStatus fill_adapter(const FillRequest& req, void* data);

@@ -4,6 +4,7 @@
 
 #include "faultline/inject.hpp"
 #include "faultline/regs.hpp"
+#include "faultline/region.hpp"
 
 namespace {
 
@@ -91,3 +92,16 @@ int fl_inject_call(fl_context* ctx, void (*fn)(void*), void* arg) {
 }
 
 }  // extern "C"
+
+namespace faultline::capi {
+
+fl_thread_stats to_c(const ThreadStats& t) noexcept {
+  return fl_thread_stats{t.tid, t.faults, t.fills, t.pages_filled, t.readahead_pages, t.failures, t.pages_evicted,
+                         t.pages_written_back, t.fill_ns};
+}
+
+}  // namespace faultline::capi
+
+extern "C" void fl_this_thread_stats(fl_thread_stats* out) {
+  if (out != nullptr) *out = faultline::capi::to_c(faultline::this_thread_stats());
+}

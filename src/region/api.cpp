@@ -4,8 +4,10 @@
 // This file sits above backend/ in the layers (src/README.md): it is the one place where the region
 // table, the backends and the store meet.
 #include <sys/mman.h>
+#include <signal.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
 #include <chrono>
 #include <algorithm>
@@ -22,10 +24,14 @@
 #include "backend/backend.hpp"
 #include "core/page.hpp"
 #include "faultline/region.hpp"
+#include "faultline/trap.hpp"
 #include "region/impl.hpp"
 #include "region/table.hpp"
 
 namespace faultline {
+
+// FAULTLINE_STATS (below).
+static bool stats_asked();
 
 namespace {
 
@@ -88,25 +94,37 @@ Result<void> validate(std::size_t size, const RegionOptions& o) {
     return Error(Errc::invalid_argument, who + ": fault_around must be 1..512 pages");
   }
   if (o.huge_pages) {
-    if (o.policy != Policy::zero_fill) {
-      return Error(Errc::unsupported, who + ": huge_pages is for zero_fill regions");
-    }
-    if (o.backend == Backend::userfaultfd) {
-      return Error(Errc::unsupported, who + ": huge_pages on userfaultfd needs hugetlbfs pages, which faultline does "
-                                            "not use yet; the signal backend serves transparent huge pages");
+    // Two kinds of 2 MiB pages: transparent huge pages on the signal backend (zero_fill), and reserved
+    // hugetlbfs pages on userfaultfd (zero_fill and provider, filled a whole huge page at a time).
+    const bool hugetlb = o.backend == Backend::userfaultfd || o.policy == Policy::provider;
+    if (o.policy != Policy::zero_fill && o.policy != Policy::provider) {
+      return Error(Errc::unsupported, who + ": huge_pages is for zero_fill regions (and provider regions on "
+                                            "userfaultfd's hugetlbfs pages)");
     }
     if (size % core::kHugePage != 0) {
       return Error(Errc::invalid_argument, who + ": with huge_pages the size must be a multiple of 2 MiB");
     }
-    std::string thp;
-    if (FILE* f = std::fopen("/sys/kernel/mm/transparent_hugepage/enabled", "r")) {
-      char line[128] = {};
-      if (std::fgets(line, sizeof line, f) != nullptr) thp = line;
-      std::fclose(f);
-    }
-    if (thp.find("[always]") == std::string::npos && thp.find("[madvise]") == std::string::npos) {
-      return Error(Errc::unsupported, who + ": huge_pages needs transparent huge pages, which this kernel has " +
-                                            (thp.empty() ? std::string("not") : "set to \"" + thp.substr(0, thp.find('\n')) + "\""));
+    if (hugetlb) {
+      if (o.backend == Backend::signals) {
+        return Error(Errc::unsupported, who + ": huge_pages for a provider region needs Backend::userfaultfd "
+                                              "(hugetlbfs pages); the signal backend's huge pages are zero_fill only");
+      }
+      if (o.userfaultfd_mode != UserfaultfdMode::handler_thread || o.write_back || o.max_resident_pages != 0 ||
+          o.remote_pager_socket >= 0) {
+        return Error(Errc::unsupported, who + ": huge_pages on userfaultfd (hugetlbfs) is served by the handler "
+                                              "thread, without write-back, max_resident_pages or a remote pager");
+      }
+    } else {
+      std::string thp;
+      if (FILE* f = std::fopen("/sys/kernel/mm/transparent_hugepage/enabled", "r")) {
+        char line[128] = {};
+        if (std::fgets(line, sizeof line, f) != nullptr) thp = line;
+        std::fclose(f);
+      }
+      if (thp.find("[always]") == std::string::npos && thp.find("[madvise]") == std::string::npos) {
+        return Error(Errc::unsupported, who + ": huge_pages needs transparent huge pages, which this kernel has " +
+                                              (thp.empty() ? std::string("not") : "set to \"" + thp.substr(0, thp.find('\n')) + "\""));
+      }
     }
   }
   const bool filled = o.policy == Policy::provider || o.policy == Policy::pager;
@@ -189,6 +207,7 @@ Result<RegionImpl*> register_region(std::unique_ptr<RegionImpl>& r) {
     r->detach();
     return std::move(ins).error();
   }
+  if (stats_asked()) print_stats();
   return r.release();
 }
 
@@ -260,10 +279,9 @@ std::size_t Region::size() const noexcept { return impl_ ? impl_->end - impl_->b
 Backend Region::backend() const noexcept { return impl_ ? impl_->backend() : Backend::signals; }
 const char* Region::backend_reason() const noexcept { return impl_ ? impl_->backend_reason.c_str() : ""; }
 
-RegionStats Region::stats() const noexcept {
+static RegionStats stats_of(const detail::RegionImpl& r) noexcept {
   RegionStats s;
-  if (impl_ == nullptr) return s;
-  const auto& c = impl_->counters;
+  const auto& c = r.counters;
   const auto get = [](const std::atomic<std::uint64_t>& a) { return a.load(std::memory_order_relaxed); };
   s.faults = get(c.faults);
   s.fills = get(c.fills);
@@ -275,6 +293,8 @@ RegionStats Region::stats() const noexcept {
   for (unsigned k = 0; k < 32; ++k) s.fill_ns_log2[k] = get(c.fill_ns_log2[k]);
   return s;
 }
+
+RegionStats Region::stats() const noexcept { return impl_ == nullptr ? RegionStats{} : stats_of(*impl_); }
 
 std::uint64_t RegionStats::fill_ns_quantile(double q) const noexcept {
   std::uint64_t total = 0;
@@ -295,22 +315,90 @@ RegionInfo Region::info() const noexcept {
 }
 
 // FAULTLINE_STATS (read as secure_getenv reads it): a line of each region's counters on stderr when it
-// ends: "faultline stats: region 'heap': 12 faults, 12 fills of 768 pages (756 read ahead), ...".
-static void print_stats_if_asked(const detail::RegionImpl& r, const RegionStats& s) {
+// ends: "faultline stats: region 'heap': 12 faults, 12 fills of 768 pages (756 read ahead), ...", and at
+// exit a summary (print_exit_summary).
+static bool stats_asked() {
   static const bool asked = [] {
     const char* e = secure_getenv("FAULTLINE_STATS");
     return e != nullptr && *e != '\0' && std::strcmp(e, "0") != 0;
   }();
-  if (!asked) return;
+  return asked;
+}
+
+static void print_region_line(const char* name, const RegionStats& s, const char* when) {
   std::fprintf(stderr,
-               "faultline stats: region '%s': %llu faults, %llu fills of %llu pages (%llu read ahead), %llu failed, "
+               "faultline stats: region '%s'%s: %llu faults, %llu fills of %llu pages (%llu read ahead), %llu failed, "
                "%llu pages evicted, %llu written back; fill p50 %llu ns, p99 %llu ns\n",
-               r.name, static_cast<unsigned long long>(s.faults), static_cast<unsigned long long>(s.fills),
+               name, when, static_cast<unsigned long long>(s.faults), static_cast<unsigned long long>(s.fills),
                static_cast<unsigned long long>(s.pages_filled), static_cast<unsigned long long>(s.readahead_pages),
                static_cast<unsigned long long>(s.failures), static_cast<unsigned long long>(s.pages_evicted),
                static_cast<unsigned long long>(s.pages_written_back),
                static_cast<unsigned long long>(s.fill_ns_quantile(0.5)),
                static_cast<unsigned long long>(s.fill_ns_quantile(0.99)));
+}
+
+// print_stats() was called: as if FAULTLINE_STATS were set.
+static std::atomic<bool> g_print_stats{false};
+
+static void print_stats_if_asked(const detail::RegionImpl& r, const RegionStats& s) {
+  if (stats_asked() || g_print_stats.load(std::memory_order_relaxed)) print_region_line(r.name, s, "");
+}
+
+namespace {
+
+// FAULTLINE_STATS at exit: the dispatcher's counters for each signal that reached it, the regions still
+// registered (up to 32 of them; skipped if another thread holds the table's lock as the process exits),
+// and each userfaultfd handler thread's share. Runs from atexit (not signal context).
+void print_exit_summary() {
+  static const struct {
+    int sig;
+    const char* name;
+  } kSignals[] = {{SIGSEGV, "SIGSEGV"}, {SIGBUS, "SIGBUS"}, {SIGILL, "SIGILL"}, {SIGFPE, "SIGFPE"},
+                  {SIGTRAP, "SIGTRAP"}, {SIGABRT, "SIGABRT"}};
+  for (const auto& k : kSignals) {
+    const TrapCounters c = counters(k.sig);
+    if (c.seen == 0) continue;
+    std::fprintf(stderr, "faultline stats: %s: %llu seen, %llu resolved, %llu passed on, %llu stack overflows\n", k.name,
+                 static_cast<unsigned long long>(c.seen), static_cast<unsigned long long>(c.resolved),
+                 static_cast<unsigned long long>(c.passed), static_cast<unsigned long long>(c.stack_overflows));
+  }
+  std::unique_lock lock(region::table_mutex(), std::try_to_lock);
+  if (lock.owns_lock()) {
+    std::size_t shown = 0, left = 0;
+    if (const region::Top* top = region::g_top.load(std::memory_order_acquire); top != nullptr) {
+      for (const region::Leaf* leaf : top->leaf) {
+        for (std::size_t i = 0; i < leaf->n; ++i) {
+          if (shown == 32) {
+            ++left;
+            continue;
+          }
+          print_region_line(leaf->r[i]->name, stats_of(*leaf->r[i]), " (still registered at exit)");
+          ++shown;
+        }
+      }
+    }
+    if (left != 0) std::fprintf(stderr, "faultline stats: and %zu more regions\n", left);
+  }
+  const std::vector<ThreadStats> handlers = userfaultfd_handler_thread_stats();
+  for (std::size_t i = 0; i < handlers.size(); ++i) {
+    const ThreadStats& t = handlers[i];
+    std::fprintf(stderr,
+                 "faultline stats: userfaultfd handler thread %zu (tid %ld): %llu faults, %llu fills of %llu pages, "
+                 "%llu failed; %llu ns a fill\n",
+                 i + 1, t.tid, static_cast<unsigned long long>(t.faults), static_cast<unsigned long long>(t.fills),
+                 static_cast<unsigned long long>(t.pages_filled), static_cast<unsigned long long>(t.failures),
+                 static_cast<unsigned long long>(t.fills != 0 ? t.fill_ns / t.fills : 0));
+  }
+}
+
+}  // namespace
+
+void print_stats() {
+  static std::once_flag once;
+  std::call_once(once, [] {
+    g_print_stats.store(true, std::memory_order_relaxed);
+    std::atexit(print_exit_summary);
+  });
 }
 
 Result<void> Region::reset() {

@@ -21,7 +21,7 @@ int prot_of(unsigned perms) noexcept {
 Disposition handle_fault(FaultContext& ctx, void*) {
   detail::RegionImpl* r = find_and_pin(ctx.address());
   if (r == nullptr) return Disposition::declined;
-  r->counters.add(r->counters.faults);
+  r->counters.note_fault();
   const Disposition d = r->on_fault(ctx);
   unpin(r);
   return d;

@@ -46,7 +46,7 @@ Result<std::size_t> RegionImpl::evict(std::size_t first, std::size_t count) {
     written = *w;
   }
   if (auto d = discard(first, count); !d) return d.error();
-  counters.add(counters.pages_evicted, count);
+  counters.note_evicted(count);
   return written;
 }
 

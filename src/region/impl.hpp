@@ -21,6 +21,7 @@
 
 #include "core/format.hpp"
 #include "faultline/region.hpp"
+#include "region/thread_stats.hpp"
 #include "store/function_store.hpp"
 
 namespace faultline::detail {
@@ -104,11 +105,17 @@ struct RegionImpl {
   std::atomic<bool> unmapped_seen{false};
   std::uint32_t inherited_pins = 0;
 
-  // RegionStats, as relaxed atomics updated on the fault path (signal path: atomics only).
+  // RegionStats, as relaxed atomics updated on the fault path (signal path: atomics only). Each update
+  // also counts in the working thread's ThreadStats (region/thread_stats.hpp).
   struct Counters {
     std::atomic<std::uint64_t> faults{0}, fills{0}, pages_filled{0}, readahead_pages{0}, failures{0},
         pages_evicted{0}, pages_written_back{0};
     std::atomic<std::uint64_t> fill_ns_log2[32] = {};
+    // A fault handed to the region. Async-signal-safe.
+    void note_fault() noexcept {
+      add(faults);
+      region::ThreadCounters::bump(region::thread_counters().faults, 1);
+    }
     // A run of `pages` filled in `ns` for a fault on its first page. Async-signal-safe.
     void note_fill(std::size_t pages, std::int64_t ns) noexcept {
       fills.fetch_add(1, std::memory_order_relaxed);
@@ -117,6 +124,24 @@ struct RegionImpl {
       unsigned k = 0;
       for (std::uint64_t v = ns > 0 ? static_cast<std::uint64_t>(ns) : 1; v > 1 && k < 31; v >>= 1) ++k;
       fill_ns_log2[k].fetch_add(1, std::memory_order_relaxed);
+      region::ThreadCounters& t = region::thread_counters();
+      region::ThreadCounters::bump(t.fills, 1);
+      region::ThreadCounters::bump(t.pages_filled, pages);
+      if (pages > 1) region::ThreadCounters::bump(t.readahead_pages, pages - 1);
+      region::ThreadCounters::bump(t.fill_ns, ns > 0 ? static_cast<std::uint64_t>(ns) : 0);
+    }
+    // A fill that failed. Async-signal-safe.
+    void note_failure() noexcept {
+      add(failures);
+      region::ThreadCounters::bump(region::thread_counters().failures, 1);
+    }
+    void note_evicted(std::uint64_t n) noexcept {
+      add(pages_evicted, n);
+      region::ThreadCounters::bump(region::thread_counters().pages_evicted, n);
+    }
+    void note_written_back(std::uint64_t n) noexcept {
+      add(pages_written_back, n);
+      region::ThreadCounters::bump(region::thread_counters().pages_written_back, n);
     }
     void add(std::atomic<std::uint64_t>& c, std::uint64_t n = 1) noexcept { c.fetch_add(n, std::memory_order_relaxed); }
   };

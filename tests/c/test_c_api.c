@@ -307,6 +307,16 @@ static void test_regions(void) {
   for (int k = 0; k < 32; ++k) timed += st.fill_ns_log2[k];
   CHECK(st.faults == 4 && st.fills == 4 && st.pages_filled == 7 && st.readahead_pages == 3 && st.failures == 0);
   CHECK(timed == 4);
+  /* A fault of this thread on the signal backend counts in this thread's counters. */
+  fl_thread_stats before, after;
+  CHECK(fl_region_protect(r, 2, 1, FL_PERM_NONE, &err) == 0);
+  fl_this_thread_stats(&before);
+  z[2 * page] = 1;
+  fl_this_thread_stats(&after);
+  CHECK(after.tid > 0 && after.faults == before.faults + 1 && after.fills == before.fills + 1);
+  CHECK(after.pages_filled == before.pages_filled + 2 && after.fill_ns > before.fill_ns);
+  CHECK(fl_set_userfaultfd_handler_threads(0, &err) == FL_EINVAL && strstr(err.message, "1..64") != NULL);
+  CHECK(fl_handler_thread_stats(NULL, 0) == fl_userfaultfd_handler_threads());
   fl_region_get_stats(NULL, &st);
   CHECK(st.faults == 0);
   CHECK(fl_region_destroy(r, &err) == 0);

@@ -110,6 +110,16 @@ out=$("$cli" symbolize <"$saved")
 grep -q 'prog_cxx_crash.cpp:11' <<<"$out" || fail "symbolize from standard input"
 rm -f "$saved"
 
+# 10. --stats: at the program's exit, faultline's counters (three faults its own handler recovered
+#     from, passed on to it); nothing of the kind without --stats.
+out=$("$cli" catch --stats -- "$dir/prog_recovers" 2>&1); st=$?
+[ $st -eq 0 ] || fail "--stats: status $st: $out"
+grep -q "recovered 3" <<<"$out" || fail "--stats: the program's output is missing: $out"
+grep -q "faultline stats: SIGSEGV: 3 seen, 0 resolved, 3 passed on, 0 stack overflows" <<<"$out" \
+  || fail "--stats: no summary of the faults: $out"
+out=$("$cli" catch -- "$dir/prog_recovers" 2>&1)
+grep -q "faultline stats" <<<"$out" && fail "a summary without --stats: $out"
+
 if [ $failures -ne 0 ]; then
   echo "$failures checks failed"
   exit 1

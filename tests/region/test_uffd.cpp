@@ -131,6 +131,10 @@ void fault_from_four_threads(UserfaultfdMode mode) {
         const std::size_t page = (i * 97 + static_cast<std::size_t>(t)) % kPages;  // a different order each
         if (p[page * kPage + 11] != page % 251 + 1) wrong.fetch_add(1);
       }
+      // Who counted the work: the faulting thread itself in self-service mode, a handler thread otherwise.
+      const ThreadStats mine = this_thread_stats();
+      const std::uint64_t expected = mode == UserfaultfdMode::self_service ? kPages : 0;
+      if (mine.pages_filled != expected || mine.fills != expected || mine.tid <= 0) wrong.fetch_add(1000);
     });
   }
   for (auto& th : threads) th.join();
@@ -145,8 +149,54 @@ TEST(Uffd, FourFaultingThreadsWithSeveralHandlerThreads) {
     fault_from_four_threads(UserfaultfdMode::handler_thread);
     std::printf("handler threads: %u\n", userfaultfd_handler_threads());
     if (userfaultfd_handler_threads() != 3) _exit(4);
+    // The handler threads' counters: three threads, which filled the 4 x 256 pages between them.
+    const std::vector<ThreadStats> handlers = userfaultfd_handler_thread_stats();
+    std::uint64_t pages = 0, fills = 0, faults = 0;
+    for (const ThreadStats& t : handlers) {
+      std::printf("handler tid %ld: %llu faults, %llu pages\n", t.tid, (unsigned long long)t.faults,
+                  (unsigned long long)t.pages_filled);
+      if (t.tid <= 0) _exit(5);
+      pages += t.pages_filled;
+      fills += t.fills;
+      faults += t.faults;
+    }
+    if (handlers.size() != 3 || pages != 4 * 256 || fills != 4 * 256 || faults < fills) _exit(6);
   });
   EXPECT_TRUE(r.exited() && r.exit_code() == 0) << r;
+}
+
+// FAULTLINE_STATS: at exit, the dispatcher's counters for each signal it saw, the regions still
+// registered, and each handler thread's share.
+TEST(Uffd, StatsSummaryAtExit) {
+  FAULTLINE_SKIP_WITHOUT_USERFAULTFD();
+  ChildResult r = run_child([] {
+    setenv("FAULTLINE_STATS", "1", 1);
+    if (!set_userfaultfd_handler_threads(1).ok()) _exit(1);
+    RegionOptions o;
+    o.name = "kept";
+    o.policy = Policy::zero_fill;
+    o.backend = Backend::userfaultfd;
+    o.readahead_max = 1;
+    Region& kept = *new Region(must_reserve(8 * kPage, o));  // left registered at exit
+    RegionOptions s;
+    s.name = "kept-signals";
+    s.policy = Policy::zero_fill;
+    s.backend = Backend::signals;
+    Region& kept2 = *new Region(must_reserve(8 * kPage, s));
+    auto* p = static_cast<volatile char*>(kept.data());
+    auto* q = static_cast<volatile char*>(kept2.data());
+    for (std::size_t i = 0; i < 8; ++i) p[i * kPage] = 1;
+    q[0] = 1;
+    std::fflush(stdout);
+    std::exit(0);  // atexit handlers run: the summary
+  });
+  EXPECT_TRUE(r.exited() && r.exit_code() == 0) << r;
+  EXPECT_NE(r.output.find("faultline stats: SIGSEGV: 1 seen, 1 resolved, 0 passed on"), std::string::npos) << r;
+  EXPECT_NE(r.output.find("faultline stats: region 'kept' (still registered at exit): 8 faults, "), std::string::npos) << r;
+  EXPECT_NE(r.output.find("faultline stats: region 'kept-signals' (still registered at exit): 1 faults"),
+            std::string::npos) << r;
+  EXPECT_NE(r.output.find("faultline stats: userfaultfd handler thread 1 (tid "), std::string::npos) << r;
+  EXPECT_NE(r.output.find("): 8 faults, "), std::string::npos) << r;
 }
 
 // FAULTLINE_HANDLER_THREADS sets the default; set_userfaultfd_handler_threads() overrides it.
@@ -505,6 +555,72 @@ TEST(Uffd, ProtectIsRefused) {
     static_cast<volatile char*>(reg.data())[0] = 2;  // still writable
   });
   EXPECT_TRUE(r.exited() && r.exit_code() == 0) << r;
+}
+
+// huge_pages on userfaultfd: hugetlbfs pages of 2 MiB, each filled whole by one UFFDIO_COPY (zero_fill
+// and provider). Where no hugetlbfs pages are reserved (the project's machines: nr_hugepages is 0) the
+// region is refused with the reason and how to reserve them, which is what this test checks there; with
+// pages reserved (echo 8 > /proc/sys/vm/nr_hugepages) it checks the fills.
+TEST(HugePages, HugetlbfsPagesOnUserfaultfdAreFilledWhole) {
+  FAULTLINE_SKIP_WITHOUT_USERFAULTFD();
+  constexpr std::size_t kHuge = std::size_t{2} << 20;
+  RegionOptions o;
+  o.name = "hugetlb";
+  o.huge_pages = true;
+  o.backend = Backend::userfaultfd;
+  auto zero = reserve_region(2 * kHuge, o);
+  if (!zero.ok()) {
+    EXPECT_EQ(zero.error().code(), Errc::unsupported);
+    EXPECT_NE(zero.error().message().find("needs 2 hugetlbfs pages of 2 MiB"), std::string::npos) << zero.error().message();
+    EXPECT_NE(zero.error().message().find("/proc/sys/vm/nr_hugepages"), std::string::npos) << zero.error().message();
+    GTEST_SKIP() << "no hugetlbfs pages here (the refusal was checked): " << zero.error().message();
+  }
+  EXPECT_EQ(zero->backend(), Backend::userfaultfd);
+  const auto* z = static_cast<const volatile char*>(zero->data());
+  EXPECT_EQ(z[kHuge + 12345], 0);  // a read: zeros copied (hugetlbfs has no zero page to map)
+  for (std::size_t off = 0; off < kHuge; off += kPage) EXPECT_EQ(z[kHuge + off], 0);
+  RegionStats s = zero->stats();
+  EXPECT_EQ(s.fills, 1u);
+  EXPECT_EQ(s.pages_filled, kHuge / kPage);
+  EXPECT_EQ(zero->discard(1, 1).error().code(), Errc::invalid_argument);  // whole huge pages only
+  EXPECT_TRUE(zero->discard(kHuge / kPage, kHuge / kPage).ok());
+  EXPECT_EQ(z[kHuge], 0);
+  EXPECT_EQ(zero->stats().fills, 2u);
+
+  o.name = "hugetlb-provider";
+  o.policy = Policy::provider;
+  o.fill = fill_with_page_index;
+  auto filled = reserve_region(2 * kHuge, o);
+  ASSERT_TRUE(filled.ok()) << filled.error().message();
+  const auto* p = static_cast<const volatile unsigned char*>(filled->data());
+  for (std::size_t i = 2 * kHuge / kPage; i-- > 0;) ASSERT_EQ(p[i * kPage + 7], i % 251 + 1) << i;
+  s = filled->stats();
+  EXPECT_EQ(s.fills, 2u);
+  EXPECT_EQ(s.pages_filled, 2 * kHuge / kPage);
+}
+
+// A provider that fails on a hugetlbfs region: the access ends in SIGBUS with a report naming the cause.
+TEST(HugePages, AFailedHugePageFillEndsInSigbus) {
+  FAULTLINE_SKIP_WITHOUT_USERFAULTFD();
+  constexpr std::size_t kHuge = std::size_t{2} << 20;
+  RegionOptions probe;
+  probe.huge_pages = true;
+  probe.backend = Backend::userfaultfd;
+  if (auto r = reserve_region(kHuge, probe); !r.ok()) GTEST_SKIP() << r.error().message();
+  ChildResult r = run_child([] {
+    (void)report::enable();
+    RegionOptions o;
+    o.name = "hugetlb-failing";
+    o.huge_pages = true;
+    o.backend = Backend::userfaultfd;
+    o.policy = Policy::provider;
+    o.fill = [](const FillRequest&, void*) { return FillStatus{EIO, "the snapshot is unreadable"}; };
+    auto reg = must_reserve(kHuge, o);
+    (void)static_cast<volatile char*>(reg.data())[4096 * 3];
+    _exit(0);
+  });
+  EXPECT_TRUE(r.signaled() && r.signal() == SIGBUS) << r;
+  EXPECT_NE(r.output.find("the snapshot is unreadable"), std::string::npos) << r;
 }
 
 }  // namespace

@@ -3,7 +3,8 @@
 // At load it installs faultline for SIGSEGV, SIGBUS, SIGILL, SIGFPE and SIGABRT (abort(), a failed
 // assert, an uncaught C++ exception, whose type and what() a terminate handler writes first) and enables
 // the crash report
-// (FAULTLINE_CATCH_FD, FAULTLINE_CATCH_COLOR). It interposes sigaction() and signal() so that a handler
+// (FAULTLINE_CATCH_FD, FAULTLINE_CATCH_COLOR), and with FAULTLINE_STATS (`faultline catch --stats`) the
+// counters' summary at exit. It interposes sigaction() and signal() so that a handler
 // the program installs for one of those signals does not displace faultline: the program's handler
 // becomes faultline's previous action (faultline::reassert), so faults reach faultline first and then
 // the program's handler, with its semantics. The program sees its own view of the actions in `oldact`.
@@ -22,6 +23,7 @@
 #include <string>
 #include <typeinfo>
 
+#include "faultline/region.hpp"
 #include "faultline/report.hpp"
 #include "faultline/trap.hpp"
 
@@ -85,6 +87,10 @@ __attribute__((constructor)) void catch_init() {
   g_ready = r.ok();
   if (g_ready) g_prev_terminate = std::set_terminate(on_terminate);
   if (!r) std::fprintf(stderr, "faultline catch: could not install the crash report: %s\n", r.error().message().c_str());
+  // faultline catch --stats (FAULTLINE_STATS): the counters' summary when the program exits.
+  if (const char* st = secure_getenv("FAULTLINE_STATS"); st != nullptr && *st != '\0' && std::strcmp(st, "0") != 0) {
+    faultline::print_stats();
+  }
 }
 
 }  // namespace

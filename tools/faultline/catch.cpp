@@ -140,7 +140,7 @@ bool relay(pid_t pid, int rd, int* status, std::string* report) {
 
 int run_catch(const CatchArgs& args) {
   if (args.command.empty()) {
-    std::fprintf(stderr, "faultline catch: no program given (faultline catch [--fd N] [--no-color] -- PROGRAM ARGS...)\n");
+    std::fprintf(stderr, "faultline catch: no program given (faultline catch [--fd N] [--no-color] [--stats] -- PROGRAM ARGS...)\n");
     return 2;
   }
   if (args.fd < 0 || fcntl_ok(args.fd) == false) {
@@ -165,6 +165,7 @@ int run_catch(const CatchArgs& args) {
   setenv("FAULTLINE_CATCH_FD", std::to_string(kReportFd).c_str(), 1);
   const bool color = !args.no_color && isatty(args.fd) && std::getenv("NO_COLOR") == nullptr;
   setenv("FAULTLINE_CATCH_COLOR", color ? "1" : "0", 1);
+  if (args.stats) setenv("FAULTLINE_STATS", "1", 1);
 
   // Where preloading cannot work, say so plainly: the program runs, without a report.
   if (const std::string file = resolve(args.command[0]); !file.empty()) {

@@ -35,6 +35,7 @@ int run_bench(const BenchArgs& args);
 struct CatchArgs {
   int fd = 2;
   bool no_color = false;
+  bool stats = false;  // FAULTLINE_STATS=1 for the program: a summary of the counters at its exit
   std::vector<std::string> command;
 };
 int run_catch(const CatchArgs& args);

@@ -11,10 +11,12 @@
 namespace {
 
 constexpr const char* kCatchUsage =
-    "Usage: faultline catch [--fd N] [--no-color] [--] PROGRAM ARGS...\n"
+    "Usage: faultline catch [--fd N] [--no-color] [--stats] [--] PROGRAM ARGS...\n"
     "Run a program with the crash report preloaded (like the old catchsegv).\n"
     "  --fd N       the file descriptor the report goes to (default 2, standard error)\n"
     "  --no-color   no colour in the report\n"
+    "  --stats      at exit, faultline's counters on standard error: faults by signal, regions, handler\n"
+    "               threads (sets FAULTLINE_STATS for the program)\n"
     "PROGRAM gets exactly its arguments: everything after `--`, or, without `--`, everything from the\n"
     "first word that is not one of catch's own options.\n";
 
@@ -31,6 +33,8 @@ int catch_main(int argc, char** argv) {
     }
     if (w == "--no-color") {
       a.no_color = true;
+    } else if (w == "--stats") {
+      a.stats = true;
     } else if (w == "--fd" || w.rfind("--fd=", 0) == 0) {
       std::string v = w == "--fd" ? (i + 1 < argc ? argv[++i] : "") : w.substr(5);
       char* end = nullptr;

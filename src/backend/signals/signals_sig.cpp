@@ -102,7 +102,7 @@ Disposition zero_fill(FaultContext& ctx, SignalRegion& r, std::uintptr_t page_ad
 
 // Ends the access in SIGBUS with "pager for region 'x' failed on pages 3-4: EIO (errno 5): reason".
 void fail(FaultContext& ctx, const detail::RegionImpl& r, std::size_t first, std::size_t count, FillStatus st) noexcept {
-  r.counters.add(r.counters.failures);
+  r.counters.note_failure();
   char cause[200];
   r.fill_failure_text(cause, sizeof cause, first, count, st.error, st.reason);
   trap::fail_with_sigbus(ctx, cause);

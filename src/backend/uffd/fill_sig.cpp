@@ -78,7 +78,7 @@ int pagemap_fd() noexcept {
 FillStatus store_fill(Store& store, const FillRequest& req) noexcept { return store.fill(req); }
 
 void UffdRegion::fail_page(std::uintptr_t page_addr, int err, const char* reason, long tid) noexcept {
-  counters.add(counters.failures);
+  counters.note_failure();
   record_fill_failure((page_addr - base) / core::page_size(), err, reason);
   deliver_failure(page_addr, tid);
 }
@@ -139,42 +139,54 @@ int UffdRegion::fill(std::uintptr_t page_addr, Access access, std::uintptr_t pc,
     }
     filled.clear((page_addr - base) / page);
   }
-  std::size_t window = ra_window.load(std::memory_order_relaxed);
-  if (page_addr == ra_next.load(std::memory_order_relaxed)) {
-    window = window * 2 > readahead_max ? readahead_max : window * 2;
+  std::size_t len;
+  if (huge != 0) {
+    // hugetlbfs: one whole huge page, the only unit the kernel installs (the bounce buffer holds one).
+    page_addr &= ~(huge - 1);
+    len = huge;
+    if (policy != Policy::zero_fill && bounce_size < huge) {
+      fail_page(page_addr, EINVAL, "the fill buffer is smaller than one huge page", tid);
+      return EINVAL;
+    }
   } else {
-    window = window / 2 > 0 ? window / 2 : 1;
-  }
-  std::size_t len = window * page;
-  if (len > end - page_addr) len = end - page_addr;
-  // Stop the window at the first page already filled (COPY would stop there anyway, after the fill).
-  if (!child_served && !filled.empty()) {
-    for (std::size_t k = page; k < len; k += page) {
-      if (filled.test((page_addr + k - base) / page)) {
-        len = k;
-        break;
+    std::size_t window = ra_window.load(std::memory_order_relaxed);
+    if (page_addr == ra_next.load(std::memory_order_relaxed)) {
+      window = window * 2 > readahead_max ? readahead_max : window * 2;
+    } else {
+      window = window / 2 > 0 ? window / 2 : 1;
+    }
+    len = window * page;
+    if (len > end - page_addr) len = end - page_addr;
+    // Stop the window at the first page already filled (COPY would stop there anyway, after the fill).
+    if (!child_served && !filled.empty()) {
+      for (std::size_t k = page; k < len; k += page) {
+        if (filled.test((page_addr + k - base) / page)) {
+          len = k;
+          break;
+        }
       }
     }
+    // A store that answers aligned runs in one request (Store::preferred_run_pages): end the window at
+    // the next boundary, so that the windows after it start on one.
+    if (policy != Policy::zero_fill && run_align > 1) {
+      const std::size_t boundary = ((page_addr - base) / page / run_align + 1) * run_align * page;
+      if (len > boundary - (page_addr - base)) len = boundary - (page_addr - base);
+    }
+    if (policy != Policy::zero_fill && len > bounce_size) len = bounce_size - bounce_size % page;
+    if (len == 0) len = page;
+    ra_window.store(static_cast<std::uint32_t>(window), std::memory_order_relaxed);
+    ra_next.store(page_addr + len, std::memory_order_relaxed);
   }
-  // A store that answers aligned runs in one request (Store::preferred_run_pages): end the window at
-  // the next boundary, so that the windows after it start on one.
-  if (policy != Policy::zero_fill && run_align > 1) {
-    const std::size_t boundary = ((page_addr - base) / page / run_align + 1) * run_align * page;
-    if (len > boundary - (page_addr - base)) len = boundary - (page_addr - base);
-  }
-  if (policy != Policy::zero_fill && len > bounce_size) len = bounce_size - bounce_size % page;
-  if (len == 0) len = page;
-  ra_window.store(static_cast<std::uint32_t>(window), std::memory_order_relaxed);
-  ra_next.store(page_addr + len, std::memory_order_relaxed);
 
   std::size_t done = 0;
   long rc;
   const std::int64_t t0 = os::monotonic_ns();
-  if (policy == Policy::zero_fill && access != Access::write) {
+  if (policy == Policy::zero_fill && access != Access::write && huge == 0) {
     rc = os::uffd_zeropage(fd, page_addr, len, &done);  // reads: the shared zero page, no memory
   } else if (policy == Policy::zero_fill) {
     // Writes: ZEROPAGE would map the read-only zero page and every write would fault again to copy it;
     // copy zeros into private pages at once (from a mapping that was never written: all zero pages).
+    // hugetlbfs has no UFFDIO_ZEROPAGE: reads copy zeros too.
     const void* zeros = zero_source(len);
     rc = zeros != nullptr ? os::uffd_copy(fd, page_addr, zeros, len, &done) : os::uffd_zeropage(fd, page_addr, len, &done);
   } else {

@@ -24,6 +24,7 @@
 #include "os/linux/uffd.hpp"
 #include "pager/pager.hpp"
 #include "region/table.hpp"
+#include "region/thread_stats.hpp"
 #include "trap/dispatcher.hpp"
 
 namespace faultline::backend::uffd {
@@ -33,6 +34,9 @@ namespace {
 std::mutex g_start_mutex;
 unsigned g_threads_started = 0;  // handler threads running (they all read the one fd)
 unsigned g_threads_wanted = 0;   // 0: the default (the CPUs, at most 4)
+// Each handler thread's counters (ThreadStats), by the order they started. Never destroyed: the threads
+// run until the process ends.
+region::ThreadCounters g_thread_counters[64];
 
 // The CPUs, at most 4; FAULTLINE_HANDLER_THREADS=N (1..64, read as secure_getenv reads it) overrides it.
 unsigned default_threads() {
@@ -84,8 +88,10 @@ void expired(detail::RegionImpl& r, const FillRequest& req) {
 // The handler thread's loop. It never returns: a thread that stopped serving would leave every fault on
 // its fd asleep for ever. Its buffer is mapped before it starts (start_handler), so it cannot fail to
 // start serving; a transient poll() failure is retried.
-[[noreturn]] void handler_loop(int fd, void* bounce, std::size_t bounce_size) {
+[[noreturn]] void handler_loop(int fd, void* bounce, std::size_t bounce_size, region::ThreadCounters* counters) {
   pthread_setname_np(pthread_self(), "faultline-uffd");
+  counters->tid.store(os::raw_gettid(), std::memory_order_relaxed);
+  region::set_thread_counters(counters);
   const std::size_t page = core::page_size();
   struct uffd_msg msgs[64];
   for (;;) {
@@ -139,7 +145,7 @@ void expired(detail::RegionImpl& r, const FillRequest& req) {
       const long tid = msgs[i].arg.pagefault.feat.ptid;
       // A pin keeps the region alive while we use it (as in a fault handler).
       UffdRegion* r = uffd_region_at(addr, fd);
-      if (r != nullptr && !wp) r->counters.add(r->counters.faults);
+      if (r != nullptr && !wp) r->counters.note_fault();
       bool rewake = true;
       if (r == nullptr) {
         // unregistered meanwhile: let the thread fault normally (the wake-up below)
@@ -194,8 +200,9 @@ Result<void> start_handler(int fd) {
     if (os::is_err(bounce)) {
       started = Error::from_errno("userfaultfd: mmap of the handler thread's buffer", static_cast<int>(-bounce));
     } else {
-      started = os::start_thread("userfaultfd handler thread", [fd, bounce, bounce_size] {
-        handler_loop(fd, reinterpret_cast<void*>(bounce), bounce_size);
+      region::ThreadCounters* counters = &g_thread_counters[g_threads_started];
+      started = os::start_thread("userfaultfd handler thread", [fd, bounce, bounce_size, counters] {
+        handler_loop(fd, reinterpret_cast<void*>(bounce), bounce_size, counters);
       });
       if (!started) os::raw_munmap(reinterpret_cast<void*>(bounce), bounce_size);
     }
@@ -225,6 +232,13 @@ void handler_unlock_after_fork() {
 }
 void handler_forget_after_fork() {
   g_threads_started = 0;
+  for (auto& c : g_thread_counters) {  // a new set of threads: new counters
+    c.tid.store(0, std::memory_order_relaxed);
+    for (auto* a : {&c.faults, &c.fills, &c.pages_filled, &c.readahead_pages, &c.failures, &c.pages_evicted,
+                    &c.pages_written_back, &c.fill_ns}) {
+      a->store(0, std::memory_order_relaxed);
+    }
+  }
   g_watched.clear();
 }
 
@@ -244,6 +258,16 @@ Result<void> set_userfaultfd_handler_threads(unsigned n) {
 unsigned userfaultfd_handler_threads() noexcept {
   std::lock_guard lock(backend::uffd::g_start_mutex);
   return backend::uffd::g_threads_started;
+}
+
+std::vector<ThreadStats> userfaultfd_handler_thread_stats() {
+  std::lock_guard lock(backend::uffd::g_start_mutex);
+  std::vector<ThreadStats> out;
+  out.reserve(backend::uffd::g_threads_started);
+  for (unsigned i = 0; i < backend::uffd::g_threads_started; ++i) {
+    out.push_back(backend::uffd::g_thread_counters[i].snapshot());
+  }
+  return out;
 }
 
 }  // namespace faultline

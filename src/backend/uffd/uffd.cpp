@@ -276,11 +276,42 @@ bool usable(const RegionOptions& o, std::string* reason) {
   return true;
 }
 
+namespace {
+
+// "HugePages_Free:  N" from /proc/meminfo (hugetlbfs pages of the default size), or -1.
+long hugetlb_pages_free() {
+  long n = -1;
+  if (FILE* f = std::fopen("/proc/meminfo", "r")) {
+    char line[128];
+    while (std::fgets(line, sizeof line, f) != nullptr) {
+      if (std::sscanf(line, "HugePages_Free: %ld", &n) == 1) break;
+    }
+    std::fclose(f);
+  }
+  return n;
+}
+
+}  // namespace
+
 Result<std::unique_ptr<detail::RegionImpl>> create(std::size_t size, const RegionOptions& o) {
   // Private anonymous memory with the region's own protection; missing pages reach userfaultfd.
-  const long p = os::raw_mmap(nullptr, size, region::prot_of(o.perms), MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  // huge_pages: hugetlbfs pages of 2 MiB, reserved now (no MAP_NORESERVE), so that a fault can never
+  // find the pool empty.
+  const int flags = o.huge_pages ? MAP_PRIVATE | MAP_ANONYMOUS | MAP_HUGETLB | (21 << MAP_HUGE_SHIFT)
+                                 : MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE;
+  const long p = os::raw_mmap(nullptr, size, region::prot_of(o.perms), flags, -1, 0);
+  if (os::is_err(p) && o.huge_pages) {
+    const long free_pages = hugetlb_pages_free();
+    return Error(Errc::unsupported,
+                 "region '" + o.name + "': huge_pages on userfaultfd needs " + std::to_string(size / core::kHugePage) +
+                     " hugetlbfs pages of 2 MiB, and mmap(MAP_HUGETLB) failed with " + strerrorname_np(static_cast<int>(-p)) +
+                     (free_pages >= 0 ? " (HugePages_Free in /proc/meminfo: " + std::to_string(free_pages) + ")" : "") +
+                     "; reserve them with /proc/sys/vm/nr_hugepages, or use the signal backend's transparent huge pages");
+  }
   if (os::is_err(p)) return Error::from_errno("mmap (reserve_region)", static_cast<int>(-p));
-  return std::unique_ptr<detail::RegionImpl>(std::make_unique<UffdRegion>(o, static_cast<std::uintptr_t>(p), size));
+  auto r = std::make_unique<UffdRegion>(o, static_cast<std::uintptr_t>(p), size);
+  if (o.huge_pages) r->huge = core::kHugePage;
+  return std::unique_ptr<detail::RegionImpl>(std::move(r));
 }
 
 Result<void> UffdRegion::attach() {
@@ -411,6 +442,10 @@ Result<void> UffdRegion::protect(std::size_t, std::size_t, unsigned) {
 
 Result<void> UffdRegion::discard(std::size_t first, std::size_t count) {
   const std::size_t page = core::page_size();
+  if (huge != 0 && ((first * page) % huge != 0 || (count * page) % huge != 0)) {
+    return Error(Errc::invalid_argument, "Region::discard: a region of 2 MiB pages drops whole huge pages (" +
+                                             std::to_string(huge / page) + " pages at a time, aligned)");
+  }
   void* view = reinterpret_cast<void*>(base + first * page);
   const std::size_t len = count * page;
   // Dropped pages are missing again: the next access faults to userfaultfd (and a poisoned page is
@@ -486,7 +521,7 @@ Result<std::size_t> UffdRegion::write_back_locked(std::size_t first, std::size_t
   }
   std::size_t written = 0;
   for (std::size_t i = 0; i < stored && i < run_pages.size(); ++i) written += run_pages[i].second;
-  counters.add(counters.pages_written_back, written);
+  counters.note_written_back(written);
   if (st.error == 0) return written;
   for (std::size_t i = stored; i < run_pages.size(); ++i) {  // not stored: still dirty
     for (std::size_t k = 0; k < run_pages[i].second; ++k) dirty.set(taken[run_pages[i].first + k]);
@@ -522,7 +557,7 @@ Result<std::size_t> UffdRegion::evict(std::size_t first, std::size_t count) {
     os::uffd_wake(fd, base + at * core::page_size(), n * core::page_size());
     if (!w) return w;
     if (!d) return d.error();
-    counters.add(counters.pages_evicted, n);
+    counters.note_evicted(n);
     written += *w;
   }
   return written;

@@ -101,6 +101,7 @@ class UffdRegion final : public detail::RegionImpl {
   detail::PageBits filled;  // handler-thread fills: a bit per page already filled (duplicate messages)
   detail::PageBits dirty;   // sync_wp tracking and write-back: written pages
   std::size_t readahead_max = 64;
+  std::size_t huge = 0;       // huge_pages: hugetlbfs pages of this size, each filled whole
   std::size_t run_align = 0;  // the store's preferred_run_pages(): windows end at its boundaries
   std::atomic<std::uint32_t> ra_window{1};
   std::atomic<std::uintptr_t> ra_next{0};  // the page after the last window filled
