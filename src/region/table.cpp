@@ -36,16 +36,15 @@ void push(Leaf& l, const Entry& e) noexcept {
   ++l.n;
 }
 
-// Publishes `next`, waits until no reader can see the old version, then frees it. Readers hold the
-// table's epoch only for a lookup, so the wait is short; it is still bounded (10 s, then the old version
-// is leaked rather than freed under a reader, and the change stands).
-void publish(std::unique_ptr<Top> next, const Leaf* retired) {
-  static std::uint64_t generation = 0;  // under g_mutex
-  next->generation = ++generation;
-  const Top* old = g_top.exchange(next.release(), std::memory_order_acq_rel);
+std::uint64_t g_generation = 0;  // the last generation given (under g_mutex)
+
+// Waits until no reader can see what the last change replaced. Readers hold the table's epoch only for
+// a lookup, so the wait is short; it is still bounded (10 s, then false: what was replaced is leaked
+// rather than freed under a reader, and the change stands).
+bool wait_for_readers() {
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
   unsigned spins = 0;
-  const bool drained = g_epoch.synchronize([&] {
+  return g_epoch.synchronize([&] {
     if (++spins < 1000) {
       sched_yield();
       return true;
@@ -53,9 +52,27 @@ void publish(std::unique_ptr<Top> next, const Leaf* retired) {
     std::this_thread::sleep_for(std::chrono::microseconds(100));
     return std::chrono::steady_clock::now() < deadline;
   });
-  if (!drained) return;  // leak: a reader that never left (it cannot happen short of a bug)
+}
+
+// Publishes `next` (a new top array), waits out the readers, then frees the old one and `retired`.
+void publish(std::unique_ptr<Top> next, const Leaf* retired) {
+  next->generation.store(++g_generation, std::memory_order_relaxed);
+  const Top* old = g_top.exchange(next.release(), std::memory_order_acq_rel);
+  if (!wait_for_readers()) return;  // leak: a reader that never left (it cannot happen short of a bug)
   delete old;
   delete retired;
+}
+
+// Replaces leaf `li` of the published `top` in place (the number of leaves is unchanged), waits out the
+// readers, then frees the old leaf.
+void replace_leaf(const Top* top, std::size_t li, const Leaf* leaf) {
+  const Leaf* old = top->leaf[li];
+  __atomic_store_n(const_cast<const Leaf**>(&top->leaf[li]), leaf, __ATOMIC_RELEASE);
+  // The leaf first, then the generation (release): a reader that sees the new generation sees the new
+  // leaf; one that saw the old generation remembers nothing past it.
+  const_cast<Top*>(top)->generation.store(++g_generation, std::memory_order_release);
+  if (!wait_for_readers()) return;
+  delete old;
 }
 
 void lock_for_fork() { g_mutex.lock(); }
@@ -90,14 +107,19 @@ std::size_t count() noexcept { return g_count; }
 const RegionImpl* find_overlap(std::uintptr_t base, std::uintptr_t end) {
   // Registered regions are disjoint and sorted by base, so their ends are sorted too: the only
   // candidate is the region with the greatest base below `end`. Two binary searches, so adopting n
-  // regions one by one costs O(n log n), not O(n^2).
+  // regions one by one costs O(n log n), not O(n^2). The separators are not bases: the leaf they point
+  // to may hold no base below `end`, and then the candidate is the last entry of the leaf before it.
   const Top* top = g_top.load(std::memory_order_acquire);
   if (top == nullptr || top->first.empty() || end == 0) return nullptr;
   auto lit = std::upper_bound(top->first.begin(), top->first.end(), end - 1);
-  if (lit == top->first.begin()) return nullptr;  // every region starts at or after end
-  const Leaf* leaf = top->leaf[static_cast<std::size_t>(lit - top->first.begin()) - 1];
+  std::size_t li = lit == top->first.begin() ? 0 : static_cast<std::size_t>(lit - top->first.begin()) - 1;
+  const Leaf* leaf = top->leaf[li];
   const std::uintptr_t* bit = std::upper_bound(leaf->base, leaf->base + leaf->n, end - 1);
-  if (bit == leaf->base) return nullptr;
+  if (bit == leaf->base) {
+    if (li == 0) return nullptr;  // every region starts at or after end
+    leaf = top->leaf[--li];
+    bit = leaf->base + leaf->n;
+  }
   const std::size_t i = static_cast<std::size_t>(bit - leaf->base) - 1;
   return leaf->end[i] > base ? leaf->r[i] : nullptr;
 }
@@ -113,10 +135,9 @@ Result<void> out_of_memory(const char* what) {
 Result<void> insert(RegionImpl* r) try {
   if (os::inject::point(fault_injection::Op::alloc) != 0) return out_of_memory("register");
   const Top* top = g_top.load(std::memory_order_acquire);
-  auto next = std::make_unique<Top>();
-  if (top != nullptr) *next = *top;
   const Entry entry{r->base, r->end, r};
-  if (next->leaf.empty()) {
+  if (top == nullptr || top->leaf.empty()) {
+    auto next = std::make_unique<Top>();
     auto leaf = std::make_unique<Leaf>();
     push(*leaf, entry);
     next->leaf.push_back(leaf.get());
@@ -126,10 +147,10 @@ Result<void> insert(RegionImpl* r) try {
     ++g_count;
     return {};
   }
-  // The leaf that should hold it: the last whose first base <= base (or the first leaf).
-  auto it = std::upper_bound(next->first.begin(), next->first.end(), entry.base);
-  std::size_t li = it == next->first.begin() ? 0 : static_cast<std::size_t>(it - next->first.begin()) - 1;
-  const Leaf* old_leaf = next->leaf[li];
+  // The leaf that should hold it: the last whose separator <= base (or the first leaf).
+  auto it = std::upper_bound(top->first.begin(), top->first.end(), entry.base);
+  const std::size_t li = it == top->first.begin() ? 0 : static_cast<std::size_t>(it - top->first.begin()) - 1;
+  const Leaf* old_leaf = top->leaf[li];
   Entry tmp[kLeafCap + 1];
   std::size_t n = 0;
   bool placed = false;
@@ -141,23 +162,23 @@ Result<void> insert(RegionImpl* r) try {
     tmp[n++] = entry_of(*old_leaf, i);
   }
   if (!placed) tmp[n++] = entry;
-  if (n <= kLeafCap) {
+  if (n <= kLeafCap) {  // the leaf, replaced in place: the top array stays
     auto leaf = std::make_unique<Leaf>();
     for (std::size_t i = 0; i < n; ++i) push(*leaf, tmp[i]);
-    next->leaf[li] = leaf.get();
-    next->first[li] = leaf->base[0];
-    leaf.release();
-  } else {  // split in two halves
-    auto a = std::make_unique<Leaf>();
-    auto b = std::make_unique<Leaf>();
-    for (std::size_t i = 0; i < n; ++i) push(i < n / 2 ? *a : *b, tmp[i]);
-    next->first.insert(next->first.begin() + static_cast<std::ptrdiff_t>(li) + 1, b->base[0]);
-    next->leaf.insert(next->leaf.begin() + static_cast<std::ptrdiff_t>(li) + 1, b.get());
-    next->leaf[li] = a.get();
-    next->first[li] = a->base[0];
-    a.release();
-    b.release();
+    replace_leaf(top, li, leaf.release());
+    ++g_count;
+    return {};
   }
+  // Split in two halves: a new top array. The first half keeps the leaf's separator.
+  auto next = std::make_unique<Top>(*top);
+  auto a = std::make_unique<Leaf>();
+  auto b = std::make_unique<Leaf>();
+  for (std::size_t i = 0; i < n; ++i) push(i < n / 2 ? *a : *b, tmp[i]);
+  next->first.insert(next->first.begin() + static_cast<std::ptrdiff_t>(li) + 1, b->base[0]);
+  next->leaf.insert(next->leaf.begin() + static_cast<std::ptrdiff_t>(li) + 1, b.get());
+  next->leaf[li] = a.get();
+  a.release();
+  b.release();
   publish(std::move(next), old_leaf);
   ++g_count;
   return {};
@@ -168,25 +189,24 @@ Result<void> insert(RegionImpl* r) try {
 Result<void> erase(RegionImpl* r) try {
   if (os::inject::point(fault_injection::Op::alloc) != 0) return out_of_memory("unregister");
   const Top* top = g_top.load(std::memory_order_acquire);
-  if (top == nullptr) return Error(Errc::not_found, "region not registered");
-  auto next = std::make_unique<Top>(*top);
-  auto it = std::upper_bound(next->first.begin(), next->first.end(), r->base);
-  if (it == next->first.begin()) return Error(Errc::not_found, "region not registered");
-  std::size_t li = static_cast<std::size_t>(it - next->first.begin()) - 1;
-  const Leaf* old_leaf = next->leaf[li];
+  if (top == nullptr || top->leaf.empty()) return Error(Errc::not_found, "region not registered");
+  auto it = std::upper_bound(top->first.begin(), top->first.end(), r->base);
+  const std::size_t li = it == top->first.begin() ? 0 : static_cast<std::size_t>(it - top->first.begin()) - 1;
+  const Leaf* old_leaf = top->leaf[li];
   auto leaf = std::make_unique<Leaf>();
   for (std::size_t i = 0; i < old_leaf->n; ++i) {
     if (old_leaf->r[i] != r) push(*leaf, entry_of(*old_leaf, i));
   }
   if (leaf->n == old_leaf->n) return Error(Errc::not_found, "region not registered");
-  if (leaf->n == 0) {
-    next->leaf.erase(next->leaf.begin() + static_cast<std::ptrdiff_t>(li));
-    next->first.erase(next->first.begin() + static_cast<std::ptrdiff_t>(li));
-  } else {
-    next->leaf[li] = leaf.get();
-    next->first[li] = leaf->base[0];
-    leaf.release();
+  if (leaf->n != 0) {  // the leaf, replaced in place; its separator stays
+    replace_leaf(top, li, leaf.release());
+    --g_count;
+    return {};
   }
+  // The leaf is left empty: a new top array without it (its range goes to the leaf before it).
+  auto next = std::make_unique<Top>(*top);
+  next->leaf.erase(next->leaf.begin() + static_cast<std::ptrdiff_t>(li));
+  next->first.erase(next->first.begin() + static_cast<std::ptrdiff_t>(li));
   publish(std::move(next), old_leaf);
   --g_count;
   return {};

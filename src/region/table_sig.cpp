@@ -59,7 +59,7 @@ void remember(std::uint64_t generation, detail::RegionImpl* r) noexcept {
 
 detail::RegionImpl* search(const Top* top, std::uintptr_t addr) noexcept {
   if (top == nullptr || top->first.empty()) return nullptr;
-  const Leaf* leaf = top->leaf.data()[last_not_above(top->first.data(), top->first.size(), addr)];
+  const Leaf* leaf = top->leaf_at(last_not_above(top->first.data(), top->first.size(), addr));
   if (leaf->n == 0) return nullptr;
   const std::size_t i = last_not_above(leaf->base, leaf->n, addr);
   return addr >= leaf->base[i] && addr < leaf->end[i] ? leaf->r[i] : nullptr;
@@ -75,10 +75,13 @@ detail::RegionImpl* find_and_pin(std::uintptr_t addr) noexcept {
   detail::RegionImpl* r = nullptr;
   if (top != nullptr) {
     // A region found in the published version is registered in it, so alive until the epoch is left.
-    r = cached(top->generation, addr);
+    // The generation is read before the leaves: a leaf replaced after it was read makes it stale, and
+    // the next lookup searches.
+    const std::uint64_t generation = top->generation.load(std::memory_order_acquire);
+    r = cached(generation, addr);
     if (r == nullptr) {
       r = search(top, addr);
-      if (r != nullptr) remember(top->generation, r);
+      if (r != nullptr) remember(generation, r);
     }
   }
   if (r != nullptr) r->inflight.fetch_add(1, std::memory_order_acq_rel);

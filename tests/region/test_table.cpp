@@ -11,6 +11,7 @@
 #include <thread>
 #include <vector>
 
+#include "faultline/internal/bench.hpp"
 #include "faultline/region.hpp"
 #include "region/table.hpp"
 #include "support/child.hpp"
@@ -119,6 +120,53 @@ TEST(RegionTable, OverlapIsFoundInEveryPositionAcrossLeaves) {
     auto hole = adopt_region(r + 2 * kPage, kPage, on_signals("hole", Policy::guard));
     EXPECT_TRUE(hole.ok()) << "the hole after region " << i << ": " << hole.error().message();
   }
+}
+
+// Registrations and removals that keep a leaf leave its separator alone (no new top array): after the
+// first entries of a leaf are gone its separator lies below its first base, and the search and the
+// overlap check must still find every region. A band of regions after region `a` is removed one by one
+// from its start; after each removal, region a and the first region after the band are found by lookup
+// and by the overlap check, and a range from inside region a up to the band's end overlaps region a
+// (the candidate then lies in the leaf before the one the separators point to).
+TEST(RegionTable, StaleSeparatorsStillFindEveryRegion) {
+  const std::size_t n = 600, a = 50;
+  Page mem(PROT_NONE, n * 3 + 6);
+  char* below = mem.get();  // three pages below every region
+  char* base = below + 3 * kPage;
+  std::vector<Region> regions;
+  for (std::size_t i = 0; i < n; ++i) {
+    auto r = adopt_region(base + 3 * i * kPage, 2 * kPage, on_signals("r", Policy::guard));
+    ASSERT_TRUE(r.ok()) << r.error().message();
+    regions.push_back(std::move(r.value()));
+  }
+  auto found = [](const char* p) {
+    const auto addr = reinterpret_cast<std::uintptr_t>(p);
+    return internal::bench_lookup_batch(&addr, 1, 0, 1) != 0;
+  };
+  auto refused = [&](char* p, std::size_t pages) {
+    auto x = adopt_region(p, pages * kPage, on_signals("x", Policy::guard));
+    return !x.ok() && x.error().code() == Errc::already_exists;
+  };
+  char* ra = base + 3 * a * kPage;
+  for (std::size_t b = a + 2; b < 400; ++b) {
+    ASSERT_TRUE(regions[b - 1].reset().ok());  // the band is now (a, b)
+    char* rb = base + 3 * b * kPage;
+    ASSERT_TRUE(found(ra + kPage) && found(rb) && found(rb + kPage)) << "band end " << b;
+    ASSERT_FALSE(found(rb - kPage)) << "the hole before region " << b;
+    ASSERT_FALSE(found(rb - 3 * kPage)) << "removed region " << b - 1;
+    ASSERT_TRUE(refused(rb, 1)) << "region " << b;
+    ASSERT_TRUE(refused(ra + kPage, static_cast<std::size_t>(rb - ra) / kPage - 1)) << "from inside region a to " << b;
+    auto band = adopt_region(ra + 2 * kPage, static_cast<std::size_t>(rb - ra) - 2 * kPage, on_signals("band", Policy::guard));
+    ASSERT_TRUE(band.ok()) << "the band before region " << b << ": " << band.error().message();
+  }
+  // A region below the first separator lives in leaf 0: found, overlapped, and removed again.
+  auto low = adopt_region(below, kPage, on_signals("low", Policy::guard));
+  ASSERT_TRUE(low.ok()) << low.error().message();
+  EXPECT_TRUE(found(below));
+  EXPECT_TRUE(refused(below, 1));
+  EXPECT_TRUE(low->reset().ok());
+  EXPECT_FALSE(found(below));
+  EXPECT_TRUE(found(base));
 }
 
 // The per-thread memory of the last region found is only as good as the table version it came from: a
