@@ -97,6 +97,14 @@ struct RegionOptions {
   // userfaultfd zero_fill/provider/pager: the read-ahead window's limit in pages (1..512). The window
   // starts at fault_around.
   std::size_t readahead_max = 64;
+  // userfaultfd zero_fill/provider, handler-thread mode: asynchronous read-ahead. When a sequential
+  // stream's window has reached readahead_max, the handler thread also fills the windows after it (1,
+  // then 2, 4, ... as the stream goes on, at most 2 MiB ahead) right after waking the faulting thread,
+  // so that the stream finds them present instead of paying a round trip to the handler thread for each.
+  // A fill there that fails fails nothing (the stream's own fault fills or fails the page). Off: each
+  // window is filled at its first fault only. Never with max_resident_pages (what is read ahead would
+  // be evicted again).
+  bool async_readahead = true;
   DirtyTracking dirty_tracking = DirtyTracking::automatic;  // userfaultfd track_dirty only
   // Policy::pager served by another process (faultline/remote_pager.hpp): a connected Unix socket, or -1.
   int remote_pager_socket = -1;

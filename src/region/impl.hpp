@@ -116,18 +116,20 @@ struct RegionImpl {
       add(faults);
       region::ThreadCounters::bump(region::thread_counters().faults, 1);
     }
-    // A run of `pages` filled in `ns` for a fault on its first page. Async-signal-safe.
-    void note_fill(std::size_t pages, std::int64_t ns) noexcept {
+    // A run of `pages` filled in `ns` for a fault on its first page, or (`ahead`) before any fault there
+    // (asynchronous read-ahead: every page is read ahead). Async-signal-safe.
+    void note_fill(std::size_t pages, std::int64_t ns, bool ahead = false) noexcept {
+      const std::size_t extra = ahead ? pages : pages - 1;
       fills.fetch_add(1, std::memory_order_relaxed);
       pages_filled.fetch_add(pages, std::memory_order_relaxed);
-      if (pages > 1) readahead_pages.fetch_add(pages - 1, std::memory_order_relaxed);
+      if (extra > 0) readahead_pages.fetch_add(extra, std::memory_order_relaxed);
       unsigned k = 0;
       for (std::uint64_t v = ns > 0 ? static_cast<std::uint64_t>(ns) : 1; v > 1 && k < 31; v >>= 1) ++k;
       fill_ns_log2[k].fetch_add(1, std::memory_order_relaxed);
       region::ThreadCounters& t = region::thread_counters();
       region::ThreadCounters::bump(t.fills, 1);
       region::ThreadCounters::bump(t.pages_filled, pages);
-      if (pages > 1) region::ThreadCounters::bump(t.readahead_pages, pages - 1);
+      if (extra > 0) region::ThreadCounters::bump(t.readahead_pages, extra);
       region::ThreadCounters::bump(t.fill_ns, ns > 0 ? static_cast<std::uint64_t>(ns) : 0);
     }
     // A fill that failed. Async-signal-safe.

@@ -3,6 +3,7 @@
 // watermark, a pager in another process and its death.
 #include <fcntl.h>
 #include <gtest/gtest.h>
+#include <sched.h>
 #include <setjmp.h>
 #include <sys/mman.h>
 #include <sys/wait.h>
@@ -263,8 +264,9 @@ TEST(Uffd, StatsCountFaultsFillsReadaheadAndEvictions) {
                 (unsigned long long)s.faults, (unsigned long long)s.fills, (unsigned long long)s.pages_filled,
                 (unsigned long long)s.readahead_pages, (unsigned long long)s.pages_evicted,
                 (unsigned long long)s.pages_written_back, (unsigned long long)timed);
-    if (s.pages_filled != 64 || s.readahead_pages != 64 - s.fills || s.fills < 8 || s.fills > 64) _exit(3);
-    if (s.faults < s.fills || timed != s.fills || s.failures != 0) _exit(4);
+    // Read ahead: every page but the faulting one of each fill, and all of an asynchronous one's.
+    if (s.pages_filled != 64 || s.readahead_pages < 64 - s.fills || s.readahead_pages > 63 || s.fills < 8 || s.fills > 64) _exit(3);
+    if (s.faults == 0 || timed != s.fills || s.failures != 0) _exit(4);
     if (s.pages_evicted != 64 || s.pages_written_back != 2) _exit(5);
     if (s.fill_ns_quantile(0.5) == 0 || s.fill_ns_quantile(0.5) > s.fill_ns_quantile(1.0)) _exit(6);
     std::fflush(stdout);
@@ -346,6 +348,7 @@ TEST(Uffd, ReadaheadWindowsEndOnTheStoresPreferredRuns) {
   o.store = &store;
   o.fault_around = 3;
   o.readahead_max = 8;
+  o.async_readahead = false;  // the windows of the faults alone
   auto reg = reserve_region(64 * kPage, o);
   if (!reg.ok() || reg->backend() != Backend::userfaultfd) GTEST_SKIP() << "needs the userfaultfd backend";
   auto* p = static_cast<volatile char*>(reg->data());
@@ -487,6 +490,7 @@ TEST(Uffd, ReadaheadDoublesOnSequentialFaultsAndHalvesOnRandomOnes) {
     g_lengths = &lengths;
     RegionOptions o = filled_on_uffd("readahead", Policy::provider, recording_pattern, fill_tag(41));
     o.readahead_max = 16;
+    o.async_readahead = false;  // the windows of the faults alone
     auto reg = must_reserve(512 * kPage, o);
     auto* p = static_cast<const volatile char*>(reg.data());
     for (std::size_t i = 0; i < 64; ++i) (void)p[i * kPage];  // sequential: 1, 2, 4, 8, 16, 16, ...
@@ -621,6 +625,73 @@ TEST(HugePages, AFailedHugePageFillEndsInSigbus) {
   });
   EXPECT_TRUE(r.signaled() && r.signal() == SIGBUS) << r;
   EXPECT_NE(r.output.find("the snapshot is unreadable"), std::string::npos) << r;
+}
+
+// Asynchronous read-ahead: a sequential stream at its widest window gets the windows after it before it
+// faults there (fills that count every page as read ahead); a store that fails there fails nothing
+// (no failure counted, no page poisoned), and the stream's own fault on such a page ends in SIGBUS
+// with the store's reason.
+TEST(Uffd, SequentialStreamsAreReadAheadAsynchronously) {
+  FAULTLINE_SKIP_WITHOUT_USERFAULTFD();
+  ChildResult r = run_child([] {
+    RegionOptions o;
+    o.name = "stream";
+    o.policy = Policy::provider;
+    o.backend = Backend::userfaultfd;
+    o.readahead_max = 8;
+    o.fill = fill_with_page_index;
+    auto reg = must_reserve(1024 * kPage, o);
+    const auto* p = static_cast<const volatile unsigned char*>(reg.data());
+    for (std::size_t i = 0; i < 1024; ++i) {
+      if (p[i * kPage] != i % 251 + 1) _exit(1);
+    }
+    // The last read-ahead may still be counting (its pages are installed before they are counted).
+    RegionStats s = reg.stats();
+    for (int i = 0; i < 100000 && s.pages_filled < 1024; ++i) {
+      sched_yield();
+      s = reg.stats();
+    }
+    std::printf("faults %llu fills %llu pages %llu read ahead %llu\n", (unsigned long long)s.faults,
+                (unsigned long long)s.fills, (unsigned long long)s.pages_filled, (unsigned long long)s.readahead_pages);
+    if (s.pages_filled != 1024) _exit(2);
+    if (s.readahead_pages <= s.pages_filled - s.fills) _exit(3);  // some fill had no faulting page
+  });
+  EXPECT_TRUE(r.exited() && r.exit_code() == 0) << r;
+}
+
+TEST(Uffd, AFailedReadAheadFailsNothing) {
+  FAULTLINE_SKIP_WITHOUT_USERFAULTFD();
+  ChildResult r = run_child([] {
+    (void)report::enable();
+    RegionOptions o;
+    o.name = "short-file";
+    o.policy = Policy::provider;
+    o.backend = Backend::userfaultfd;
+    o.readahead_max = 8;
+    static std::atomic<int> refused{0};
+    o.fill = [](const FillRequest& req, void*) {
+      if (req.offset >= 64 * kPage) {
+        refused.fetch_add(1);
+        return FillStatus{EIO, "past the end of the snapshot"};
+      }
+      return fill_with_page_index(req, nullptr);
+    };
+    auto reg = must_reserve(256 * kPage, o);
+    const auto* p = static_cast<const volatile unsigned char*>(reg.data());
+    for (std::size_t i = 0; i < 64; ++i) {
+      if (p[i * kPage] != i % 251 + 1) _exit(1);
+    }
+    // The stream's read-ahead goes on past page 64, where the store refuses: wait for that (it runs
+    // after the stream's last fault), then no failure may have been counted.
+    for (int i = 0; i < 1000000 && refused.load() == 0; ++i) sched_yield();
+    if (refused.load() == 0) _exit(4);
+    if (reg.stats().failures != 0) _exit(2);  // the read-ahead past page 64 failed quietly
+    std::fflush(stdout);
+    (void)p[100 * kPage];  // the stream's own fault there: SIGBUS
+    _exit(3);
+  });
+  EXPECT_TRUE(r.signaled() && r.signal() == SIGBUS) << r;
+  EXPECT_NE(r.output.find("past the end of the snapshot"), std::string::npos) << r;
 }
 
 }  // namespace

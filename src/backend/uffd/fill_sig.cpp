@@ -121,10 +121,11 @@ void UffdRegion::signal_thread(std::uintptr_t page_addr, long tid) noexcept {
 }
 
 int UffdRegion::fill(std::uintptr_t page_addr, Access access, std::uintptr_t pc, long tid, void* bounce,
-                     std::size_t bounce_size, std::size_t* filled_pages, StoreCall call) noexcept {
+                     std::size_t bounce_size, std::size_t* filled_pages, StoreCall call, bool speculative) noexcept {
   if (filled_pages != nullptr) *filled_pages = 0;
   const std::size_t page = core::page_size();
   if (!failed.empty() && failed.test((page_addr - base) / page)) {  // failed before, without UFFDIO_POISON
+    if (speculative) return EIO;
     deliver_failure(page_addr, tid);
     return EIO;
   }
@@ -154,6 +155,7 @@ int UffdRegion::fill(std::uintptr_t page_addr, Access access, std::uintptr_t pc,
       window = window * 2 > readahead_max ? readahead_max : window * 2;
     } else {
       window = window / 2 > 0 ? window / 2 : 1;
+      if (!speculative) ahead_windows.store(1, std::memory_order_relaxed);  // not a stream (any more)
     }
     len = window * page;
     if (len > end - page_addr) len = end - page_addr;
@@ -196,7 +198,7 @@ int UffdRegion::fill(std::uintptr_t page_addr, Access access, std::uintptr_t pc,
     const FillStatus st = call(*store, req);
     if (st.error != 0) {
       const int err = st.error > 0 ? st.error : EIO;
-      fail_page(page_addr, err, st.reason, tid);
+      if (!speculative) fail_page(page_addr, err, st.reason, tid);
       return err;
     }
     // Installed write-protected when written pages are tracked for write-back (not in a forked child,
@@ -219,7 +221,7 @@ int UffdRegion::fill(std::uintptr_t page_addr, Access access, std::uintptr_t pc,
     for (std::uintptr_t a = page_addr; a < page_addr + done; a += page) filled.set((a - base) / page);
   }
   if (filled_pages != nullptr) *filled_pages = done / page;
-  if (done != 0) counters.note_fill(done / page, os::monotonic_ns() - t0);
+  if (done != 0) counters.note_fill(done / page, os::monotonic_ns() - t0, speculative);
   // The kernel could not install the faulting page itself for a reason other than "it exists already",
   // "the address space is changing, try again" (-EAGAIN), "the mapping changed or went away under the
   // fill" (-ENOENT: the thread's next attempt meets whatever is there now, a fault of ours again or a
@@ -228,6 +230,7 @@ int UffdRegion::fill(std::uintptr_t page_addr, Access access, std::uintptr_t pc,
   const bool retry = rc == -EEXIST || rc == -EAGAIN || rc == -ENOENT || rc == -ESRCH;
   if (os::is_err(rc) && done == 0 && !retry) {
     const int err = static_cast<int>(-rc);
+    if (speculative) return err;
     fail_page(page_addr, err, policy == Policy::zero_fill ? "the kernel could not install a zero page"
                                                           : "the kernel could not install the filled page (UFFDIO_COPY)",
               tid);

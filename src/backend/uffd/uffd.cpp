@@ -177,6 +177,7 @@ UffdRegion::UffdRegion(const RegionOptions& o, std::uintptr_t region_base, std::
       mode(o.userfaultfd_mode),
       tracking(resolve_tracking(o)),
       readahead_max(o.readahead_max),
+      async_readahead(o.async_readahead),
       remote_sock(o.remote_pager_socket),
       remote_uid(o.remote_pager_uid),
       remote_pid(o.remote_pager_pid) {

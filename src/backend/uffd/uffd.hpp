@@ -80,8 +80,11 @@ class UffdRegion final : public detail::RegionImpl {
   // filled. fill_sig.cpp.
   // `call` runs the store's fill: store_fill (signal path) or store_fill_catching (threads).
   using StoreCall = FillStatus (*)(Store& store, const FillRequest& req) noexcept;
+  // `speculative`: asynchronous read-ahead (the handler thread fills the window after a sequential
+  // stream's last one before anyone faults there): a failure fails no page (a later fault there fills,
+  // or fails, for real), and all its pages count as read ahead.
   int fill(std::uintptr_t page_addr, Access access, std::uintptr_t pc, long tid, void* bounce,
-           std::size_t bounce_size, std::size_t* filled, StoreCall call) noexcept;
+           std::size_t bounce_size, std::size_t* filled, StoreCall call, bool speculative = false) noexcept;
   // Fails the missing page at `page_addr` and records why: UFFDIO_POISON, so that the faulting thread, and
   // any later access, gets SIGBUS; on kernels without it (before 6.6), a SIGBUS queued to the faulting
   // thread `tid` (UFFD_FEATURE_THREAD_ID; 0 when unknown), and the page is remembered as failed so that
@@ -105,6 +108,8 @@ class UffdRegion final : public detail::RegionImpl {
   std::size_t run_align = 0;  // the store's preferred_run_pages(): windows end at its boundaries
   std::atomic<std::uint32_t> ra_window{1};
   std::atomic<std::uintptr_t> ra_next{0};  // the page after the last window filled
+  bool async_readahead = true;                  // RegionOptions::async_readahead
+  std::atomic<std::uint32_t> ahead_windows{1};  // asynchronous read-ahead's depth, in windows (handler.cpp)
   std::unique_ptr<EvictState> watermark;   // max_resident_pages set
   std::mutex evict_mutex;                  // one eviction at a time
   std::mutex wp_mutex;                     // orders the handler's lifting of write protection and evict()
