@@ -406,11 +406,14 @@ void UffdRegion::unmap() noexcept { os::raw_munmap(reinterpret_cast<void*>(base)
 Result<void> UffdRegion::collect_dirty(std::vector<std::size_t>& out, ProtectBatch*) {
   const std::size_t page = core::page_size();
   if (tracking == DirtyTracking::async_wp) {
-    // Harvest and re-arm in one ioctl; nothing to defer.
-    struct page_region regions[64];
+    // Harvest and re-arm in one ioctl per 512 runs of written pages (a PAGEMAP_SCAN call costs a walk
+    // from where the last one stopped: scattered writes make many runs); nothing to defer.
+    constexpr std::size_t kRuns = 512;
+    thread_local std::unique_ptr<struct page_region[]> regions;
+    if (!regions) regions.reset(new struct page_region[kRuns]);
     std::uintptr_t start = base;
     while (start < end) {
-      struct pm_scan_arg arg = pagemap_scan_arg(start, end, regions, 64, PAGE_IS_WRITTEN,
+      struct pm_scan_arg arg = pagemap_scan_arg(start, end, regions.get(), kRuns, PAGE_IS_WRITTEN,
                                                 PM_SCAN_WP_MATCHING | PM_SCAN_CHECK_WPASYNC);
       const long n = os::pagemap_scan(pagemap_fd(), &arg);
       if (os::is_err(n)) return Error::from_errno("PAGEMAP_SCAN", static_cast<int>(-n));
