@@ -154,6 +154,15 @@ int fl_pager_start(const char* name, unsigned threads, fl_pager** out, fl_error*
 void fl_pager_release(fl_pager* pager);
 
 typedef enum fl_backend { FL_BACKEND_AUTOMATIC = 0, FL_BACKEND_SIGNALS, FL_BACKEND_USERFAULTFD } fl_backend;
+typedef enum fl_uffd_mode { FL_UFFD_HANDLER_THREAD = 0, FL_UFFD_SELF_SERVICE = 1 } fl_uffd_mode;
+
+/* Stores (faultline/store.hpp): where provider and pager regions get their pages, and where write-back
+   puts them. */
+typedef struct fl_store fl_store;
+/* FileStore::open: a private, lazily read view of the file at `path` from byte `offset` (page-aligned);
+   `writable`: write-back writes the file. Destroy with fl_store_destroy once no region uses it. */
+int fl_file_store_open(const char* path, uint64_t offset, int writable, fl_store** out, fl_error* err);
+void fl_store_destroy(fl_store* store);
 
 typedef struct fl_region_options {
   const char* name;          /* NULL: "region" */
@@ -167,9 +176,18 @@ typedef struct fl_region_options {
   fl_pager* pager;
   unsigned fill_timeout_ms;  /* 0: 10000 */
   fl_backend backend;        /* automatic: userfaultfd where the kernel allows it (see region.hpp) */
+  /* The rest as RegionOptions has them (region.hpp); 0 is the default unless said otherwise. */
+  fl_store* store;               /* provider/pager: the pages come from this store (instead of `fill`) */
+  size_t readahead_max;          /* userfaultfd: the read-ahead window's limit in pages; 0: 64 */
+  fl_uffd_mode userfaultfd_mode; /* handler thread (default) or self-service */
+  int write_back;                /* provider/pager on userfaultfd with a writable store: track written pages */
+  size_t max_resident_pages;     /* a watermark for faultline's evictor; 0: none */
+  int huge_pages;                /* 2 MiB pages */
+  int async_readahead;           /* 1 (fl_region_options_default): asynchronous read-ahead */
+  int remote_pager_socket;       /* a pager in another process (remote_pager.hpp); -1 (default): none */
 } fl_region_options;
 
-/* Defaults: zero_fill, read+write, one page per fault. */
+/* Defaults: zero_fill, read+write, one page per fault, asynchronous read-ahead, no remote pager. */
 fl_region_options fl_region_options_default(void);
 
 typedef struct fl_region fl_region;
@@ -184,6 +202,23 @@ size_t fl_region_size(const fl_region* region);
 int fl_region_collect_dirty(fl_region* region, size_t* pages, size_t cap, size_t* count, fl_error* err);
 int fl_region_protect(fl_region* region, size_t first_page, size_t count, unsigned perms, fl_error* err);
 int fl_region_discard(fl_region* region, size_t first_page, size_t count, fl_error* err);
+/* The backend serving the region, and why it was chosen (a string the region owns). */
+fl_backend fl_region_backend(const fl_region* region);
+const char* fl_region_backend_reason(const fl_region* region);
+/* write_back: stores the written pages and sets *written (may be NULL) to how many (Region::flush);
+   drops pages [first, first + count) after storing the written ones, and sets *written_back (may be
+   NULL) to how many it stored (Region::evict). */
+int fl_region_flush(fl_region* region, size_t* written, fl_error* err);
+int fl_region_evict(fl_region* region, size_t first_page, size_t count, size_t* written_back, fl_error* err);
+/* Protection changes of signal-backend regions gathered and applied with as few system calls as
+   possible (ProtectBatch): add, then commit (*calls, may be NULL: the mprotect calls made). Destroying
+   a batch commits what is left. Not thread-safe: one thread uses a batch. */
+typedef struct fl_protect_batch fl_protect_batch;
+int fl_protect_batch_create(fl_protect_batch** out, fl_error* err);
+int fl_protect_batch_add(fl_protect_batch* batch, const fl_region* region, size_t first_page, size_t count,
+                         unsigned perms, fl_error* err);
+int fl_protect_batch_commit(fl_protect_batch* batch, size_t* calls, fl_error* err);
+void fl_protect_batch_destroy(fl_protect_batch* batch);
 int fl_prefault(const void* addr, size_t len, fl_access access, fl_error* err);
 size_t fl_region_count(void);
 /* The region's counters (Region::stats() in region.hpp); all zero for NULL. */
@@ -206,6 +241,47 @@ size_t fl_handler_thread_stats(fl_thread_stats* out, size_t cap);
 /* set_userfaultfd_handler_threads / userfaultfd_handler_threads (backend.hpp). */
 int fl_set_userfaultfd_handler_threads(unsigned n, fl_error* err);
 unsigned fl_userfaultfd_handler_threads(void);
+
+/* ---- a pager in another process (faultline/remote_pager.hpp) --------------------------------- */
+
+/* In the pager process: receives the region the program sends over `socket` (the program reserved it
+   with remote_pager_socket set to its end). Destroy with fl_remote_region_destroy. */
+typedef struct fl_remote_region fl_remote_region;
+int fl_remote_pager_receive(int socket, fl_remote_region** out, fl_error* err);
+/* The region's name (static for the handle's life), base address and size in the program. */
+const char* fl_remote_region_name(const fl_remote_region* region);
+uint64_t fl_remote_region_base(const fl_remote_region* region);
+uint64_t fl_remote_region_size(const fl_remote_region* region);
+/* Serves the program's requests with `fill` (it writes req->dest, a buffer of this process) until the
+   program closes the socket or `stop` (may be NULL; checked at least every 100 ms) returns nonzero. */
+int fl_remote_region_serve(fl_remote_region* region, fl_fill_fn fill, void* data, int (*stop)(void*), void* stop_data,
+                           fl_error* err);
+void fl_remote_region_destroy(fl_remote_region* region);
+
+/* ---- emulation and healing (faultline/emulate.hpp); all async-signal-safe -------------------- */
+
+typedef enum fl_emulate_status {
+  FL_EMULATE_OK = 0,
+  FL_EMULATE_UNREADABLE_PC,
+  FL_EMULATE_UNDECODABLE,
+  FL_EMULATE_NO_MEMORY_OPERAND,
+  FL_EMULATE_UNSUPPORTED,
+  FL_EMULATE_NOT_ATOMIC,
+  FL_EMULATE_VEX,
+  FL_EMULATE_SEGMENT,
+  FL_EMULATE_ACCESS_FAILED,
+  FL_EMULATE_NOT_A_POINTER,
+  FL_EMULATE_NOT_FORWARDED
+} fl_emulate_status;
+/* "ok", "unsupported", ... */
+const char* fl_emulate_status_name(fl_emulate_status status);
+/* Emulates the faulting instruction with its memory access redirected to `target`, then advances the
+   PC; on anything but FL_EMULATE_OK the context is unchanged. */
+fl_emulate_status fl_emulate(fl_context* ctx, uintptr_t target);
+/* Rewrites the register the faulting address came from by the distance `forward` moves it (the new
+   address of what lay at old_address, or 0), so that the instruction re-executes on the moved object. */
+typedef uintptr_t (*fl_forward_fn)(uintptr_t old_address, void* data);
+fl_emulate_status fl_heal(fl_context* ctx, fl_forward_fn forward, void* data);
 
 /* ---- threads (faultline/thread.hpp, world.hpp, preempt.hpp, inject.hpp) ---------------------- */
 

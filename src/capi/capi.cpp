@@ -9,7 +9,9 @@
 #include <vector>
 
 #include "capi/capi.hpp"
+#include "faultline/remote_pager.hpp"
 #include "faultline/report.hpp"
+#include "faultline/store.hpp"
 #include "faultline/thread.hpp"
 #include "faultline/world.hpp"
 
@@ -25,6 +27,18 @@ struct fl_pager {
 struct fl_region {
   Region region;
   std::unique_ptr<RegionBox> box;
+};
+
+struct fl_store {
+  std::unique_ptr<Store> store;
+};
+
+struct fl_protect_batch {
+  ProtectBatch batch;
+};
+
+struct fl_remote_region {
+  remote_pager::RemoteRegion region;
 };
 
 namespace {
@@ -90,6 +104,14 @@ RegionOptions to_cxx(const fl_region_options* o, RegionBox* box) {
   if (o->pager != nullptr) r.pager = o->pager->pager;
   if (o->fill_timeout_ms != 0) r.fill_timeout = std::chrono::milliseconds(o->fill_timeout_ms);
   r.backend = static_cast<Backend>(o->backend);
+  if (o->store != nullptr) r.store = o->store->store.get();
+  if (o->readahead_max != 0) r.readahead_max = o->readahead_max;
+  r.userfaultfd_mode = static_cast<UserfaultfdMode>(o->userfaultfd_mode);
+  r.write_back = o->write_back != 0;
+  r.max_resident_pages = o->max_resident_pages;
+  r.huge_pages = o->huge_pages != 0;
+  r.async_readahead = o->async_readahead != 0;
+  r.remote_pager_socket = o->remote_pager_socket;
   return r;
 }
 
@@ -97,6 +119,9 @@ int make_region(bool adopt, void* addr, size_t size, const fl_region_options* op
   if (opts == nullptr || out == nullptr) return set_error(err, FL_EINVAL, "fl_region: null options or out");
   if (static_cast<unsigned>(opts->policy) > FL_POLICY_BARRIER) return set_error(err, FL_EINVAL, "fl_region: unknown policy");
   if (static_cast<unsigned>(opts->backend) > FL_BACKEND_USERFAULTFD) return set_error(err, FL_EINVAL, "fl_region: unknown backend");
+  if (static_cast<unsigned>(opts->userfaultfd_mode) > FL_UFFD_SELF_SERVICE) {
+    return set_error(err, FL_EINVAL, "fl_region: unknown userfaultfd mode");
+  }
   return guarded(err, [&] {
     auto box = std::make_unique<RegionBox>();
     RegionOptions o = to_cxx(opts, box.get());
@@ -173,6 +198,8 @@ fl_region_options fl_region_options_default(void) {
   o.policy = FL_POLICY_ZERO_FILL;
   o.perms = FL_PERM_READ | FL_PERM_WRITE;
   o.fault_around = 1;
+  o.async_readahead = 1;
+  o.remote_pager_socket = -1;
   return o;
 }
 
@@ -219,6 +246,118 @@ int fl_region_discard(fl_region* region, size_t first_page, size_t count, fl_err
   if (region == nullptr) return set_error(err, FL_EINVAL, "fl_region_discard: null region");
   return guarded(err, [&] { return result(region->region.discard(first_page, count), err); });
 }
+
+fl_backend fl_region_backend(const fl_region* region) {
+  return region != nullptr ? static_cast<fl_backend>(region->region.backend()) : FL_BACKEND_AUTOMATIC;
+}
+
+const char* fl_region_backend_reason(const fl_region* region) {
+  return region != nullptr ? region->region.backend_reason() : "";
+}
+
+int fl_region_flush(fl_region* region, size_t* written, fl_error* err) {
+  if (region == nullptr) return set_error(err, FL_EINVAL, "fl_region_flush: null region");
+  return guarded(err, [&] {
+    auto r = region->region.flush();
+    if (!r) return fail(err, r.error());
+    if (written != nullptr) *written = *r;
+    return ok(err);
+  });
+}
+
+int fl_region_evict(fl_region* region, size_t first_page, size_t count, size_t* written_back, fl_error* err) {
+  if (region == nullptr) return set_error(err, FL_EINVAL, "fl_region_evict: null region");
+  return guarded(err, [&] {
+    auto r = region->region.evict(first_page, count);
+    if (!r) return fail(err, r.error());
+    if (written_back != nullptr) *written_back = *r;
+    return ok(err);
+  });
+}
+
+int fl_protect_batch_create(fl_protect_batch** out, fl_error* err) {
+  if (out == nullptr) return set_error(err, FL_EINVAL, "fl_protect_batch_create: null out");
+  return guarded(err, [&] {
+    *out = new fl_protect_batch{};
+    return ok(err);
+  });
+}
+
+int fl_protect_batch_add(fl_protect_batch* batch, const fl_region* region, size_t first_page, size_t count,
+                         unsigned perms, fl_error* err) {
+  if (batch == nullptr || region == nullptr) return set_error(err, FL_EINVAL, "fl_protect_batch_add: null batch or region");
+  return guarded(err, [&] { return result(batch->batch.add(region->region, first_page, count, perms), err); });
+}
+
+int fl_protect_batch_commit(fl_protect_batch* batch, size_t* calls, fl_error* err) {
+  if (batch == nullptr) return set_error(err, FL_EINVAL, "fl_protect_batch_commit: null batch");
+  return guarded(err, [&] {
+    auto r = batch->batch.commit();
+    if (!r) return fail(err, r.error());
+    if (calls != nullptr) *calls = *r;
+    return ok(err);
+  });
+}
+
+void fl_protect_batch_destroy(fl_protect_batch* batch) {
+  try {
+    delete batch;  // commits what is left
+  } catch (...) {
+  }
+}
+
+int fl_file_store_open(const char* path, uint64_t offset, int writable, fl_store** out, fl_error* err) {
+  if (path == nullptr || out == nullptr) return set_error(err, FL_EINVAL, "fl_file_store_open: null path or out");
+  return guarded(err, [&] {
+    auto s = FileStore::open(path, offset, writable != 0);
+    if (!s) return fail(err, s.error());
+    *out = new fl_store{std::make_unique<FileStore>(std::move(s.value()))};
+    return ok(err);
+  });
+}
+
+void fl_store_destroy(fl_store* store) { delete store; }
+
+int fl_remote_pager_receive(int socket, fl_remote_region** out, fl_error* err) {
+  if (out == nullptr) return set_error(err, FL_EINVAL, "fl_remote_pager_receive: null out");
+  return guarded(err, [&] {
+    auto r = remote_pager::receive(socket);
+    if (!r) return fail(err, r.error());
+    *out = new fl_remote_region{std::move(r.value())};
+    return ok(err);
+  });
+}
+
+const char* fl_remote_region_name(const fl_remote_region* region) {
+  return region != nullptr ? region->region.description().name : "";
+}
+uint64_t fl_remote_region_base(const fl_remote_region* region) {
+  return region != nullptr ? region->region.description().base : 0;
+}
+uint64_t fl_remote_region_size(const fl_remote_region* region) {
+  return region != nullptr ? region->region.description().size : 0;
+}
+
+int fl_remote_region_serve(fl_remote_region* region, fl_fill_fn fill, void* data, int (*stop)(void*), void* stop_data,
+                           fl_error* err) {
+  if (region == nullptr || fill == nullptr) return set_error(err, FL_EINVAL, "fl_remote_region_serve: null region or fill");
+  return guarded(err, [&] {
+    RegionBox box;
+    box.fill = fill;
+    box.fill_data = data;
+    struct Stop {
+      int (*fn)(void*);
+      void* data;
+    } st{stop, stop_data};
+    const auto stop_adapter = [](void* p) {
+      auto* s = static_cast<Stop*>(p);
+      return s->fn != nullptr && s->fn(s->data) != 0;
+    };
+    return result(region->region.serve(capi::fill_adapter, &box, stop_adapter, &st), err);
+  });
+}
+
+void fl_remote_region_destroy(fl_remote_region* region) { delete region; }
 
 void fl_region_get_stats(const fl_region* region, fl_region_stats* out) {
   if (out == nullptr) return;

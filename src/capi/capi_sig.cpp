@@ -2,6 +2,7 @@
 // adapters that call C handlers, barriers, provider fills and preemption handlers). Signal path.
 #include "capi/capi.hpp"
 
+#include "faultline/emulate.hpp"
 #include "faultline/inject.hpp"
 #include "faultline/regs.hpp"
 #include "faultline/region.hpp"
@@ -104,4 +105,16 @@ fl_thread_stats to_c(const ThreadStats& t) noexcept {
 
 extern "C" void fl_this_thread_stats(fl_thread_stats* out) {
   if (out != nullptr) *out = faultline::capi::to_c(faultline::this_thread_stats());
+}
+
+extern "C" const char* fl_emulate_status_name(fl_emulate_status status) {
+  return faultline::emulate_status_name(static_cast<faultline::EmulateStatus>(status));
+}
+
+extern "C" fl_emulate_status fl_emulate(fl_context* ctx, uintptr_t target) {
+  return static_cast<fl_emulate_status>(faultline::emulate(cxx(ctx), target));
+}
+
+extern "C" fl_emulate_status fl_heal(fl_context* ctx, fl_forward_fn forward, void* data) {
+  return static_cast<fl_emulate_status>(faultline::heal(cxx(ctx), forward, data));
 }

@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <ucontext.h>
 #include <unistd.h>
@@ -175,6 +176,37 @@ static void test_context_setters(void) {
   for (int i = 7; i >= 0; --i) low = (low << 8) | (uint64_t)(0xA0 + i);
   CHECK(fl_test_load_xmm(g_page + 16) == low);
   CHECK(g_set_failures == 0);
+  CHECK(fl_remove_handler(id, &err) == 0);
+  munmap(g_page, page);
+}
+
+/* ---- emulation and healing: the handler emulates the load with its access redirected ---- */
+
+static volatile uint64_t g_shadow = 0x5151515151515151ULL;
+static volatile int g_heal_status = -1;
+
+static uintptr_t forward_nothing(uintptr_t old_address, void* data) {
+  (void)old_address;
+  (void)data;
+  return 0; /* nothing has moved */
+}
+
+static fl_disposition on_emulated_load(fl_context* ctx, void* data) {
+  (void)data;
+  if (!on_g_page(ctx)) return FL_DECLINED;
+  g_heal_status = (int)fl_heal(ctx, forward_nothing, NULL); /* declined: the context is unchanged */
+  return fl_emulate(ctx, (uintptr_t)&g_shadow) == FL_EMULATE_OK ? FL_RESOLVED : FL_DECLINED;
+}
+
+static void test_emulation(void) {
+  fl_error err;
+  g_page = mmap(NULL, page, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  fl_handler_id id;
+  CHECK(fl_add_handler(on_emulated_load, NULL, FL_TRAP_SEGV, &id, &err) == 0);
+  CHECK(fl_test_load(g_page + 8) == 0x5151515151515151ULL);
+  CHECK(g_heal_status != FL_EMULATE_OK && g_heal_status != -1);
+  CHECK(strcmp(fl_emulate_status_name(FL_EMULATE_OK), "ok") == 0);
+  CHECK(strcmp(fl_emulate_status_name(FL_EMULATE_NOT_FORWARDED), "not_forwarded") == 0);
   CHECK(fl_remove_handler(id, &err) == 0);
   munmap(g_page, page);
 }
@@ -491,6 +523,127 @@ static int run_child_expect_signal(void (*body)(void), int sig, const char* need
   return ok;
 }
 
+/* ---- the backend, protection batches, a file store with write-back, a pager in another process ---- */
+
+static int fill_remote(const fl_fill_request* req, void* data, const char** reason) {
+  (void)data;
+  (void)reason;
+  for (size_t off = 0; off < req->length; off += page) memset((char*)req->dest + off, (int)('A' + (req->offset + off) / page), page);
+  return 0;
+}
+
+static void test_backends_stores_and_batches(void) {
+  fl_error err;
+  fl_region_options o = fl_region_options_default();
+  CHECK(o.async_readahead == 1 && o.remote_pager_socket == -1);
+
+  /* The backend and its reason; a protection batch over two signal-backend regions. */
+  o.name = "c-batched";
+  o.backend = FL_BACKEND_SIGNALS;
+  fl_region *a = NULL, *b = NULL;
+  CHECK(fl_region_reserve(2 * page, &o, &a, &err) == 0 && fl_region_reserve(2 * page, &o, &b, &err) == 0);
+  CHECK(fl_region_backend(a) == FL_BACKEND_SIGNALS && strstr(fl_region_backend_reason(a), "signals") != NULL);
+  CHECK(fl_region_backend(NULL) == FL_BACKEND_AUTOMATIC && strcmp(fl_region_backend_reason(NULL), "") == 0);
+  ((volatile char*)fl_region_data(a))[0] = 7;
+  ((volatile char*)fl_region_data(b))[0] = 8;
+  fl_protect_batch* batch = NULL;
+  size_t calls = 0;
+  CHECK(fl_protect_batch_create(&batch, &err) == 0);
+  CHECK(fl_protect_batch_add(batch, a, 0, 1, FL_PERM_NONE, &err) == 0);
+  CHECK(fl_protect_batch_add(batch, b, 0, 1, FL_PERM_NONE, &err) == 0);
+  CHECK(fl_protect_batch_add(batch, NULL, 0, 1, FL_PERM_NONE, &err) == FL_EINVAL);
+  CHECK(fl_protect_batch_commit(batch, &calls, &err) == 0 && calls >= 1);
+  fl_region_stats before;
+  fl_region_get_stats(a, &before);
+  CHECK(((volatile char*)fl_region_data(a))[0] == 7); /* re-armed: a fault, the contents kept */
+  fl_region_stats after;
+  fl_region_get_stats(a, &after);
+  CHECK(after.faults == before.faults + 1);
+  fl_protect_batch_destroy(batch);
+  CHECK(fl_region_destroy(a, &err) == 0 && fl_region_destroy(b, &err) == 0);
+
+  /* userfaultfd from here on (qemu-user has none). */
+  o = fl_region_options_default();
+  o.backend = FL_BACKEND_USERFAULTFD;
+  fl_region* probe = NULL;
+  if (fl_region_reserve(page, &o, &probe, &err) != 0) {
+    fprintf(stderr, "skipped without userfaultfd: the file store, write-back and the remote pager (%s)\n", err.message);
+    return;
+  }
+  CHECK(fl_region_backend(probe) == FL_BACKEND_USERFAULTFD);
+  CHECK(fl_region_destroy(probe, &err) == 0);
+
+  /* A file store with write-back: flush writes the written page to the file, evict drops the pages. */
+  char path[] = "/tmp/faultline-c-store-XXXXXX";
+  int fd = mkstemp(path);
+  CHECK(fd >= 0);
+  char* block = malloc(4 * page);
+  memset(block, 'a', 4 * page);
+  CHECK(write(fd, block, 4 * page) == (ssize_t)(4 * page));
+  fl_store* store = NULL;
+  CHECK(fl_file_store_open("/nonexistent/file", 0, 0, &store, &err) != 0 && err.message[0] != '\0');
+  CHECK(fl_file_store_open(path, 0, 1, &store, &err) == 0);
+  o.name = "c-file";
+  o.policy = FL_POLICY_PROVIDER;
+  o.store = store;
+  o.write_back = 1;
+  o.readahead_max = 2;
+  fl_region* f = NULL;
+  CHECK(fl_region_reserve(4 * page, &o, &f, &err) == 0);
+  if (f != NULL) {
+    volatile char* p = fl_region_data(f);
+    CHECK(p[0] == 'a' && p[3 * page] == 'a');
+    p[page] = 'b';
+    size_t written = 0, evicted = 0;
+    CHECK(fl_region_flush(f, &written, &err) == 0 && written == 1);
+    CHECK(pread(fd, block, 1, (off_t)page) == 1 && block[0] == 'b');
+    p[2 * page] = 'c';
+    CHECK(fl_region_evict(f, 0, 4, &evicted, &err) == 0 && evicted == 1); /* page 2 written back, all dropped */
+    CHECK(pread(fd, block, 1, (off_t)(2 * page)) == 1 && block[0] == 'c');
+    CHECK(p[page] == 'b' && p[2 * page] == 'c');
+    CHECK(fl_region_destroy(f, &err) == 0);
+  }
+  CHECK(fl_region_flush(NULL, NULL, &err) == FL_EINVAL);
+  fl_store_destroy(store);
+  free(block);
+  close(fd);
+  unlink(path);
+
+  /* A pager in another process: the child receives the region and serves it. */
+  int sv[2];
+  CHECK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) == 0);
+  pid_t pid = fork();
+  if (pid == 0) {
+    close(sv[0]);
+    fl_remote_region* rr = NULL;
+    if (fl_remote_pager_receive(sv[1], &rr, &err) != 0) _exit(2);
+    if (strcmp(fl_remote_region_name(rr), "c-remote") != 0 || fl_remote_region_size(rr) != 4 * page ||
+        fl_remote_region_base(rr) == 0) {
+      _exit(3);
+    }
+    const int served = fl_remote_region_serve(rr, fill_remote, NULL, NULL, NULL, &err);
+    fl_remote_region_destroy(rr);
+    if (served != 0) fprintf(stderr, "serve: %s\n", err.message);
+    _exit(served == 0 ? 0 : 4);
+  }
+  close(sv[1]);
+  o = fl_region_options_default();
+  o.name = "c-remote";
+  o.policy = FL_POLICY_PAGER;
+  o.remote_pager_socket = sv[0];
+  fl_region* rem = NULL;
+  CHECK(fl_region_reserve(4 * page, &o, &rem, &err) == 0);
+  if (rem != NULL) {
+    volatile char* p = fl_region_data(rem);
+    CHECK(p[0] == 'A' && p[2 * page + 5] == 'C' && p[3 * page] == 'D');
+    CHECK(fl_region_destroy(rem, &err) == 0);
+  }
+  close(sv[0]);
+  int status = 0;
+  CHECK(waitpid(pid, &status, 0) == pid && WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) fprintf(stderr, "remote pager child: status %#x\n", status);
+}
+
 static void guard_child(void) {
   fl_error err;
   fl_region* r = NULL;
@@ -508,9 +661,11 @@ int main(void) {
   test_trap();
   test_context_setters();
   test_leave_handler();
+  test_emulation();
   CHECK(run_child_expect_exit(uninstall_child, 44));
   test_regions();
   test_threads();
+  test_backends_stores_and_batches();
   CHECK(run_child_expect_signal(guard_child, SIGSEGV, "region    'c-guard'"));
   if (getenv("FAULTLINE_EMULATOR") == NULL) {
     CHECK(run_child_expect_signal(test_fill_failure_child, SIGBUS,

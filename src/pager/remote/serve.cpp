@@ -96,6 +96,8 @@ Result<void> RemoteRegion::serve(FillFn fn, void* data, bool (*stop)(void*), voi
       if (n == 0) return {};  // the program closed its end: the region is gone
       if (n < 0) {
         if (errno == EINTR || errno == EAGAIN) continue;
+        // The program closed its end with answers it had not read yet: gone as well, not an error.
+        if (errno == ECONNRESET) return {};
         return Error::from_errno("recv (remote pager)", errno);
       }
       inbox_len += static_cast<std::size_t>(n);
