@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# bindings/rust/test.sh BUILD_DIR: builds and tests the Rust crates against the library of a CMake build
+# (BUILD_DIR/src/libfaultline.so), offline, with Debian 12's toolchain (/usr/bin/cargo, rustc 1.63: the
+# crates' rust-version) and, when another toolchain comes first on PATH, with that one too. Crates come
+# only from Debian's packages (.cargo/config.toml). Tests run one at a time (--test-threads=1): the
+# dispatcher is process-wide and some tests fork.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+build=$(cd "${1:?usage: test.sh BUILD_DIR}" && pwd)
+export FAULTLINE_LIB_DIR=$build/src
+export LD_LIBRARY_PATH=$build/src${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+cd "$here"
+
+run() {  # $1: a name for the toolchain; the rest: the environment to run cargo with
+  local name=$1
+  shift
+  echo "== Rust crates with $name"
+  env "$@" CARGO_TARGET_DIR="$here/target/$name" cargo build --offline --all-targets
+  env "$@" CARGO_TARGET_DIR="$here/target/$name" cargo test --offline -- --test-threads=1
+  env "$@" CARGO_TARGET_DIR="$here/target/$name" cargo run --offline --example relocation
+  env "$@" CARGO_TARGET_DIR="$here/target/$name" cargo run --offline --example snapshot
+}
+
+[ -x /usr/bin/cargo ] || { echo "test.sh: /usr/bin/cargo is missing (scripts/setup.sh installs cargo, rustc, librust-libc-dev)"; exit 1; }
+run debian PATH=/usr/bin:/bin RUSTC=/usr/bin/rustc RUSTDOC=/usr/bin/rustdoc
+if command -v cargo >/dev/null && [ "$(command -v cargo)" != /usr/bin/cargo ]; then
+  run path PATH="$PATH"
+fi
+echo "Rust crates: all checks passed"
