@@ -41,7 +41,7 @@ EOF
 
 # Not in the unprivileged run: tests of the build and install rather than of faultline's behaviour, which
 # need root's files (the Python under root's home, the install manifest) or root itself (a setgid binary).
-root_only='^(secure_environment|include_layers|include_layers_rejects_a_violation|bench_json|install_consumer|readme_code|packages|man_pages|mutation_snippets)$'
+root_only='^(secure_environment|include_layers|include_layers_rejects_a_violation|bench_json|install_consumer|readme_code|packages|man_pages|mutation_snippets|abi)$'
 
 status=0
 for p in "${profiles[@]}"; do
