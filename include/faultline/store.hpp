@@ -46,7 +46,9 @@ struct FillRequest {
   std::size_t length;    // bytes to fill: a run of whole pages
   Access access;         // what the faulting instruction attempted
   std::uintptr_t pc;     // the faulting instruction (0 when unknown, e.g. userfaultfd)
-  long tid;              // the faulting thread (0 when unknown)
+  long tid;              // the faulting thread; 0 when unknown, and for read-ahead that no thread is
+                         // waiting for yet (RegionOptions::async_readahead): a store may answer
+                         // those with an error, which fails nothing
   std::byte* dest;       // where the bytes go (see "Runs" above)
 };
 

@@ -78,29 +78,32 @@ int pagemap_fd() noexcept {
 FillStatus store_fill(Store& store, const FillRequest& req) noexcept { return store.fill(req); }
 
 void UffdRegion::fail_page(std::uintptr_t page_addr, int err, const char* reason, long tid) noexcept {
-  counters.note_failure();
+  // The reason first: the failed thread's report reads it. Counted only if a thread was failed: a
+  // failed fill for a page that exists already (a second, stale message for a fault another fill
+  // served) harms nobody.
   record_fill_failure((page_addr - base) / core::page_size(), err, reason);
-  deliver_failure(page_addr, tid);
+  if (deliver_failure(page_addr, tid)) counters.note_failure();
 }
 
-void UffdRegion::deliver_failure(std::uintptr_t page_addr, long tid) noexcept {
+bool UffdRegion::deliver_failure(std::uintptr_t page_addr, long tid) noexcept {
   const std::size_t page = core::page_size();
   const long rc = os::uffd_poison(fd, page_addr, page);
   if (rc != -EINVAL && rc != -ENOTTY) {  // poisoned (or the page exists already: its waiters are woken)
     if (os::is_err(rc)) os::uffd_wake(fd, page_addr, page);
-    return;
+    return rc != -EEXIST;
   }
   // No UFFDIO_POISON. A page that exists already (a second message for a fault that was served, as
   // UFFDIO_POISON's EEXIST says on newer kernels): its waiters are woken, nobody is failed.
   if (page_present(page_addr)) {
     os::uffd_wake(fd, page_addr, page);
-    return;
+    return false;
   }
   // Otherwise remember the page, and end the faulting thread's access with SIGBUS at the page (it is
   // blocked in the kernel: the signal interrupts the wait). With the default action it dies by SIGBUS;
   // faultline's handler reports the region and the cause first.
   if (!failed.empty()) failed.set((page_addr - base) / page);
   signal_thread(page_addr, tid);
+  return true;
 }
 
 void UffdRegion::signal_thread(std::uintptr_t page_addr, long tid) noexcept {

@@ -90,8 +90,9 @@ class UffdRegion final : public detail::RegionImpl {
   // thread `tid` (UFFD_FEATURE_THREAD_ID; 0 when unknown), and the page is remembered as failed so that
   // each later fault on it is failed the same way. Signal path.
   void fail_page(std::uintptr_t page_addr, int err, const char* reason, long tid = 0) noexcept;
-  // The second half of fail_page(): poison the page, or queue the SIGBUS. Signal path.
-  void deliver_failure(std::uintptr_t page_addr, long tid) noexcept;
+  // The second half of fail_page(): poison the page, or queue the SIGBUS. Signal path. False when
+  // nobody was failed (the page exists already: its waiters are woken).
+  bool deliver_failure(std::uintptr_t page_addr, long tid) noexcept;
   // Ends thread `tid`'s access to page_addr with SIGBUS (queued; the thread waits in the kernel) and wakes
   // it: for a present page, which cannot be poisoned. Signal path.
   void signal_thread(std::uintptr_t page_addr, long tid) noexcept;
