@@ -1,7 +1,6 @@
 // compat/sigsegv/sigsegv.cpp: libsigsegv's installation and dispatcher-registration calls on faultline.
 // Not signal path (sigsegv_sig.cpp is).
 #include <signal.h>
-#include <sys/auxv.h>
 
 #include <algorithm>
 #include <chrono>
@@ -94,17 +93,13 @@ int stackoverflow_install_handler(stackoverflow_handler_t handler, void* extra_s
       if (sigaltstack(&ss, nullptr) != 0) return -1;
       cur.ss_flags &= ~SS_ONSTACK;
       (void)sigaltstack(&cur, nullptr);
-    } else {
-      if (sigaltstack(&ss, nullptr) != 0) return -1;  // what libsigsegv refuses too
-      // Too small for this CPU's signal frame and faultline's handler: accepted, but faultline's own
-      // alternate stack serves the thread (install() attaches it with one when none is set).
-      if (extra_stack_size < getauxval(AT_MINSIGSTKSZ) + (std::size_t{32} << 10)) {
-        stack_t off{};
-        off.ss_flags = SS_DISABLE;
-        (void)sigaltstack(&off, nullptr);
-      }
+    } else if (sigaltstack(&ss, nullptr) != 0) {
+      return -1;  // what libsigsegv refuses too
     }
-    if (!install()) return -1;  // attaches this thread, keeping the alternate stack just set
+    // Attaches this thread, keeping the alternate stack just set; one smaller than
+    // faultline::smallest_usable_altstack() (the CPU's signal frame and faultline's handler) is accepted
+    // but replaced by faultline's own while the thread is attached (see AttachOptions).
+    if (!install()) return -1;
     g_overflow.store(handler, std::memory_order_release);
     if (!set_stack_overflow_handler(on_overflow, nullptr)) return -1;
     return 0;

@@ -285,8 +285,12 @@ fl_emulate_status fl_heal(fl_context* ctx, fl_forward_fn forward, void* data);
 
 /* ---- threads (faultline/thread.hpp, world.hpp, preempt.hpp, inject.hpp) ---------------------- */
 
-/* Attaches the calling thread (nests); fl_thread_detach undoes one attach. */
+/* Attaches the calling thread (nests); fl_thread_detach undoes one attach. altstack_size: 0 for the
+   default, else at least fl_smallest_usable_altstack(). A thread's own alternate stack smaller than
+   that (Rust's standard library sets 8 KiB) is replaced while the thread is attached. */
 int fl_thread_attach(size_t altstack_size, fl_error* err);
+/* The smallest alternate signal stack faultline's handler runs on (AT_MINSIGSTKSZ + 32 KiB). */
+size_t fl_smallest_usable_altstack(void);
 void fl_thread_detach(void);
 int fl_thread_attached(void);
 

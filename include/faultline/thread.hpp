@@ -18,8 +18,11 @@ namespace faultline {
 
 struct AttachOptions {
   // Size of the alternate signal stack faultline maps (rounded up to pages; a guard page is added
-  // below it). 0 picks the default: the larger of 128 KiB and 4 x getauxval(AT_MINSIGSTKSZ). A thread
-  // that already has an alternate stack keeps it.
+  // below it). 0 picks the default: the larger of 128 KiB and 4 x getauxval(AT_MINSIGSTKSZ); at least
+  // smallest_usable_altstack(), or attach fails with Errc::invalid_argument. A thread that already has
+  // an alternate stack keeps it if it is at least smallest_usable_altstack() bytes; a smaller one (Rust's
+  // standard library gives each of its threads 8 KiB) is replaced by faultline's for as long as the
+  // thread is attached, and put back when it detaches.
   std::size_t altstack_size = 0;
 };
 
@@ -52,5 +55,11 @@ bool thread_attached() noexcept;
 
 // The alternate-stack size attach_thread() uses by default on this machine.
 std::size_t default_altstack_size() noexcept;
+
+// The smallest alternate stack faultline's handler runs on: this machine's largest signal frame
+// (AT_MINSIGSTKSZ) and 32 KiB. If a handler does run off the end of a smaller one (a thread that set
+// its own after attaching), faultline reports a nested fault naming the overflow and the signal's
+// default action ends the process: it never loops. Thread-safe; not async-signal-safe.
+std::size_t smallest_usable_altstack() noexcept;
 
 }  // namespace faultline

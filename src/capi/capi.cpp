@@ -402,6 +402,8 @@ size_t fl_region_count(void) {
   }
 }
 
+size_t fl_smallest_usable_altstack(void) { return faultline::smallest_usable_altstack(); }
+
 int fl_thread_attach(size_t altstack_size, fl_error* err) {
   return guarded(err, [&] {
     AttachOptions o;

@@ -59,11 +59,15 @@ Result<void> setup_altstack(thread::ThreadState& ts, std::size_t want) {
   if (const long rc = os::raw_sigaltstack(nullptr, &cur); os::is_err(rc)) {
     return Error::from_errno("sigaltstack", static_cast<int>(-rc));
   }
-  if (!(cur.ss_flags & SS_DISABLE)) {  // keep the thread's own alternate stack
+  // Keep the thread's own alternate stack when faultline's handler fits on it. A smaller one (Rust's
+  // standard library gives each thread 8 KiB, enough for its own handler) is replaced for as long as
+  // the thread is attached, and put back at detach: on it, a crash report would run off its end.
+  if (!(cur.ss_flags & SS_DISABLE) && cur.ss_size >= os::smallest_usable_altstack()) {
     ts.altstack_lo = reinterpret_cast<std::uintptr_t>(cur.ss_sp);
     ts.altstack_hi = ts.altstack_lo + cur.ss_size;
     return {};
   }
+  if (cur.ss_flags & SS_ONSTACK) return Error(Errc::busy, "attach_thread: called on the alternate signal stack");
   const std::size_t page = core::page_size();
   std::size_t size = core::align_up(want != 0 ? want : default_altstack_size(), page);
   std::size_t total = size + page;  // one guard page below: an overflow of the handler faults, visibly
@@ -87,6 +91,7 @@ Result<void> setup_altstack(thread::ThreadState& ts, std::size_t want) {
   ts.altstack_map = map;
   ts.altstack_map_size = total;
   ts.altstack_owned = true;
+  ts.altstack_replaced = cur;  // SS_DISABLE when there was none
   return {};
 }
 
@@ -108,12 +113,18 @@ void detach_current() noexcept {
   trap::set_thread_stack({});
   pthread_setspecific(g_exit_key, nullptr);
   if (ts->altstack_owned) {
+    // Put back what the thread had (nothing, or the small stack replaced at attach) if faultline's is
+    // still the thread's; if another component has set its own since (or, like Rust's standard library
+    // at thread exit, disabled it), leave that alone. Unmapped unless the thread still runs on it.
     stack_t cur{};
     os::raw_sigaltstack(nullptr, &cur);
-    if (!(cur.ss_flags & SS_ONSTACK)) {
-      stack_t off{};
-      off.ss_flags = SS_DISABLE;
-      os::raw_sigaltstack(&off, nullptr);
+    const bool ours = !(cur.ss_flags & SS_DISABLE) && reinterpret_cast<std::uintptr_t>(cur.ss_sp) == ts->altstack_lo;
+    if (!(ours && (cur.ss_flags & SS_ONSTACK))) {
+      if (ours) {
+        stack_t back = ts->altstack_replaced;
+        back.ss_flags &= SS_DISABLE | (1u << 31);  // SS_AUTODISARM (not in every libc)
+        os::raw_sigaltstack(&back, nullptr);
+      }
       os::raw_munmap(ts->altstack_map, ts->altstack_map_size);
     }
   }
@@ -122,6 +133,8 @@ void detach_current() noexcept {
 }
 
 }  // namespace
+
+std::size_t smallest_usable_altstack() noexcept { return os::smallest_usable_altstack(); }
 
 std::size_t default_altstack_size() noexcept {
   const std::size_t min = os::min_signal_stack();
@@ -147,10 +160,11 @@ void ThreadAttachment::reset() noexcept {
 
 Result<ThreadAttachment> attach_thread(const AttachOptions& opts) {
   return core::guarded([&]() -> Result<ThreadAttachment> {
-    if (opts.altstack_size != 0 && opts.altstack_size < os::min_signal_stack()) {
+    if (opts.altstack_size != 0 && opts.altstack_size < os::smallest_usable_altstack()) {
       return Error(Errc::invalid_argument, "attach_thread: altstack_size " + std::to_string(opts.altstack_size) +
-                                               " is below the smallest signal frame (" + std::to_string(os::min_signal_stack()) +
-                                               " bytes, AT_MINSIGSTKSZ)");
+                                               " is below what faultline's handler needs (" +
+                                               std::to_string(os::smallest_usable_altstack()) +
+                                               " bytes: the signal frame, AT_MINSIGSTKSZ, and 32 KiB)");
     }
     if (thread::ThreadState* ts = thread::current(); ts != nullptr) {
       ++ts->attach_count;

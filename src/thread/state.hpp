@@ -4,6 +4,7 @@
 // __tls_get_addr), so reading it from a handler is one load. Threads that never attached read null.
 #pragma once
 
+#include <signal.h>
 #include <time.h>
 #include <ucontext.h>
 
@@ -31,6 +32,7 @@ struct ThreadState {
   void* altstack_map = nullptr;
   std::size_t altstack_map_size = 0;
   bool altstack_owned = false;
+  stack_t altstack_replaced{nullptr, SS_DISABLE, 0};  // what the thread had before (put back at detach)
   bool is_main = false;
   // Attach nesting count (attach() on an attached thread increments it).
   int attach_count = 0;

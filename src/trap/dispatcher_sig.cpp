@@ -54,7 +54,8 @@ void leave_epoch() noexcept {
 }
 
 // A fault while this thread was inside faultline's handler: report both, then the default action.
-[[gnu::noinline, gnu::cold]] void nested_fault(const FaultContext& ctx) noexcept {
+// `altstack_size`: not 0 when the handler ran off the end of the thread's alternate stack of that size.
+[[gnu::noinline, gnu::cold]] void nested_fault(const FaultContext& ctx, std::size_t altstack_size = 0) noexcept {
   int fd = g_state.log_fd.load(std::memory_order_relaxed);
   if (t_sig.nested++ == 0) {
     char buf[512];
@@ -63,9 +64,28 @@ void leave_epoch() noexcept {
         .hex(ctx.address()).put(" pc ").hex(ctx.pc()).put(" while handling ").put(signal_name(t_sig.sig))
         .put(" (").put(signal_code_name(t_sig.sig, t_sig.code)).put(") at ").hex(t_sig.addr).put(" pc ")
         .hex(t_sig.pc).put(" in thread ").dec(os::raw_gettid()).put("\n");
+    if (altstack_size != 0) {
+      f.put("faultline: the handler overflowed the thread's alternate signal stack (").udec(altstack_size)
+          .put(" bytes: too small for faultline's handler; see faultline::smallest_usable_altstack())\n");
+    }
     f.flush();
   }
   die_by_default(ctx.signal(), ctx.is_kernel_fault() && ctx.signal() != SIGTRAP);
+}
+
+// The active dispatch ran on the thread's alternate stack and this fault's stack pointer lies just
+// below that stack, in its guard: the handler overflowed it. The kernel, finding the stack pointer off
+// the alternate stack, delivered this fault at its top again, over the dispatch in progress (so the
+// frame test in dispatch() cannot see it): without this test the handler would run again, overflow
+// again, and loop for ever. Returns the stack's size, or 0.
+std::size_t overflowed_altstack(const FaultContext& ctx) noexcept {
+  stack_t cur{};
+  if (os::is_err(os::raw_sigaltstack(nullptr, &cur)) || (cur.ss_flags & SS_DISABLE)) return 0;
+  const auto lo = reinterpret_cast<std::uintptr_t>(cur.ss_sp);
+  const std::uintptr_t hi = lo + cur.ss_size;
+  const bool dispatch_on_it = t_sig.frame >= lo && t_sig.frame < hi;
+  const bool sp_below_it = ctx.sp() < lo && ctx.sp() + (std::uintptr_t{64} << 10) >= lo;
+  return dispatch_on_it && sp_below_it ? cur.ss_size : 0;
 }
 
 bool bounds_of_this_thread(std::uintptr_t* lo, std::uintptr_t* hi, std::size_t* guard) noexcept {
@@ -216,6 +236,7 @@ void dispatch(int sig, siginfo_t* info, ucontext_t* uc) noexcept {
   if (t_sig.frame != 0) {
     // The interrupted code ran between an active dispatch's frame and ours: it was that dispatch.
     if (ctx.sp() < t_sig.frame && ctx.sp() > here) return nested_fault(ctx);
+    if (const std::size_t size = overflowed_altstack(ctx); size != 0) return nested_fault(ctx, size);
     // Otherwise a handler left by longjmp without leave_handler(): repair its epoch count.
     leave_epoch();
   }

@@ -466,6 +466,8 @@ static void on_preempt(fl_context* ctx, void* data) {
 static void test_threads(void) {
   fl_error err;
   CHECK(fl_thread_attach(0, &err) == 0 && fl_thread_attached() == 1);
+  CHECK(fl_smallest_usable_altstack() > 32 * 1024);
+  CHECK(fl_thread_attach(fl_smallest_usable_altstack() - 1, &err) != 0 && err.code == FL_EINVAL);
   pthread_t t, b;
   int fds[2];
   CHECK(pipe(fds) == 0);

@@ -49,13 +49,18 @@ TEST(Threads, AttachIsNestedAndDetachRestoresAltstack) {
   EXPECT_TRUE(r.exited() && r.exit_code() == 0) << r;
 }
 
+// Makes `own` the calling thread's alternate signal stack (exit 90 if the kernel refuses).
+void set_altstack(char* own, std::size_t size) {
+  stack_t ss{};
+  ss.ss_sp = own;
+  ss.ss_size = size;
+  if (sigaltstack(&ss, nullptr) != 0) _exit(90);
+}
+
 TEST(Threads, ThreadWithItsOwnAltstackKeepsIt) {
   ChildResult r = run_child([] {
     static char own[64 << 10];
-    stack_t ss{};
-    ss.ss_sp = own;
-    ss.ss_size = sizeof own;
-    sigaltstack(&ss, nullptr);
+    set_altstack(own, sizeof own);
     {
       auto a = attach_thread();
       if (!a.ok()) _exit(1);
@@ -66,6 +71,31 @@ TEST(Threads, ThreadWithItsOwnAltstackKeepsIt) {
     stack_t cur{};
     sigaltstack(nullptr, &cur);
     if (cur.ss_sp != own || (cur.ss_flags & SS_DISABLE)) _exit(3);
+  });
+  EXPECT_TRUE(r.exited() && r.exit_code() == 0) << r;
+}
+
+// Rust's standard library gives each thread an 8 KiB alternate stack: too small for faultline's
+// handler. Attaching replaces it with faultline's own; detaching puts it back.
+TEST(Threads, ATooSmallAltstackIsReplacedWhileAttached) {
+  ChildResult r = run_child([] {
+    static char own[8 << 10];
+    set_altstack(own, sizeof own);
+    {
+      auto a = attach_thread();
+      if (!a.ok()) _exit(1);
+      stack_t cur{};
+      sigaltstack(nullptr, &cur);
+      if (cur.ss_sp == own || (cur.ss_flags & SS_DISABLE)) _exit(2);
+      if (cur.ss_size < smallest_usable_altstack()) _exit(3);
+    }
+    stack_t cur{};
+    sigaltstack(nullptr, &cur);
+    if (cur.ss_sp != own || cur.ss_size != sizeof own || (cur.ss_flags & SS_DISABLE)) _exit(4);
+    AttachOptions small;
+    small.altstack_size = smallest_usable_altstack() - 1;
+    auto bad = attach_thread(small);
+    if (bad.ok() || bad.error().code() != Errc::invalid_argument) _exit(5);
   });
   EXPECT_TRUE(r.exited() && r.exit_code() == 0) << r;
 }

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 #include <pthread.h>
 #include <setjmp.h>
+#include <sys/mman.h>
 #include <sys/resource.h>
 
 #include <atomic>
@@ -305,6 +306,43 @@ TEST(Nested, FaultInsideHandlerReportsBothAndDies) {
   EXPECT_NE(r.output.find(want), std::string::npos) << "the inner fault's address: " << r;
   std::snprintf(want, sizeof want, "%p", static_cast<void*>(page.get()));
   EXPECT_NE(r.output.find(want), std::string::npos) << "the outer fault's address: " << r;
+}
+
+// A handler that runs off the end of a small alternate stack (one the thread set after attaching, so
+// faultline kept it): the kernel delivers that fault at the stack's top again, over the handler, which
+// would overflow again for ever. It must end: a nested-fault report naming the overflow, then SIGSEGV.
+[[gnu::noinline]] int burn_stack(int depth) {
+  volatile char chunk[1024];
+  chunk[0] = static_cast<char>(depth);
+  return depth == 0 ? chunk[0] : burn_stack(depth - 1) + chunk[0];
+}
+Disposition stack_hungry_handler(FaultContext&, void*) {
+  (void)burn_stack(64);  // 64 KiB: far more than the stack below
+  return Disposition::declined;
+}
+
+TEST(Nested, HandlerThatOverflowsTheAlternateStackEnds) {
+  FAULTLINE_SKIP_UNDER_EMULATOR(kQemuNestedFault);
+#if defined(__SANITIZE_THREAD__) || defined(__SANITIZE_ADDRESS__)
+  GTEST_SKIP() << "the sanitizers run handlers on their own terms (see FaultInsideHandlerReportsBothAndDies)";
+#endif
+  Page page(PROT_NONE);
+  ChildResult r = run_child(
+      [&] {
+        if (!install().ok() || !add_handler(stack_hungry_handler, nullptr).ok()) _exit(90);
+        const std::size_t size = 16 << 10;
+        void* m = mmap(nullptr, size + 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (m == MAP_FAILED || mprotect(m, 4096, PROT_NONE) != 0) _exit(91);
+        stack_t ss{};
+        ss.ss_sp = static_cast<char*>(m) + 4096;
+        ss.ss_size = size;
+        if (sigaltstack(&ss, nullptr) != 0) _exit(92);
+        *reinterpret_cast<volatile char*>(page.get()) = 1;
+        _exit(1);
+      },
+      20);
+  EXPECT_TRUE(r.signaled() && r.signal() == SIGSEGV) << r;
+  EXPECT_NE(r.output.find("overflowed the thread's alternate signal stack (16384 bytes"), std::string::npos) << r;
 }
 
 // A handler that leaves by siglongjmp (after leave_handler() when kLeave), and a child body that faults

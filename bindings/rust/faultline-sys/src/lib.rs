@@ -368,6 +368,7 @@ extern "C" {
 
     // threads
     pub fn fl_thread_attach(altstack_size: usize, err: *mut fl_error) -> c_int;
+    pub fn fl_smallest_usable_altstack() -> usize;
     pub fn fl_thread_detach();
     pub fn fl_thread_attached() -> c_int;
     pub fn fl_world_stop(timeout_ms: c_uint, err: *mut fl_error) -> c_int;

@@ -19,7 +19,10 @@ pub struct Attachment {
     _not_send: PhantomData<*mut ()>, // detach must run on the attached thread
 }
 
-/// Attaches the calling thread (an alternate signal stack of `altstack_size` bytes, or the default).
+/// Attaches the calling thread (an alternate signal stack of `altstack_size` bytes, or the default;
+/// at least [`smallest_usable_altstack`]). The standard library gives each Rust thread an 8 KiB
+/// alternate stack, too small for faultline's handler: while the thread is attached, faultline's own
+/// replaces it, and it is put back at detach.
 pub fn attach(altstack_size: Option<usize>) -> Result<Attachment> {
     call(|e| unsafe { sys::fl_thread_attach(altstack_size.unwrap_or(0), e) })?;
     Ok(Attachment { _not_send: PhantomData })
@@ -29,6 +32,11 @@ impl Drop for Attachment {
     fn drop(&mut self) {
         unsafe { sys::fl_thread_detach() }
     }
+}
+
+/// The smallest alternate signal stack faultline's handler runs on (`AT_MINSIGSTKSZ` + 32 KiB).
+pub fn smallest_usable_altstack() -> usize {
+    unsafe { sys::fl_smallest_usable_altstack() }
 }
 
 /// Whether the calling thread is attached.

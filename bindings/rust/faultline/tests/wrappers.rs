@@ -46,7 +46,18 @@ fn in_child(body: impl FnOnce()) -> Child {
             libc::close(fds[0]);
             libc::dup2(fds[1], 2);
         }
-        body();
+        // The test harness captures what a panic prints inside the process: write it to standard
+        // error (the pipe) instead, so that the parent's message says why the child failed.
+        if let Err(e) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(body)) {
+            let text = e
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| e.downcast_ref::<String>().cloned())
+                .unwrap_or_default();
+            let text = format!("child panicked: {}\n", text);
+            unsafe { libc::write(2, text.as_ptr() as *const c_void, text.len()) };
+            unsafe { libc::_exit(101) };
+        }
         unsafe { libc::_exit(0) };
     }
     unsafe { libc::close(fds[1]) };
@@ -55,6 +66,14 @@ fn in_child(body: impl FnOnce()) -> Child {
     let mut status = 0;
     assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
     Child { status, stderr }
+}
+
+/// First in every test: the faults faultline's handlers decline go to faultline's report and the
+/// default action, not to the standard library's overflow handler (see trap::take_over_from_std, which
+/// must run before faultline installs: the tests run one at a time, in one process).
+fn setup() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| trap::take_over_from_std().unwrap());
 }
 
 fn fail(code: i32) -> ! {
@@ -90,6 +109,7 @@ fn open_page(ctx: &mut Context, data: *mut c_void) -> Disposition {
 
 #[test]
 fn a_handler_resolves_a_fault_and_sees_its_context() {
+    setup();
     trap::install(Signals::MEMORY).unwrap();
     assert!(trap::installed());
     trap::reassert().unwrap();
@@ -110,6 +130,7 @@ fn a_handler_resolves_a_fault_and_sees_its_context() {
 
 #[test]
 fn a_dropped_handler_no_longer_resolves() {
+    setup();
     let c = in_child(|| {
         trap::install(Signals::MEMORY).unwrap();
         let p = mmap(page(), libc::PROT_NONE);
@@ -144,6 +165,7 @@ fn emulate_into_shadow(ctx: &mut Context, data: *mut c_void) -> Disposition {
 
 #[test]
 fn a_load_is_emulated_against_another_address() {
+    setup();
     trap::install(Signals::MEMORY).unwrap();
     let p = mmap(page(), libc::PROT_NONE);
     let _h = unsafe { trap::add_handler(emulate_into_shadow, p as *mut c_void, Signals::SEGV) }.unwrap();
@@ -171,6 +193,7 @@ fn fill_fails(_: &mut FillRequest, _: *mut c_void) -> Result<(), FillError> {
 
 #[test]
 fn zero_fill_provider_and_pager_regions() {
+    setup();
     let before = region::region_count();
     let z = Region::reserve(8 * page(), &RegionOptions::new(Policy::ZeroFill).name("rs-zero").fault_around(2)).unwrap();
     assert_eq!(region::region_count(), before + 1);
@@ -207,8 +230,8 @@ fn zero_fill_provider_and_pager_regions() {
 
 #[test]
 fn a_failed_fill_ends_in_sigbus_with_the_reason() {
+    setup();
     let c = in_child(|| {
-        trap::take_over_from_std().unwrap();
         faultline::report::enable(&faultline::report::Options::default()).unwrap();
         let o = unsafe { RegionOptions::new(Policy::Provider).name("rs-broken").provider(fill_fails, std::ptr::null_mut()) };
         let r = Region::reserve(page(), &o).unwrap_or_else(|_| fail(90));
@@ -221,8 +244,8 @@ fn a_failed_fill_ends_in_sigbus_with_the_reason() {
 
 #[test]
 fn a_guard_page_kills_with_a_report_naming_the_region() {
+    setup();
     let c = in_child(|| {
-        trap::take_over_from_std().unwrap();
         faultline::report::enable(&faultline::report::Options {
             color: faultline::report::Color::Never,
             ..Default::default()
@@ -242,6 +265,7 @@ fn a_guard_page_kills_with_a_report_naming_the_region() {
 
 #[test]
 fn written_pages_are_tracked_and_protection_batched() {
+    setup();
     let o = RegionOptions::new(Policy::TrackDirty).name("rs-dirty").backend(Backend::Signals);
     let r = Region::reserve(8 * page(), &o).unwrap();
     assert_eq!(r.backend(), Backend::Signals);
@@ -272,6 +296,7 @@ fn written_pages_are_tracked_and_protection_batched() {
 
 #[test]
 fn a_file_store_with_write_back() {
+    setup();
     let probe = Region::reserve(page(), &RegionOptions::new(Policy::ZeroFill).backend(Backend::Userfaultfd));
     if let Err(e) = probe {
         eprintln!("skipped without userfaultfd: {}", e);
@@ -302,6 +327,7 @@ fn a_file_store_with_write_back() {
 
 #[test]
 fn a_pager_in_another_process() {
+    setup();
     let probe = Region::reserve(page(), &RegionOptions::new(Policy::ZeroFill).backend(Backend::Userfaultfd));
     if probe.is_err() {
         eprintln!("skipped without userfaultfd");
@@ -342,6 +368,7 @@ fn a_pager_in_another_process() {
 
 #[test]
 fn counters_per_thread_and_handler_threads() {
+    setup();
     let before = region::this_thread_stats();
     let o = RegionOptions::new(Policy::ZeroFill).name("rs-counted").backend(Backend::Signals);
     let r = Region::reserve(4 * page(), &o).unwrap();
@@ -357,6 +384,7 @@ fn counters_per_thread_and_handler_threads() {
 
 #[test]
 fn the_world_stops_and_its_roots_are_scanned() {
+    setup();
     let _me = faultline::thread::attach(None).unwrap();
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let ready = std::sync::Arc::new(AtomicUsize::new(0));
@@ -416,6 +444,7 @@ fn wait_for(what: impl Fn() -> bool) -> bool {
 
 #[test]
 fn preemption_interrupts_and_injects_a_call() {
+    setup();
     let _me = faultline::thread::attach(None).unwrap();
     let p = unsafe {
         faultline::preempt::enable(Duration::from_micros(500), faultline::preempt::Clock::Wall, tick, std::ptr::null_mut())
@@ -431,6 +460,7 @@ fn preemption_interrupts_and_injects_a_call() {
 
 #[test]
 fn uninstall_gives_the_signals_back() {
+    setup();
     let c = in_child(|| {
         trap::install(Signals::MEMORY | Signals::ILL).unwrap();
         trap::leave_handler(); // outside a handler: nothing to forget
@@ -444,6 +474,7 @@ fn uninstall_gives_the_signals_back() {
 
 #[test]
 fn errors_carry_the_librarys_message() {
+    setup();
     let e = Region::reserve(0, &RegionOptions::new(Policy::ZeroFill).name("rs-empty")).unwrap_err();
     assert_eq!(e.code(), Errc::InvalidArgument);
     assert!(e.message().contains("rs-empty"), "{}", e);
