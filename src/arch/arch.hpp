@@ -49,6 +49,8 @@ concept Architecture = requires(long n, long a, ucontext_t& uc, const ucontext_t
   { A::own_simd_state(cuc, static_cast<std::size_t*>(nullptr)) } noexcept -> std::same_as<const void*>;
   { A::inject_call(uc, static_cast<void (*)(void*)>(nullptr), static_cast<void*>(nullptr), v) } noexcept
       -> std::same_as<int>;
+  { A::call_on_stack(static_cast<void (*)(void*)>(nullptr), static_cast<void*>(nullptr), static_cast<void*>(nullptr)) }
+      noexcept;
 };
 
 static_assert(Architecture<Current>, "the architecture layer does not satisfy the contract");

@@ -18,6 +18,7 @@
 namespace faultline::report {
 
 constinit ReportConfig g_config{};
+constinit SpareStack g_spare_stack{};
 
 namespace {
 
@@ -186,11 +187,44 @@ void write_report(const FaultContext& ctx, int fd, bool color, bool backtrace, u
   f.flush();
 }
 
+namespace {
+
+struct FatalCall {
+  const FaultContext* ctx;
+  const StackOverflow* overflow;
+  const char* cause;
+};
+
+void write_fatal(void* p) noexcept {
+  const FatalCall& c = *static_cast<const FatalCall*>(p);
+  write_report(*c.ctx, g_config.fd.load(std::memory_order_relaxed), g_config.color.load(std::memory_order_relaxed),
+               g_config.backtrace.load(std::memory_order_relaxed), g_config.max_frames.load(std::memory_order_relaxed),
+               c.overflow != nullptr ? "stack overflow" : nullptr, c.overflow, c.cause);
+}
+
+// True when this handler runs on the thread's alternate stack with less than kReportRoom bytes left
+// below it: the report (reading /proc/self/maps, unwinding) would run off its end.
+[[gnu::noinline]] bool short_of_stack() noexcept {
+  stack_t cur{};
+  if (os::is_err(os::raw_sigaltstack(nullptr, &cur)) || !(cur.ss_flags & SS_ONSTACK)) return false;
+  const auto here = reinterpret_cast<std::uintptr_t>(__builtin_frame_address(0));
+  return here < reinterpret_cast<std::uintptr_t>(cur.ss_sp) + kReportRoom;
+}
+
+}  // namespace
+
 void fatal_hook(const FaultContext& ctx, const StackOverflow* overflow, const char* cause) noexcept {
-  write_report(ctx, g_config.fd.load(std::memory_order_relaxed), g_config.color.load(std::memory_order_relaxed),
-               g_config.backtrace.load(std::memory_order_relaxed),
-               g_config.max_frames.load(std::memory_order_relaxed), overflow != nullptr ? "stack overflow" : nullptr,
-               overflow, cause);
+  FatalCall call{&ctx, overflow, cause};
+  if (short_of_stack() && !g_spare_stack.busy.exchange(true, std::memory_order_acquire)) {
+    if (const std::uintptr_t top = g_spare_stack.top.load(std::memory_order_acquire); top != 0) {
+      arch::Current::call_on_stack(write_fatal, &call, reinterpret_cast<void*>(top));
+    } else {
+      write_fatal(&call);
+    }
+    g_spare_stack.busy.store(false, std::memory_order_release);
+    return;
+  }
+  write_fatal(&call);
 }
 
 void write(const FaultContext& ctx, int fd, const char* reason) noexcept {

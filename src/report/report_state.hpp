@@ -2,6 +2,8 @@
 #pragma once
 
 #include <atomic>
+#include <cstddef>
+#include <cstdint>
 
 #include "faultline/context.hpp"
 #include "faultline/trap.hpp"
@@ -15,6 +17,18 @@ struct ReportConfig {
   std::atomic<unsigned> max_frames{64};
 };
 extern ReportConfig g_config;
+
+// A spare stack for the report (mapped once by enable(), with a guard page below; never unmapped): used
+// when the handler runs on an alternate stack with less than kReportRoom bytes left below it (a thread
+// that set a small one itself and never attached, like the threads of Rust's standard library). One
+// report at a time uses it (`busy`); another finding it busy writes on its own stack.
+struct SpareStack {
+  std::atomic<std::uintptr_t> top{0};
+  std::atomic<bool> busy{false};
+};
+extern SpareStack g_spare_stack;
+inline constexpr std::size_t kSpareStackSize = std::size_t{128} << 10;
+inline constexpr std::uintptr_t kReportRoom = std::uintptr_t{32} << 10;
 
 // The trap's fatal hook: writes the report with g_config. Signal path.
 void fatal_hook(const FaultContext& ctx, const StackOverflow* overflow, const char* cause) noexcept;

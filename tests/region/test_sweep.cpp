@@ -105,7 +105,11 @@ std::uint8_t expected_byte(Policy p, std::size_t off) {
 // Runs in a forked child. 0: done, right bytes; 1..9: wrong bytes or a broken promise; 11..19: a call
 // returned an error (its message is on stderr).
 int scenario(const SweepCase& c) {
-  if (!report::enable().ok()) return 9;
+  // The report maps its spare stack: a failure there is an error with a message, like any other call's.
+  if (auto enabled = report::enable(); !enabled.ok()) {
+    std::fprintf(stderr, "report::enable: %s\n", enabled.error().message().c_str());
+    return 11;
+  }
   std::vector<char> backing(16 * kPage);
   for (std::size_t off = 0; off < backing.size(); off += 8) {
     const std::uint64_t w = pattern(31, off);

@@ -6,6 +6,7 @@
 #include <thread>
 #include <poll.h>
 #include <pty.h>
+#include <sys/mman.h>
 
 #include <cstdlib>
 #include <cstring>
@@ -77,6 +78,38 @@ TEST(Report, HeadlineNamesTheThread) {
   });
   EXPECT_TRUE(r.signaled() && r.signal() == SIGSEGV) << r;
   EXPECT_NE(r.output.find(" \"worker-7\" of process"), std::string::npos) << r;
+}
+
+// A thread that never attached and set a small alternate stack of its own (Rust's standard library gives
+// each thread 8 KiB): the handler runs there, and the report, which needs more, moves to faultline's
+// spare stack: the whole report, then death by the signal (not a nested fault, not a loop).
+TEST(Report, ASmallAlternateStackStillGetsTheWholeReport) {
+  Page page(PROT_NONE);
+  ChildResult r = run_child(
+      [&] {
+        report::Options o;
+        o.color = report::Color::never;
+        InstallOptions io;
+        io.altstack_for_caller = false;
+        if (!install(io).ok() || !report::enable(o).ok()) _exit(90);
+        std::thread([&] {
+          // As Rust maps it: 8 KiB above a guard page (running off it faults, it corrupts nothing).
+          const std::size_t size = 8 << 10, guard = 4096;
+          void* m = mmap(nullptr, guard + size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+          if (m == MAP_FAILED || mprotect(m, guard, PROT_NONE) != 0) _exit(91);
+          stack_t ss{};
+          ss.ss_sp = static_cast<char*>(m) + guard;
+          ss.ss_size = size;
+          if (sigaltstack(&ss, nullptr) != 0) _exit(92);
+          crash_here_for_report(page.get());
+        }).join();
+        _exit(1);
+      },
+      20);
+  EXPECT_TRUE(r.signaled() && r.signal() == SIGSEGV) << r;
+  EXPECT_EQ(r.output.find("nested fault"), std::string::npos) << r;
+  EXPECT_NE(r.output.find("crash_here_for_report"), std::string::npos) << "the backtrace: " << r;
+  EXPECT_NE(r.output.find("passing SIGSEGV on to the previous action"), std::string::npos) << r;
 }
 
 // A deep recursion's backtrace shows its first frames and its last, main among them, and how many it

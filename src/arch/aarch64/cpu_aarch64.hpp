@@ -196,6 +196,9 @@ struct Aarch64 {
 
   // Call injection; see arch/aarch64/inject_aarch64_sig.cpp. Same contract as on x86-64.
   static int inject_call(ucontext_t& uc, void (*fn)(void*), void* arg, std::uintptr_t stack_lo) noexcept;
+  // Calls fn(arg) with the stack pointer at `top` (16-byte aligned down), then returns on the caller's
+  // stack (stack_switch_aarch64_sig.cpp). Signal path.
+  static void call_on_stack(void (*fn)(void*), void* arg, void* top) noexcept;
 
   // A permission fault (DFSC 0b0011xx): the page was mapped. Without an ESR record: unknown (false).
   static bool hw_present(const ucontext_t& uc) noexcept { return (hw_error_code(uc) & 0x3c) == 0x0c; }

@@ -149,6 +149,9 @@ struct X86_64 {
   // a negative reason: -1 no FP state in the frame, -2 the stack (lower bound `stack_lo`, 0 = unknown)
   // has no room, -3 the interrupted code ran on the alternate signal stack. Async-signal-safe. See thread/inject.cpp.
   static int inject_call(ucontext_t& uc, void (*fn)(void*), void* arg, std::uintptr_t stack_lo) noexcept;
+  // Calls fn(arg) with the stack pointer at `top` (16-byte aligned down), then returns on the caller's
+  // stack (stack_switch_x86_64_sig.cpp). Signal path.
+  static void call_on_stack(void (*fn)(void*), void* arg, void* top) noexcept;
 
   // True when the hardware said the page was present (protection violation, not a missing page).
   static bool hw_present(const ucontext_t& uc) noexcept { return (hw_error_code(uc) & 0x1) != 0; }
