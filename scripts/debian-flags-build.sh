@@ -11,7 +11,7 @@ cxxflags="$(dpkg-buildflags --get CXXFLAGS) $cppflags"
 ldflags=$(dpkg-buildflags --get LDFLAGS)
 echo "CXXFLAGS: $cxxflags"
 echo "LDFLAGS:  $ldflags"
-cmake -S . -B build/debian -G Ninja -DCMAKE_BUILD_TYPE=None -DFAULTLINE_WERROR=ON -DFAULTLINE_BENCH=OFF \
+cmake -S . -B build/debian -G Ninja -DCMAKE_BUILD_TYPE=None -DFAULTLINE_WERROR=ON -DFAULTLINE_BENCH=OFF -DFAULTLINE_RUST_TESTS=OFF \
   -DCMAKE_C_FLAGS="$cflags" -DCMAKE_CXX_FLAGS="$cxxflags" \
   -DCMAKE_EXE_LINKER_FLAGS="$ldflags" -DCMAKE_SHARED_LINKER_FLAGS="$ldflags"
 cmake --build build/debian -j2

@@ -11,7 +11,8 @@
 # an unmasked run. After each, it prints how many tests ran, how many were skipped, and why (the skip
 # messages, counted). Exits non-zero when any run fails. The tests labelled `cluster` (a Redis Cluster the
 # plain run starts and stops) are left out: the store's code does not depend on the kernel's features,
-# and the regions under it are the ones the other tests cover on every profile.
+# and the regions under it are the ones the other tests cover on every profile. So are the Rust crates
+# (label `rust`): a binding, whose calls the C API test covers on every profile.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 build=build/default
@@ -54,13 +55,13 @@ for p in "${profiles[@]}"; do
     setpriv --reuid=nobody --regid=nogroup --clear-groups --reset-env -- \
       env PATH="$PATH" HOME=/tmp TMPDIR=/tmp "$cli" info | sed -n '/^capabilities/,$p'
     if ! setpriv --reuid=nobody --regid=nogroup --clear-groups --reset-env -- \
-        env PATH="$PATH" HOME=/tmp TMPDIR=/tmp ctest --test-dir "$build" -j2 --timeout 300 -E "$root_only" -LE cluster; then
+        env PATH="$PATH" HOME=/tmp TMPDIR=/tmp ctest --test-dir "$build" -j2 --timeout 300 -E "$root_only" -LE "cluster|rust"; then
       status=1
     fi
   else
     got=$(FAULTLINE_KERNEL="$p" "$cli" info --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["kernel_mask"])')
     if [ "$got" != "$p" ]; then echo "FAULTLINE_KERNEL=$p is not in force (faultline info says '$got')"; exit 1; fi
-    if ! FAULTLINE_KERNEL="$p" ctest --test-dir "$build" -j2 --timeout 300 -LE cluster; then status=1; fi
+    if ! FAULTLINE_KERNEL="$p" ctest --test-dir "$build" -j2 --timeout 300 -LE "cluster|rust"; then status=1; fi
   fi
   summary "$p" "$build/Testing/Temporary/LastTest.log"
 done

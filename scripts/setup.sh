@@ -20,6 +20,7 @@ packages=(
   clang binutils                               # fuzzing target; nm for the signal-path symbol check
   python3 python3-jsonschema                   # the bench JSON schema test
   rsync                                        # scripts/mutate.py copies the tree to a scratch folder
+  rustc cargo librust-libc-dev                 # the Rust crates (bindings/rust), offline, Debian's crates only
 )
 
 missing=()

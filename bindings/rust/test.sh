@@ -3,7 +3,8 @@
 # (BUILD_DIR/src/libfaultline.so), offline, with Debian 12's toolchain (/usr/bin/cargo, rustc 1.63: the
 # crates' rust-version) and, when another toolchain comes first on PATH, with that one too. Crates come
 # only from Debian's packages (.cargo/config.toml). Tests run one at a time (--test-threads=1): the
-# dispatcher is process-wide and some tests fork.
+# dispatcher is process-wide and some tests fork. What cargo builds goes to BUILD_DIR/rust (never into
+# the source tree). The README's test command runs it (the test rust_crates of the plain preset).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 build=$(cd "${1:?usage: test.sh BUILD_DIR}" && pwd)
@@ -15,10 +16,11 @@ run() {  # $1: a name for the toolchain; the rest: the environment to run cargo 
   local name=$1
   shift
   echo "== Rust crates with $name"
-  env "$@" CARGO_TARGET_DIR="$here/target/$name" cargo build --offline --all-targets
-  env "$@" CARGO_TARGET_DIR="$here/target/$name" cargo test --offline -- --test-threads=1
-  env "$@" CARGO_TARGET_DIR="$here/target/$name" cargo run --offline --example relocation
-  env "$@" CARGO_TARGET_DIR="$here/target/$name" cargo run --offline --example snapshot
+  rm -f "$here/Cargo.lock"  # made anew by each toolchain (a newer cargo's lock format is not an older one's)
+  env "$@" CARGO_TARGET_DIR="$build/rust/$name" cargo build --offline --all-targets
+  env "$@" CARGO_TARGET_DIR="$build/rust/$name" cargo test --offline -- --test-threads=1
+  env "$@" CARGO_TARGET_DIR="$build/rust/$name" cargo run --offline --example relocation
+  env "$@" CARGO_TARGET_DIR="$build/rust/$name" cargo run --offline --example snapshot
 }
 
 [ -x /usr/bin/cargo ] || { echo "test.sh: /usr/bin/cargo is missing (scripts/setup.sh installs cargo, rustc, librust-libc-dev)"; exit 1; }
