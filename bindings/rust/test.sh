@@ -21,7 +21,14 @@ run() {  # $1: a name for the toolchain; the rest: the environment to run cargo 
   env "$@" CARGO_TARGET_DIR="$build/rust/$name" cargo test --offline -- --test-threads=1
   env "$@" CARGO_TARGET_DIR="$build/rust/$name" cargo run --offline --example relocation
   env "$@" CARGO_TARGET_DIR="$build/rust/$name" cargo run --offline --example snapshot
+  env "$@" CARGO_TARGET_DIR="$build/rust/$name" cargo run --offline --example readme
 }
+
+# The README's Rust block is examples/readme.rs, word for word.
+if ! diff <(sed -n '/^```rust$/,/^```$/p' "$here/../../README.md" | sed '1d;$d') "$here/faultline/examples/readme.rs"; then
+  echo "test.sh: the README's Rust block differs from bindings/rust/faultline/examples/readme.rs"
+  exit 1
+fi
 
 [ -x /usr/bin/cargo ] || { echo "test.sh: /usr/bin/cargo is missing (scripts/setup.sh installs cargo, rustc, librust-libc-dev)"; exit 1; }
 run debian PATH=/usr/bin:/bin RUSTC=/usr/bin/rustc RUSTDOC=/usr/bin/rustdoc
