@@ -31,7 +31,12 @@ struct Options {
 };
 
 // Enables the report for fatal faults. Thread-safe; not async-signal-safe. Errc::invalid_argument for a
-// negative or closed fd, or max_frames out of range.
+// negative or closed fd, or max_frames out of range; Errc::system_error (nothing changed) when the
+// report's spare stack cannot be mapped. The spare stack (128 KiB and a guard page, mapped by the first
+// enable() and kept for the process's life) is where the report runs when the faulting thread's
+// handler runs on an alternate stack with less than 32 KiB left: a thread that never attached and set
+// a small one itself (every thread Rust's standard library starts has 8 KiB) still gets the whole
+// report. One report uses it at a time; another, meanwhile, writes on its own stack.
 Result<void> enable(const Options& opts = {});
 // Parses a FAULTLINE_REPORT value ("1", "stderr", "yes", or a file descriptor number) and enables.
 Result<void> enable_from_env(const char* value);

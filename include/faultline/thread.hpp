@@ -7,7 +7,9 @@
 // thread-exit hook. install() attaches the thread that calls it.
 //
 // Threads that never attach still have their faults dispatched; what they miss is the alternate stack
-// (a stack overflow then kills them by SIGSEGV without a report) and overflow recognition.
+// (a stack overflow then kills them by SIGSEGV without a report) and overflow recognition. One that set
+// a small alternate stack of its own still gets the whole crash report (it moves to a spare stack: see
+// report.hpp).
 #pragma once
 
 #include <cstddef>
