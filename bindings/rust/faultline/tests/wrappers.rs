@@ -10,7 +10,8 @@ use std::time::{Duration, Instant};
 
 use faultline::pager::Pager;
 use faultline::region::{
-    self, Backend, FileStore, FillError, FillRequest, Policy, ProtectBatch, Region, RegionOptions, PERM_NONE, PERM_READ,
+    self, Backend, FileStore, FillError, FillRequest, Policy, ProtectBatch, Region, RegionOptions, UserfaultfdMode, PERM_NONE,
+    PERM_READ,
     PERM_WRITE,
 };
 use faultline::trap::{self, Disposition, Signals};
@@ -35,7 +36,8 @@ impl Child {
     }
 }
 
-/// Runs `body` in a forked child (standard error to a pipe); the child exits 0 if `body` returns.
+/// Runs `body` in a forked child (standard error to a pipe, 30 s at most); the child exits 0 if `body`
+/// returns.
 fn in_child(body: impl FnOnce()) -> Child {
     let mut fds = [0; 2];
     assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
@@ -45,6 +47,7 @@ fn in_child(body: impl FnOnce()) -> Child {
         unsafe {
             libc::close(fds[0]);
             libc::dup2(fds[1], 2);
+            libc::alarm(30); // a child that hangs ends by SIGALRM: the test fails, it does not hang
         }
         // The test harness captures what a panic prints inside the process: write it to standard
         // error (the pipe) instead, so that the parent's message says why the child failed.
@@ -174,6 +177,42 @@ fn a_load_is_emulated_against_another_address() {
     assert_eq!(HEAL_STATUS.load(Ordering::Relaxed), 1, "heal declines what nothing forwards");
     assert_eq!(EmulateStatus::NotForwarded.name(), "not_forwarded");
     assert!(faultline::reg_count() > 16 && !faultline::reg_name(0).is_empty());
+}
+
+fn exit_7() -> ! {
+    unsafe { libc::_exit(7) }
+}
+
+fn exit_8() -> ! {
+    unsafe { libc::_exit(8) }
+}
+
+/// Checks the context's setters on the fault in the page at `data`, then resumes in exit_7 (exit_8 if
+/// a setter misbehaved).
+fn resume_elsewhere(ctx: &mut Context, data: *mut c_void) -> Disposition {
+    let at = data as usize;
+    if ctx.address() < at || ctx.address() >= at + page() {
+        return Disposition::Declined;
+    }
+    let v = [7u8; 16];
+    let vector = ctx.vector_reg(0).is_some() && ctx.set_vector_reg(0, &v) && ctx.vector_reg(0) == Some(v);
+    let general = ctx.set_reg(1, 0x1234) && ctx.reg(1) == 0x1234 && !ctx.set_reg(10_000, 0);
+    let ok = vector && general && !ctx.ucontext().is_null();
+    ctx.set_pc(if ok { exit_7 as usize } else { exit_8 as usize });
+    Disposition::Resolved
+}
+
+#[test]
+fn a_handler_changes_registers_and_resumes_elsewhere() {
+    setup();
+    let c = in_child(|| {
+        trap::install(Signals::MEMORY).unwrap();
+        let p = mmap(page(), libc::PROT_NONE);
+        let _h = unsafe { trap::add_handler(resume_elsewhere, p as *mut c_void, Signals::SEGV) }.unwrap();
+        unsafe { std::ptr::write_volatile(p, 1) };
+        fail(3);
+    });
+    assert!(c.exited(7), "status {:#x}: {}", c.status, c.stderr);
 }
 
 // ---- regions -------------------------------------------------------------------------------------
@@ -322,6 +361,67 @@ fn a_file_store_with_write_back() {
     assert_eq!(r.evict(0, 4).unwrap(), 1);
     assert_eq!(b[2 * page()], b'c');
     assert!(r.stats().pages_evicted >= 1);
+    drop(r);
+    std::fs::remove_file(&path).unwrap();
+}
+
+static SELF_SERVED: AtomicUsize = AtomicUsize::new(0);
+
+/// A provider fill that checks what the request says about itself (self-service: the faulting thread).
+fn fill_checking_the_request(req: &mut FillRequest, data: *mut c_void) -> Result<(), FillError> {
+    if req.region().size != data as usize || req.tid() != unsafe { libc::gettid() } as i64 {
+        return Err(FillError { errno: libc::EINVAL, reason: b"a request that does not describe itself\0" });
+    }
+    SELF_SERVED.fetch_add(1, Ordering::Relaxed);
+    fill_with_index(req, std::ptr::null_mut())
+}
+
+#[test]
+fn the_remaining_options_and_thread_limits() {
+    setup();
+    let min = faultline::thread::smallest_usable_altstack();
+    assert!(min > 32 * 1024);
+    assert_eq!(faultline::thread::attach(Some(min - 1)).unwrap_err().code(), Errc::InvalidArgument);
+    let probe = Region::reserve(page(), &RegionOptions::new(Policy::ZeroFill).backend(Backend::Userfaultfd));
+    if probe.is_err() {
+        eprintln!("skipped without userfaultfd");
+        return;
+    }
+    // Self-service: the faulting thread fills its own page; the request names the region and the thread.
+    let size = 16 * page();
+    let o = unsafe {
+        RegionOptions::new(Policy::Provider)
+            .name("rs-self")
+            .backend(Backend::Userfaultfd)
+            .userfaultfd_mode(UserfaultfdMode::SelfService)
+            .async_readahead(false)
+            .huge_pages(false)
+            .fill_timeout(Duration::from_secs(5))
+            .provider(fill_checking_the_request, size as *mut c_void)
+    };
+    let r = Region::reserve(size, &o).unwrap();
+    let b = unsafe { std::slice::from_raw_parts(r.as_ptr(), r.len()) };
+    assert_eq!(b[5 * page()], 5);
+    assert!(SELF_SERVED.load(Ordering::Relaxed) >= 1);
+    // A resident-page watermark: 32 pages through a cap of 8, every byte right, some evicted.
+    let path = std::env::temp_dir().join(format!("faultline-rs-cap-{}", std::process::id()));
+    let content: Vec<u8> = (0..32 * page()).map(|i| (i / page()) as u8).collect();
+    std::fs::write(&path, &content).unwrap();
+    let store = FileStore::open(path.to_str().unwrap(), 0, true).unwrap();
+    let o = RegionOptions::new(Policy::Provider)
+        .name("rs-capped")
+        .backend(Backend::Userfaultfd)
+        .store(&store)
+        .write_back(true)
+        .max_resident_pages(8);
+    let r = Region::reserve(32 * page(), &o).unwrap();
+    let b = unsafe { std::slice::from_raw_parts(r.as_ptr(), r.len()) };
+    for round in 0..2 {
+        for p in 0..32 {
+            assert_eq!(unsafe { std::ptr::read_volatile(&b[p * page()]) }, p as u8, "round {} page {}", round, p);
+        }
+    }
+    assert!(wait_for(|| r.stats().pages_evicted >= 1), "{:?}", r.stats());
     drop(r);
     std::fs::remove_file(&path).unwrap();
 }
