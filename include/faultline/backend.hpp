@@ -53,7 +53,9 @@ enum class DirtyTracking : std::uint8_t {
 // How a userfaultfd region's missing pages are filled.
 enum class UserfaultfdMode : std::uint8_t {
   handler_thread,  // faultline's handler thread reads the faults and fills them
-  self_service,    // the faulting thread fills its own fault in a SIGBUS handler
+  self_service,    // the faulting thread fills its own fault in a SIGBUS handler, through a 16 KiB
+                   // buffer on its alternate stack: faulting threads must be attached (a thread with a
+                   // smaller alternate stack of its own has the access end in SIGBUS, saying so)
 };
 
 // Whether this process can use userfaultfd, and if not why ("userfaultfd: EPERM (...)").

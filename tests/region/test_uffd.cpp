@@ -701,5 +701,37 @@ TEST(Uffd, AFailedReadAheadFailsNothing) {
   EXPECT_NE(r.output.find("past the end of the snapshot"), std::string::npos) << r;
 }
 
+// Self-service fills run on the faulting thread's alternate stack, through a 16 KiB buffer there. A
+// thread that never attached and set a small stack of its own (Rust's std: 8-12 KiB, over a guard page)
+// cannot hold it: the access ends in SIGBUS naming the cause, instead of running off the stack.
+TEST(Uffd, SelfServiceOnASmallAlternateStackIsRefusedWithTheCause) {
+  FAULTLINE_SKIP_WITHOUT_USERFAULTFD();
+  ChildResult r = run_child([] {
+    RegionOptions o;
+    o.name = "self-small";
+    o.policy = Policy::provider;
+    o.backend = Backend::userfaultfd;
+    o.userfaultfd_mode = UserfaultfdMode::self_service;
+    o.fill = fill_with_page_index;
+    auto reg = must_reserve(4 * kPage, o);
+    const auto* p = static_cast<const volatile unsigned char*>(reg.data());
+    if (p[0] != 1) _exit(1);  // the attached main thread is served
+    std::thread([&] {
+      const std::size_t size = 12 << 10, guard = 4096;
+      void* m = mmap(nullptr, guard + size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+      if (m == MAP_FAILED || mprotect(m, guard, PROT_NONE) != 0) _exit(91);
+      stack_t ss{};
+      ss.ss_sp = static_cast<char*>(m) + guard;
+      ss.ss_size = size;
+      if (sigaltstack(&ss, nullptr) != 0) _exit(92);
+      (void)p[2 * kPage];
+      _exit(2);
+    }).join();
+    _exit(3);
+  });
+  EXPECT_TRUE(r.signaled() && r.signal() == SIGBUS) << r;
+  EXPECT_NE(r.output.find("a self-service fill needs 32768 bytes of the alternate signal stack"), std::string::npos) << r;
+}
+
 }  // namespace
 }  // namespace faultline

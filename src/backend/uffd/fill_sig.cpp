@@ -282,6 +282,23 @@ void UffdRegion::after_fork_in_child() noexcept {
   child_unserved = true;
 }
 
+namespace {
+
+// What a self-service fill needs below the handler's frame: the bounce buffer and room for the store's
+// fill and the ioctls.
+constexpr std::size_t kSelfServiceStack = 4 * 4096 + (std::size_t{16} << 10);
+
+// Bytes left below this frame when the handler runs on the thread's alternate stack; "plenty" otherwise.
+[[gnu::noinline]] std::size_t altstack_left() noexcept {
+  stack_t cur{};
+  if (os::is_err(os::raw_sigaltstack(nullptr, &cur)) || !(cur.ss_flags & SS_ONSTACK)) return ~std::size_t{0};
+  const auto here = reinterpret_cast<std::uintptr_t>(__builtin_frame_address(0));
+  const auto lo = reinterpret_cast<std::uintptr_t>(cur.ss_sp);
+  return here > lo ? here - lo : 0;
+}
+
+}  // namespace
+
 Disposition UffdRegion::on_fault(FaultContext& ctx) noexcept {
   if (child_unserved) {  // a forked child that could not serve the region: fail every access, saying why
     trap::fail_with_sigbus(ctx, kChildUnserved);
@@ -302,10 +319,18 @@ Disposition UffdRegion::on_fault(FaultContext& ctx) noexcept {
     trap::fail_with_sigbus(ctx, cause);
     return Disposition::resolved;
   }
-  // Provider fills go through a buffer on this (alternate) stack: at most 4 pages at a time.
-  alignas(64) unsigned char bounce[4 * 4096];
-  if (fill(core::align_down(ctx.address(), core::page_size()), ctx.access(), ctx.pc(), os::raw_gettid(), bounce,
-           sizeof bounce, nullptr, store_fill) != 0) {
+  // Provider fills go through a buffer on this (alternate) stack: at most 4 pages at a time. A thread
+  // that never attached may run this on a small alternate stack of its own (Rust's std gives 8-12 KiB):
+  // the buffer and the fill would run off its end. End the access with the cause instead.
+  if (const std::size_t left = altstack_left(); left < kSelfServiceStack) {
+    char cause[200];
+    core::Formatter f(cause, sizeof cause);
+    f.put("a self-service fill needs ").udec(kSelfServiceStack).put(" bytes of the alternate signal stack; this thread's has ")
+        .udec(left).put(" left (attach the thread to give it faultline's)");
+    trap::fail_with_sigbus(ctx, f.c_str());
+    return Disposition::resolved;
+  }
+  if (self_service_fill(ctx) != 0) {
     // Failed (and the page poisoned): end this access in SIGBUS now, with the cause, as the signal backend
     // does, rather than rely on the poisoned page alone.
     char cause[160];
@@ -313,6 +338,14 @@ Disposition UffdRegion::on_fault(FaultContext& ctx) noexcept {
     trap::fail_with_sigbus(ctx, cause);
   }
   return Disposition::resolved;
+}
+
+// Its own frame, so that on_fault's stays small until the room for this one has been checked (a
+// compiler reserves a function's whole frame on entry).
+int UffdRegion::self_service_fill(FaultContext& ctx) noexcept {
+  alignas(64) unsigned char bounce[4 * 4096];
+  return fill(core::align_down(ctx.address(), core::page_size()), ctx.access(), ctx.pc(), os::raw_gettid(), bounce,
+              sizeof bounce, nullptr, store_fill);
 }
 
 void UffdRegion::describe_backend(core::Formatter& f) const noexcept { f.put(" backend userfaultfd"); }

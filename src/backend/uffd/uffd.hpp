@@ -93,6 +93,8 @@ class UffdRegion final : public detail::RegionImpl {
   // The second half of fail_page(): poison the page, or queue the SIGBUS. Signal path. False when
   // nobody was failed (the page exists already: its waiters are woken).
   bool deliver_failure(std::uintptr_t page_addr, long tid) noexcept;
+  // on_fault()'s fill of a self-service fault, through a buffer on this stack. Signal path.
+  [[gnu::noinline]] int self_service_fill(FaultContext& ctx) noexcept;
   // Ends thread `tid`'s access to page_addr with SIGBUS (queued; the thread waits in the kernel) and wakes
   // it: for a present page, which cannot be poisoned. Signal path.
   void signal_thread(std::uintptr_t page_addr, long tid) noexcept;

@@ -275,17 +275,22 @@ void section_uffd(Bench& b) {
       o.readahead_max = 256;  // 1 MiB per fill at most: one pread and one UFFDIO_COPY per window
       auto region = reserve_region(pages * g_psize, o);
       if (!region) die("reserve_region: " + region.error().message());
-      std::optional<Target> t;
-      if (sequential) t = Target{Target::Kind::ratio_at_most, 2.0, "<= 2x", "userfaultfd"};
-      b.compare("file", std::string("first read of a file-backed region, ") + (sequential ? "sequential" : "random"),
-                "kernel mmap of the file (page cache)", kernel_mmap,
-                [&, order] {
-                  const double ns = read_pages(static_cast<const volatile char*>(region->data()), *order);
-                  if (!region->discard(0, pages)) die("discard failed");
-                  return ns;
-                },
-                t)
-          .note = note + std::string(", ") + backend_name(region->backend());
+      // The performance issue's targets. Sequential: within 1.3x of the kernel's mmap; reachable only where
+      // a fresh page costs no more than that (the populate+touch floor), since every userfaultfd fill
+      // installs a page the kernel's mmap of a cached file does not allocate (it maps the cache's,
+      // large folios at a time). Random: within 1.2x of the bare userfaultfd round trip.
+      const Target t = sequential ? Target{Target::Kind::ratio_at_most, 1.3, "<= 1.3x", "performance"}
+                                  : Target{Target::Kind::floor_ratio_at_most, 1.2, "<= 1.2x floor", "performance"};
+      Row& row = b.compare("file", std::string("first read of a file-backed region, ") + (sequential ? "sequential" : "random"),
+                           "kernel mmap of the file (page cache)", kernel_mmap,
+                           [&, order] {
+                             const double ns = read_pages(static_cast<const volatile char*>(region->data()), *order);
+                             if (!region->discard(0, pages)) die("discard failed");
+                             return ns;
+                           },
+                           t);
+      row.note = note + std::string(", ") + backend_name(region->backend());
+      b.attach_floor(row, sequential ? "populate" : "uffd");
     }
     close(fd);
     unlink(path);

@@ -86,7 +86,9 @@ impl Backend {
 pub enum UserfaultfdMode {
     /// faultline's handler threads read the faults and fill them.
     HandlerThread,
-    /// The faulting thread fills its own fault in its SIGBUS handler.
+    /// The faulting thread fills its own fault in its SIGBUS handler, through a 16 KiB buffer on its
+    /// alternate signal stack: the faulting threads must be attached ([`crate::thread::attach`]; the
+    /// 8-12 KiB stack std gives a thread is too small, and such an access ends in SIGBUS saying so).
     SelfService,
 }
 

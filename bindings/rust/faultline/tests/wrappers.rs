@@ -387,7 +387,9 @@ fn the_remaining_options_and_thread_limits() {
         eprintln!("skipped without userfaultfd");
         return;
     }
-    // Self-service: the faulting thread fills its own page; the request names the region and the thread.
+    // Self-service: the faulting thread fills its own page (on its alternate stack: attached, it has
+    // faultline's); the request names the region and the thread.
+    let _attached = faultline::thread::attach(None).unwrap();
     let size = 16 * page();
     let o = unsafe {
         RegionOptions::new(Policy::Provider)
