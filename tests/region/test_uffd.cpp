@@ -717,13 +717,7 @@ TEST(Uffd, SelfServiceOnASmallAlternateStackIsRefusedWithTheCause) {
     const auto* p = static_cast<const volatile unsigned char*>(reg.data());
     if (p[0] != 1) _exit(1);  // the attached main thread is served
     std::thread([&] {
-      const std::size_t size = 12 << 10, guard = 4096;
-      void* m = mmap(nullptr, guard + size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-      if (m == MAP_FAILED || mprotect(m, guard, PROT_NONE) != 0) _exit(91);
-      stack_t ss{};
-      ss.ss_sp = static_cast<char*>(m) + guard;
-      ss.ss_size = size;
-      if (sigaltstack(&ss, nullptr) != 0) _exit(92);
+      set_guarded_altstack(12 << 10);
       (void)p[2 * kPage];
       _exit(2);
     }).join();

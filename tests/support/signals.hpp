@@ -7,6 +7,8 @@
 #include <cstdlib>
 
 #include <signal.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include <initializer_list>
 
@@ -61,6 +63,17 @@ inline constexpr const char* kQemuResidency =
     "qemu-user ignores madvise (MADV_POPULATE_WRITE), so mincore does not see the pages faultline filled";
 inline constexpr const char* kQemuNoExec =
     "a child process running another aarch64 program needs binfmt_misc, which this machine does not have";
+
+// Gives the calling thread an alternate signal stack of `size` bytes over a guard page, as Rust's std
+// maps one (running off it faults; it corrupts nothing); _exit(91) if the kernel refuses. For children.
+inline void set_guarded_altstack(std::size_t size) {
+  const std::size_t guard = 4096;
+  void* m = mmap(nullptr, guard + size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  stack_t ss{};
+  ss.ss_sp = static_cast<char*>(m) + guard;
+  ss.ss_size = size;
+  if (m == MAP_FAILED || mprotect(m, guard, PROT_NONE) != 0 || sigaltstack(&ss, nullptr) != 0) _exit(91);
+}
 
 }  // namespace faultline::test
 

@@ -93,14 +93,7 @@ TEST(Report, ASmallAlternateStackStillGetsTheWholeReport) {
         io.altstack_for_caller = false;
         if (!install(io).ok() || !report::enable(o).ok()) _exit(90);
         std::thread([&] {
-          // As Rust maps it: 8 KiB above a guard page (running off it faults, it corrupts nothing).
-          const std::size_t size = 8 << 10, guard = 4096;
-          void* m = mmap(nullptr, guard + size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-          if (m == MAP_FAILED || mprotect(m, guard, PROT_NONE) != 0) _exit(91);
-          stack_t ss{};
-          ss.ss_sp = static_cast<char*>(m) + guard;
-          ss.ss_size = size;
-          if (sigaltstack(&ss, nullptr) != 0) _exit(92);
+          set_guarded_altstack(8 << 10);  // as Rust's std maps one
           crash_here_for_report(page.get());
         }).join();
         _exit(1);

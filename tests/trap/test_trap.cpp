@@ -330,13 +330,7 @@ TEST(Nested, HandlerThatOverflowsTheAlternateStackEnds) {
   ChildResult r = run_child(
       [&] {
         if (!install().ok() || !add_handler(stack_hungry_handler, nullptr).ok()) _exit(90);
-        const std::size_t size = 16 << 10;
-        void* m = mmap(nullptr, size + 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-        if (m == MAP_FAILED || mprotect(m, 4096, PROT_NONE) != 0) _exit(91);
-        stack_t ss{};
-        ss.ss_sp = static_cast<char*>(m) + 4096;
-        ss.ss_size = size;
-        if (sigaltstack(&ss, nullptr) != 0) _exit(92);
+        set_guarded_altstack(16 << 10);  // set after attaching: faultline keeps it
         *reinterpret_cast<volatile char*>(page.get()) = 1;
         _exit(1);
       },
