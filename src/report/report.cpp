@@ -1,6 +1,5 @@
 // report/report.cpp: enabling and disabling the crash report. Not signal path.
 #include <fcntl.h>
-#include <sys/mman.h>
 #include <unistd.h>
 
 
@@ -10,6 +9,7 @@
 
 #include "core/guard.hpp"
 #include "faultline/report.hpp"
+#include "os/linux/sigstack.hpp"
 #include "os/linux/syscall.hpp"
 #include "report/report_state.hpp"
 #include "trap/dispatcher.hpp"
@@ -40,17 +40,14 @@ Result<void> enable(const Options& opts) {
     g_config.max_frames.store(opts.max_frames, std::memory_order_relaxed);
     if (g_spare_stack.top.load(std::memory_order_acquire) == 0) {
       // Mapped once, kept for the process's life (a report may be running on it when disable() returns).
-      const std::size_t page = static_cast<std::size_t>(sysconf(_SC_PAGESIZE));
-      const std::size_t total = kSpareStackSize + page;
-      const long m = os::raw_mmap(nullptr, total, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+      const std::size_t total = kSpareStackSize + static_cast<std::size_t>(sysconf(_SC_PAGESIZE));
+      const char* failed = "";
+      const long m = os::map_guarded_stack(kSpareStackSize, &failed);
       if (os::is_err(m)) {
-        return Error::from_errno("report::enable: mmap of the report's spare stack", static_cast<int>(-m));
+        return Error::from_errno((std::string("report::enable: ") + failed + " of the report's spare stack").c_str(),
+                                 static_cast<int>(-m));
       }
       void* map = reinterpret_cast<void*>(m);
-      if (const long rc = os::raw_mprotect(map, page, PROT_NONE); os::is_err(rc)) {
-        os::raw_munmap(map, total);
-        return Error::from_errno("report::enable: mprotect of the spare stack's guard page", static_cast<int>(-rc));
-      }
       std::uintptr_t expected = 0;
       const std::uintptr_t top = static_cast<std::uintptr_t>(m) + total;
       if (!g_spare_stack.top.compare_exchange_strong(expected, top, std::memory_order_acq_rel)) {

@@ -10,6 +10,7 @@
 #include "faultline/report.hpp"
 #include "os/linux/elf_symbols.hpp"
 #include "os/linux/maps.hpp"
+#include "os/linux/sigstack.hpp"
 #include "os/linux/syscall.hpp"
 #include "report/report_state.hpp"
 #include "thread/state.hpp"
@@ -202,13 +203,12 @@ void write_fatal(void* p) noexcept {
                c.overflow != nullptr ? "stack overflow" : nullptr, c.overflow, c.cause);
 }
 
-// True when this handler runs on the thread's alternate stack with less than kReportRoom bytes left
-// below it: the report (reading /proc/self/maps, unwinding) would run off its end.
+// True when this handler runs on the thread's alternate stack with less than os::kHandlerStackRoom bytes
+// left below it: the report (reading /proc/self/maps, unwinding) would run off its end.
 [[gnu::noinline]] bool short_of_stack() noexcept {
-  stack_t cur{};
-  if (os::is_err(os::raw_sigaltstack(nullptr, &cur)) || !(cur.ss_flags & SS_ONSTACK)) return false;
   const auto here = reinterpret_cast<std::uintptr_t>(__builtin_frame_address(0));
-  return here < reinterpret_cast<std::uintptr_t>(cur.ss_sp) + kReportRoom;
+  std::uintptr_t lo, hi;
+  return trap::altstack_around(here, &lo, &hi) && here < lo + os::kHandlerStackRoom;
 }
 
 }  // namespace

@@ -19,7 +19,7 @@ struct ReportConfig {
 extern ReportConfig g_config;
 
 // A spare stack for the report (mapped once by enable(), with a guard page below; never unmapped): used
-// when the handler runs on an alternate stack with less than kReportRoom bytes left below it (a thread
+// when the handler runs on an alternate stack with less than os::kHandlerStackRoom bytes left (a thread
 // that set a small one itself and never attached, like the threads of Rust's standard library). One
 // report at a time uses it (`busy`); another finding it busy writes on its own stack.
 struct SpareStack {
@@ -28,7 +28,6 @@ struct SpareStack {
 };
 extern SpareStack g_spare_stack;
 inline constexpr std::size_t kSpareStackSize = std::size_t{128} << 10;
-inline constexpr std::uintptr_t kReportRoom = std::uintptr_t{32} << 10;
 
 // The trap's fatal hook: writes the report with g_config. Signal path.
 void fatal_hook(const FaultContext& ctx, const StackOverflow* overflow, const char* cause) noexcept;

@@ -1,7 +1,6 @@
 // thread/attach.cpp: attaching threads (alternate signal stack, stack bounds, registry). Not signal path.
 #include <pthread.h>
 #include <sys/auxv.h>
-#include <sys/mman.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -70,14 +69,13 @@ Result<void> setup_altstack(thread::ThreadState& ts, std::size_t want) {
   if (cur.ss_flags & SS_ONSTACK) return Error(Errc::busy, "attach_thread: called on the alternate signal stack");
   const std::size_t page = core::page_size();
   std::size_t size = core::align_up(want != 0 ? want : default_altstack_size(), page);
-  std::size_t total = size + page;  // one guard page below: an overflow of the handler faults, visibly
-  const long m = os::raw_mmap(nullptr, total, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-  if (os::is_err(m)) return Error::from_errno("mmap (alternate signal stack)", static_cast<int>(-m));
-  void* map = reinterpret_cast<void*>(m);
-  if (const long rc = os::raw_mprotect(map, page, PROT_NONE); os::is_err(rc)) {
-    os::raw_munmap(map, total);
-    return Error::from_errno("mprotect (alternate stack guard)", static_cast<int>(-rc));
+  const std::size_t total = size + page;  // one guard page below: an overflow of the handler faults, visibly
+  const char* failed = "";
+  const long m = os::map_guarded_stack(size, &failed);
+  if (os::is_err(m)) {
+    return Error::from_errno((std::string(failed) + " (alternate signal stack)").c_str(), static_cast<int>(-m));
   }
+  void* map = reinterpret_cast<void*>(m);
   stack_t ss{};
   ss.ss_sp = static_cast<char*>(map) + page;
   ss.ss_size = size;
@@ -211,7 +209,7 @@ Result<ThreadAttachment> attach_thread(const AttachOptions& opts) {
       g_threads = ts;
     }
     thread::set_current(ts);
-    trap::set_thread_stack({ts->stack_lo, ts->stack_hi, ts->guard_size});
+    trap::set_thread_stack({ts->stack_lo, ts->stack_hi, ts->guard_size, ts->altstack_lo, ts->altstack_hi});
     pthread_setspecific(g_exit_key, ts);
     return ThreadAttachment(true);
   });

@@ -104,8 +104,14 @@ bool wait_outside_epoch(std::atomic<std::uint32_t>& w, std::uint32_t expected, s
 struct StackBounds {
   std::uintptr_t lo = 0, hi = 0;
   std::size_t guard = 0;
+  std::uintptr_t altstack_lo = 0, altstack_hi = 0;  // its alternate signal stack at attach
 };
 void set_thread_stack(const StackBounds& b) noexcept;
+// The calling thread's alternate signal stack [*lo, *hi), if `addr` lies on it: from the bounds recorded
+// at attach when `addr` is within them (no system call: the fault path asks), else from sigaltstack (a
+// thread that never attached, or set another stack since). False when `addr` is not on it (or there is
+// none). Async-signal-safe.
+bool altstack_around(std::uintptr_t addr, std::uintptr_t* lo, std::uintptr_t* hi) noexcept;
 // In a forked child: the dispatches of the parent's other threads do not exist here; only the calling
 // thread's (if it forked from a handler) is counted. Called by the fork hook install() registers.
 void reset_epoch_after_fork() noexcept;

@@ -79,13 +79,10 @@ void leave_epoch() noexcept {
 // frame test in dispatch() cannot see it): without this test the handler would run again, overflow
 // again, and loop for ever. Returns the stack's size, or 0.
 std::size_t overflowed_altstack(const FaultContext& ctx) noexcept {
-  stack_t cur{};
-  if (os::is_err(os::raw_sigaltstack(nullptr, &cur)) || (cur.ss_flags & SS_DISABLE)) return 0;
-  const auto lo = reinterpret_cast<std::uintptr_t>(cur.ss_sp);
-  const std::uintptr_t hi = lo + cur.ss_size;
-  const bool dispatch_on_it = t_sig.frame >= lo && t_sig.frame < hi;
+  std::uintptr_t lo, hi;
+  if (!altstack_around(t_sig.frame, &lo, &hi)) return 0;
   const bool sp_below_it = ctx.sp() < lo && ctx.sp() + (std::uintptr_t{64} << 10) >= lo;
-  return dispatch_on_it && sp_below_it ? cur.ss_size : 0;
+  return sp_below_it ? hi - lo : 0;
 }
 
 bool bounds_of_this_thread(std::uintptr_t* lo, std::uintptr_t* hi, std::size_t* guard) noexcept {
@@ -325,6 +322,19 @@ void die_by_default(int sig, bool reexecute) noexcept {
 void suspend_epoch() noexcept { leave_epoch(); }
 
 void set_thread_stack(const StackBounds& b) noexcept { t_stack = b; }
+
+bool altstack_around(std::uintptr_t addr, std::uintptr_t* lo, std::uintptr_t* hi) noexcept {
+  if (addr >= t_stack.altstack_lo && addr < t_stack.altstack_hi) {
+    *lo = t_stack.altstack_lo;
+    *hi = t_stack.altstack_hi;
+    return true;
+  }
+  stack_t cur{};
+  if (os::is_err(os::raw_sigaltstack(nullptr, &cur)) || (cur.ss_flags & SS_DISABLE)) return false;
+  *lo = reinterpret_cast<std::uintptr_t>(cur.ss_sp);
+  *hi = *lo + cur.ss_size;
+  return addr >= *lo && addr < *hi;
+}
 
 void reset_epoch_after_fork() noexcept { g_state.epoch.reset_after_fork(t_sig.in_epoch ? static_cast<int>(t_sig.side) : -1); }
 

@@ -289,12 +289,11 @@ namespace {
 constexpr std::size_t kSelfServiceStack = 4 * 4096 + (std::size_t{16} << 10);
 
 // Bytes left below this frame when the handler runs on the thread's alternate stack; "plenty" otherwise.
+// An attached thread's answer costs no system call (trap::altstack_around).
 [[gnu::noinline]] std::size_t altstack_left() noexcept {
-  stack_t cur{};
-  if (os::is_err(os::raw_sigaltstack(nullptr, &cur)) || !(cur.ss_flags & SS_ONSTACK)) return ~std::size_t{0};
   const auto here = reinterpret_cast<std::uintptr_t>(__builtin_frame_address(0));
-  const auto lo = reinterpret_cast<std::uintptr_t>(cur.ss_sp);
-  return here > lo ? here - lo : 0;
+  std::uintptr_t lo, hi;
+  return trap::altstack_around(here, &lo, &hi) ? here - lo : ~std::size_t{0};
 }
 
 }  // namespace

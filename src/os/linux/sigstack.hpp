@@ -1,12 +1,16 @@
-// os/linux/sigstack.hpp: how large a signal frame this machine's kernel may write (not signal path:
-// sysconf may take locks).
+// os/linux/sigstack.hpp: how large a signal frame this machine's kernel may write, how much room
+// faultline's handler wants, and mapping a stack for it (not signal path: sysconf may take locks, and
+// stacks are mapped outside handlers; the constant is usable anywhere).
 #pragma once
 
 #include <signal.h>
 #include <sys/auxv.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include <cstddef>
+
+#include "os/linux/syscall.hpp"
 
 namespace faultline::os {
 
@@ -25,9 +29,31 @@ inline std::size_t min_signal_stack() noexcept {
   return n > 2048 ? n : 2048;
 }
 
-// The smallest alternate stack faultline's handler runs on: a signal frame and 32 KiB for the handler
-// (the crash report, reading /proc/self/maps and unwinding, completes on 16 KiB with the frame). A
+// The room faultline's handler wants below its frame (the crash report, reading /proc/self/maps and
+// unwinding, completes on 16 KiB with the frame): with less left, the report moves to its spare stack.
+inline constexpr std::size_t kHandlerStackRoom = std::size_t{32} << 10;
+
+// The smallest alternate stack faultline's handler runs on: a signal frame and kHandlerStackRoom. A
 // thread's own alternate stack smaller than this is replaced at attach (see thread.hpp).
-inline std::size_t smallest_usable_altstack() noexcept { return min_signal_stack() + (std::size_t{32} << 10); }
+inline std::size_t smallest_usable_altstack() noexcept { return min_signal_stack() + kHandlerStackRoom; }
+
+// Maps a stack of `size` bytes (whole pages) with one PROT_NONE guard page below it, so that running
+// off its end faults, visibly: returns the mapping's start (the guard; the stack is the `size` bytes
+// above it, the mapping `size` + one page long), or -errno with *failed naming the call that failed
+// ("mmap" or "mprotect"; nothing is left mapped). Through the raw layer: fault injection reaches it.
+inline long map_guarded_stack(std::size_t size, const char** failed) noexcept {
+  const std::size_t page = static_cast<std::size_t>(sysconf(_SC_PAGESIZE));
+  const long m = raw_mmap(nullptr, size + page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  if (is_err(m)) {
+    *failed = "mmap";
+    return m;
+  }
+  if (const long rc = raw_mprotect(reinterpret_cast<void*>(m), page, PROT_NONE); is_err(rc)) {
+    raw_munmap(reinterpret_cast<void*>(m), size + page);
+    *failed = "mprotect";
+    return rc;
+  }
+  return m;
+}
 
 }  // namespace faultline::os

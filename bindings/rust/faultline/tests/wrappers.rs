@@ -334,23 +334,38 @@ fn written_pages_are_tracked_and_protection_batched() {
     let _ = PERM_WRITE;
 }
 
+/// True (and says so) when this kernel or sandbox offers no userfaultfd: the test then skips.
+fn without_userfaultfd() -> bool {
+    match Region::reserve(page(), &RegionOptions::new(Policy::ZeroFill).backend(Backend::Userfaultfd)) {
+        Ok(_) => false,
+        Err(e) => {
+            eprintln!("skipped without userfaultfd: {}", e);
+            true
+        }
+    }
+}
+
+/// A writable file store over a new temporary file holding `contents` (remove the path when done).
+fn file_store(name: &str, contents: &[u8]) -> (std::path::PathBuf, FileStore) {
+    let path = std::env::temp_dir().join(format!("faultline-rs-{}-{}", name, std::process::id()));
+    std::fs::write(&path, contents).unwrap();
+    let store = FileStore::open(path.to_str().unwrap(), 0, true).unwrap();
+    (path, store)
+}
+
+/// A provider region on userfaultfd over `store`, its written pages going back to it.
+fn written_back(name: &str, store: &FileStore) -> RegionOptions {
+    RegionOptions::new(Policy::Provider).name(name).backend(Backend::Userfaultfd).store(store).write_back(true)
+}
+
 #[test]
 fn a_file_store_with_write_back() {
     setup();
-    let probe = Region::reserve(page(), &RegionOptions::new(Policy::ZeroFill).backend(Backend::Userfaultfd));
-    if let Err(e) = probe {
-        eprintln!("skipped without userfaultfd: {}", e);
+    if without_userfaultfd() {
         return;
     }
-    let path = std::env::temp_dir().join(format!("faultline-rs-store-{}", std::process::id()));
-    std::fs::write(&path, vec![b'a'; 4 * page()]).unwrap();
-    let store = FileStore::open(path.to_str().unwrap(), 0, true).unwrap();
-    let o = RegionOptions::new(Policy::Provider)
-        .name("rs-file")
-        .backend(Backend::Userfaultfd)
-        .store(&store)
-        .write_back(true)
-        .readahead_max(2);
+    let (path, store) = file_store("store", &vec![b'a'; 4 * page()]);
+    let o = written_back("rs-file", &store).readahead_max(2);
     let r = Region::reserve(4 * page(), &o).unwrap();
     let b = unsafe { std::slice::from_raw_parts_mut(r.as_ptr(), r.len()) };
     assert_eq!(b[0], b'a');
@@ -382,9 +397,7 @@ fn the_remaining_options_and_thread_limits() {
     let min = faultline::thread::smallest_usable_altstack();
     assert!(min > 32 * 1024);
     assert_eq!(faultline::thread::attach(Some(min - 1)).unwrap_err().code(), Errc::InvalidArgument);
-    let probe = Region::reserve(page(), &RegionOptions::new(Policy::ZeroFill).backend(Backend::Userfaultfd));
-    if probe.is_err() {
-        eprintln!("skipped without userfaultfd");
+    if without_userfaultfd() {
         return;
     }
     // Self-service: the faulting thread fills its own page (on its alternate stack: attached, it has
@@ -406,16 +419,9 @@ fn the_remaining_options_and_thread_limits() {
     assert_eq!(b[5 * page()], 5);
     assert!(SELF_SERVED.load(Ordering::Relaxed) >= 1);
     // A resident-page watermark: 32 pages through a cap of 8, every byte right, some evicted.
-    let path = std::env::temp_dir().join(format!("faultline-rs-cap-{}", std::process::id()));
     let content: Vec<u8> = (0..32 * page()).map(|i| (i / page()) as u8).collect();
-    std::fs::write(&path, &content).unwrap();
-    let store = FileStore::open(path.to_str().unwrap(), 0, true).unwrap();
-    let o = RegionOptions::new(Policy::Provider)
-        .name("rs-capped")
-        .backend(Backend::Userfaultfd)
-        .store(&store)
-        .write_back(true)
-        .max_resident_pages(8);
+    let (path, store) = file_store("cap", &content);
+    let o = written_back("rs-capped", &store).max_resident_pages(8);
     let r = Region::reserve(32 * page(), &o).unwrap();
     let b = unsafe { std::slice::from_raw_parts(r.as_ptr(), r.len()) };
     for round in 0..2 {
@@ -431,9 +437,7 @@ fn the_remaining_options_and_thread_limits() {
 #[test]
 fn a_pager_in_another_process() {
     setup();
-    let probe = Region::reserve(page(), &RegionOptions::new(Policy::ZeroFill).backend(Backend::Userfaultfd));
-    if probe.is_err() {
-        eprintln!("skipped without userfaultfd");
+    if without_userfaultfd() {
         return;
     }
     let mut sv = [0; 2];
