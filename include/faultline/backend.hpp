@@ -58,6 +58,22 @@ enum class UserfaultfdMode : std::uint8_t {
                    // smaller alternate stack of its own has the access end in SIGBUS, saying so)
 };
 
+// Where a userfaultfd provider region's filled pages live, handler-thread mode (RegionOptions::fill_path).
+enum class FillPath : std::uint8_t {
+  automatic,    // shmem_cache where the kernel has what it needs, copy otherwise (backend_reason() says
+                // which, and why not the cache)
+  copy,         // the store fills a buffer of the handler thread's, and UFFDIO_COPY copies it into a
+                // private page: two copies a page
+  shmem_cache,  // the store fills the page's home in a shmem cache (a memfd) in place, and the faulting
+                // thread's mapping of it (private: writes stay the program's) gets it by UFFDIO_CONTINUE
+                // (a minor fault): one copy a page. Needs MINOR_SHMEM (Linux 5.14), and for write-back
+                // WP_HUGETLBFS_SHMEM (5.19); Errc::unsupported without them when asked for by name. A page
+                // the program writes is a private copy beside its cache page until flush() (which drops
+                // the cache page) or a discard. Not for pager regions, self-service or huge pages.
+};
+// "automatic", "copy", "shmem_cache"; "?" for anything else. Async-signal-safe.
+const char* fill_path_name(FillPath p) noexcept;
+
 // Whether this process can use userfaultfd, and if not why ("userfaultfd: EPERM (...)").
 Result<void> userfaultfd_available();
 

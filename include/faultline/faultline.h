@@ -155,6 +155,12 @@ void fl_pager_release(fl_pager* pager);
 
 typedef enum fl_backend { FL_BACKEND_AUTOMATIC = 0, FL_BACKEND_SIGNALS, FL_BACKEND_USERFAULTFD } fl_backend;
 typedef enum fl_uffd_mode { FL_UFFD_HANDLER_THREAD = 0, FL_UFFD_SELF_SERVICE = 1 } fl_uffd_mode;
+/* FillPath (backend.hpp): where a userfaultfd provider region's filled pages live. */
+typedef enum fl_fill_path {
+  FL_FILL_PATH_AUTOMATIC = 0,  /* the shmem cache where the kernel has it, copies otherwise */
+  FL_FILL_PATH_COPY = 1,       /* UFFDIO_COPY into private pages */
+  FL_FILL_PATH_SHMEM_CACHE = 2 /* a memfd cache filled in place, mapped by minor faults (UFFDIO_CONTINUE) */
+} fl_fill_path;
 
 /* Stores (faultline/store.hpp): where provider and pager regions get their pages, and where write-back
    puts them. */
@@ -185,6 +191,7 @@ typedef struct fl_region_options {
   int huge_pages;                /* 2 MiB pages */
   int async_readahead;           /* 1 (fl_region_options_default): asynchronous read-ahead */
   int remote_pager_socket;       /* a pager in another process (remote_pager.hpp); -1 (default): none */
+  fl_fill_path fill_path;        /* provider regions on userfaultfd (handler thread) */
 } fl_region_options;
 
 /* Defaults: zero_fill, read+write, one page per fault, asynchronous read-ahead, no remote pager. */

@@ -105,6 +105,8 @@ struct RegionOptions {
   // window is filled at its first fault only. Never with max_resident_pages (what is read ahead would
   // be evicted again).
   bool async_readahead = true;
+  // userfaultfd provider regions, handler-thread mode: where filled pages live (faultline/backend.hpp).
+  FillPath fill_path = FillPath::automatic;
   DirtyTracking dirty_tracking = DirtyTracking::automatic;  // userfaultfd track_dirty only
   // Policy::pager served by another process (faultline/remote_pager.hpp): a connected Unix socket, or -1.
   int remote_pager_socket = -1;

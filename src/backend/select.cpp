@@ -36,6 +36,9 @@ Result<Choice> select(const RegionOptions& o, bool adopted) {
       c.reason = "signals: " + why;
     }
   }
+  if (o.fill_path == FillPath::shmem_cache && c.backend != Backend::userfaultfd) {
+    return Error(Errc::unsupported, who + ": FillPath::shmem_cache requested, but " + c.reason);
+  }
   const bool handler_thread = c.backend == Backend::userfaultfd && o.userfaultfd_mode == UserfaultfdMode::handler_thread;
   if (needs_uffd && o.remote_pager_socket < 0 && !handler_thread) {
     return Error(Errc::unsupported, who + ": write-back and max_resident_pages need the userfaultfd backend with "

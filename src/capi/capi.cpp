@@ -112,6 +112,7 @@ RegionOptions to_cxx(const fl_region_options* o, RegionBox* box) {
   r.huge_pages = o->huge_pages != 0;
   r.async_readahead = o->async_readahead != 0;
   r.remote_pager_socket = o->remote_pager_socket;
+  r.fill_path = static_cast<FillPath>(o->fill_path);  // validated by reserve_region
   return r;
 }
 

@@ -70,6 +70,15 @@ Result<void> validate(std::size_t size, const RegionOptions& o) {
     return Error(Errc::invalid_argument, who + ": unknown dirty tracking " +
                                              std::to_string(static_cast<unsigned>(o.dirty_tracking)));
   }
+  if (static_cast<unsigned>(o.fill_path) > static_cast<unsigned>(FillPath::shmem_cache)) {  // the last
+    return Error(Errc::invalid_argument, who + ": unknown fill path " + std::to_string(static_cast<unsigned>(o.fill_path)));
+  }
+  if (o.fill_path == FillPath::shmem_cache &&
+      (o.policy != Policy::provider || o.backend == Backend::signals ||
+       o.userfaultfd_mode != UserfaultfdMode::handler_thread || o.huge_pages)) {
+    return Error(Errc::invalid_argument, who + ": FillPath::shmem_cache is for provider regions on userfaultfd in "
+                                               "handler-thread mode, without huge_pages");
+  }
   if (size == 0) return Error(Errc::invalid_argument, who + ": size is zero");
   if (!core::is_aligned(size, page)) {
     return Error(Errc::invalid_argument, who + ": size " + std::to_string(size) +

@@ -113,4 +113,13 @@ const char* backend_name(Backend b) noexcept {
   return "?";
 }
 
+const char* fill_path_name(FillPath p) noexcept {
+  switch (p) {
+    case FillPath::automatic: return "automatic";
+    case FillPath::copy: return "copy";
+    case FillPath::shmem_cache: return "shmem_cache";
+  }
+  return "?";
+}
+
 }  // namespace faultline

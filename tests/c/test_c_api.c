@@ -537,7 +537,18 @@ static int fill_remote(const fl_fill_request* req, void* data, const char** reas
 static void test_backends_stores_and_batches(void) {
   fl_error err;
   fl_region_options o = fl_region_options_default();
-  CHECK(o.async_readahead == 1 && o.remote_pager_socket == -1);
+  CHECK(o.async_readahead == 1 && o.remote_pager_socket == -1 && o.fill_path == FL_FILL_PATH_AUTOMATIC);
+  /* The fill path reaches the library: an unknown one is refused, and the shmem cache is only for
+     provider regions. */
+  {
+    fl_region_options f = fl_region_options_default();
+    fl_region* none = NULL;
+    f.fill_path = (fl_fill_path)7;
+    CHECK(fl_region_reserve(4 * page, &f, &none, &err) == FL_EINVAL && strstr(err.message, "fill path") != NULL);
+    f.fill_path = FL_FILL_PATH_SHMEM_CACHE;
+    CHECK(fl_region_reserve(4 * page, &f, &none, &err) == FL_EINVAL && strstr(err.message, "shmem_cache") != NULL);
+    CHECK(none == NULL);
+  }
 
   /* The backend and its reason; a protection batch over two signal-backend regions. */
   o.name = "c-batched";

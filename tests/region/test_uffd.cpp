@@ -665,14 +665,15 @@ TEST(Uffd, SequentialStreamsAreReadAheadAsynchronously) {
 // store refuses it to the stream itself, ends in SIGBUS with the store's reason. (The test once waited
 // for the read-ahead to pass a fixed page; whether the stream's last window was wide enough to start
 // one depended on timing.)
-TEST(Uffd, AFailedReadAheadFailsNothing) {
-  FAULTLINE_SKIP_WITHOUT_USERFAULTFD();
-  ChildResult r = run_child([] {
+// Both fill paths: copies, and the shmem cache where the kernel has it.
+void failed_readahead_fails_nothing(FillPath path) {
+  ChildResult r = run_child([path] {
     (void)report::enable();
     RegionOptions o;
     o.name = "short-file";
     o.policy = Policy::provider;
     o.backend = Backend::userfaultfd;
+    o.fill_path = path;
     o.readahead_max = 8;
     static std::atomic<int> refused{0};
     static std::atomic<bool> refuse_all{false};
@@ -696,9 +697,15 @@ TEST(Uffd, AFailedReadAheadFailsNothing) {
     (void)p[700 * kPage];  // never read ahead (every speculative window was refused): SIGBUS
     _exit(3);
   });
-  EXPECT_TRUE(r.signaled() && r.signal() == SIGBUS) << r;
-  EXPECT_NE(r.output.find("every page read right"), std::string::npos) << r;
-  EXPECT_NE(r.output.find("past the end of the snapshot"), std::string::npos) << r;
+  EXPECT_TRUE(r.signaled() && r.signal() == SIGBUS) << fill_path_name(path) << ": " << r;
+  EXPECT_NE(r.output.find("every page read right"), std::string::npos) << fill_path_name(path) << ": " << r;
+  EXPECT_NE(r.output.find("past the end of the snapshot"), std::string::npos) << fill_path_name(path) << ": " << r;
+}
+
+TEST(Uffd, AFailedReadAheadFailsNothing) {
+  FAULTLINE_SKIP_WITHOUT_USERFAULTFD();
+  failed_readahead_fails_nothing(FillPath::copy);
+  failed_readahead_fails_nothing(FillPath::automatic);
 }
 
 // Self-service fills run on the faulting thread's alternate stack, through a 16 KiB buffer there. A

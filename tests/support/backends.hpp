@@ -1,5 +1,6 @@
 // tests/support/backends.hpp: running one test on every backend: signals, userfaultfd with its handler
-// thread, userfaultfd self-service. A suite derives from OnEveryBackend and is instantiated with
+// thread (provider regions over the shmem cache where the kernel has it), the same with the copy fill
+// path (FillPath::copy), userfaultfd self-service. A suite derives from OnEveryBackend and is instantiated with
 // FAULTLINE_ON_EVERY_BACKEND(Suite); a case the machine cannot run skips with the reason.
 #pragma once
 
@@ -16,11 +17,13 @@ struct BackendCase {
   const char* name;
   Backend backend;
   UserfaultfdMode mode;
+  FillPath fill_path = FillPath::automatic;
 };
 
 inline const BackendCase kBackends[] = {
     {"signals", Backend::signals, UserfaultfdMode::handler_thread},
     {"uffd_thread", Backend::userfaultfd, UserfaultfdMode::handler_thread},
+    {"uffd_copy", Backend::userfaultfd, UserfaultfdMode::handler_thread, FillPath::copy},
     {"uffd_self", Backend::userfaultfd, UserfaultfdMode::self_service},
 };
 
@@ -42,6 +45,7 @@ class OnEveryBackend : public ::testing::TestWithParam<BackendCase> {
     o.policy = p;
     o.backend = GetParam().backend;
     o.userfaultfd_mode = GetParam().mode;
+    o.fill_path = GetParam().fill_path;
     return o;
   }
 };

@@ -123,15 +123,50 @@ void UffdRegion::signal_thread(std::uintptr_t page_addr, long tid) noexcept {
   os::uffd_wake(fd, page_addr, core::page_size());
 }
 
+bool UffdRegion::failed_before(std::uintptr_t page_addr, long tid, bool speculative) noexcept {
+  if (failed.empty() || !failed.test((page_addr - base) / core::page_size())) return false;
+  if (!speculative) deliver_failure(page_addr, tid);
+  return true;
+}
+
+std::size_t UffdRegion::window_at(std::uintptr_t page_addr, std::size_t limit, bool speculative) noexcept {
+  const std::size_t page = core::page_size();
+  std::size_t window = ra_window.load(std::memory_order_relaxed);
+  if (page_addr == ra_next.load(std::memory_order_relaxed)) {
+    window = window * 2 > readahead_max ? readahead_max : window * 2;
+  } else {
+    window = window / 2 > 0 ? window / 2 : 1;
+    if (!speculative) ahead_windows.store(1, std::memory_order_relaxed);  // not a stream (any more)
+  }
+  std::size_t len = window * page;
+  if (len > end - page_addr) len = end - page_addr;
+  // Stop the window at the first page already filled (COPY would stop there anyway, after the fill).
+  if (!child_served && !filled.empty()) {
+    for (std::size_t k = page; k < len; k += page) {
+      if (filled.test((page_addr + k - base) / page)) {
+        len = k;
+        break;
+      }
+    }
+  }
+  // A store that answers aligned runs in one request (Store::preferred_run_pages): end the window at
+  // the next boundary, so that the windows after it start on one.
+  if (policy != Policy::zero_fill && run_align > 1) {
+    const std::size_t boundary = ((page_addr - base) / page / run_align + 1) * run_align * page;
+    if (len > boundary - (page_addr - base)) len = boundary - (page_addr - base);
+  }
+  if (len > limit) len = limit - limit % page;
+  if (len == 0) len = page;
+  ra_window.store(static_cast<std::uint32_t>(window), std::memory_order_relaxed);
+  ra_next.store(page_addr + len, std::memory_order_relaxed);
+  return len;
+}
+
 int UffdRegion::fill(std::uintptr_t page_addr, Access access, std::uintptr_t pc, long tid, void* bounce,
                      std::size_t bounce_size, std::size_t* filled_pages, StoreCall call, bool speculative) noexcept {
   if (filled_pages != nullptr) *filled_pages = 0;
   const std::size_t page = core::page_size();
-  if (!failed.empty() && failed.test((page_addr - base) / page)) {  // failed before, without UFFDIO_POISON
-    if (speculative) return EIO;
-    deliver_failure(page_addr, tid);
-    return EIO;
-  }
+  if (failed_before(page_addr, tid, speculative)) return EIO;
   // Another message for a page already filled (two threads faulted on it): wake, do not fill twice.
   // Unless the page is in fact missing: its bit was set by a fill that finished (the thread it woke went
   // on) after a discard had already dropped the page. Believing the bit would wake the thread into the
@@ -153,34 +188,7 @@ int UffdRegion::fill(std::uintptr_t page_addr, Access access, std::uintptr_t pc,
       return EINVAL;
     }
   } else {
-    std::size_t window = ra_window.load(std::memory_order_relaxed);
-    if (page_addr == ra_next.load(std::memory_order_relaxed)) {
-      window = window * 2 > readahead_max ? readahead_max : window * 2;
-    } else {
-      window = window / 2 > 0 ? window / 2 : 1;
-      if (!speculative) ahead_windows.store(1, std::memory_order_relaxed);  // not a stream (any more)
-    }
-    len = window * page;
-    if (len > end - page_addr) len = end - page_addr;
-    // Stop the window at the first page already filled (COPY would stop there anyway, after the fill).
-    if (!child_served && !filled.empty()) {
-      for (std::size_t k = page; k < len; k += page) {
-        if (filled.test((page_addr + k - base) / page)) {
-          len = k;
-          break;
-        }
-      }
-    }
-    // A store that answers aligned runs in one request (Store::preferred_run_pages): end the window at
-    // the next boundary, so that the windows after it start on one.
-    if (policy != Policy::zero_fill && run_align > 1) {
-      const std::size_t boundary = ((page_addr - base) / page / run_align + 1) * run_align * page;
-      if (len > boundary - (page_addr - base)) len = boundary - (page_addr - base);
-    }
-    if (policy != Policy::zero_fill && len > bounce_size) len = bounce_size - bounce_size % page;
-    if (len == 0) len = page;
-    ra_window.store(static_cast<std::uint32_t>(window), std::memory_order_relaxed);
-    ra_next.store(page_addr + len, std::memory_order_relaxed);
+    len = window_at(page_addr, policy != Policy::zero_fill ? bounce_size : ~std::size_t{0}, speculative);
   }
 
   std::size_t done = 0;
@@ -265,6 +273,7 @@ void UffdRegion::after_fork_in_child() noexcept {
   fd = -1;
   remote_sock = -1;
   remote_stop = -1;
+  cache_on = false;  // the parent's cache: the child fills privately, and drops nothing of it
   // zero_fill and track_dirty: a page missing in the child reads as zeros, which is their content.
   if (policy != Policy::provider && policy != Policy::pager) return;
   // The forked child's own fd: SIGBUS for its faults, POISON when the kernel has it.

@@ -32,8 +32,10 @@ namespace faultline::backend::uffd {
 namespace {
 
 std::mutex g_start_mutex;
-unsigned g_threads_started = 0;  // handler threads running (they all read the one fd)
+unsigned g_threads_started = 0;  // handler threads running (they read the one fd, or one per kernel mask)
 unsigned g_threads_wanted = 0;   // 0: the default (the CPUs, at most 4)
+int g_served_fd = -1;            // the fd the latest threads read
+unsigned g_threads_for_fd = 0;   // threads reading it
 // Each handler thread's counters (ThreadStats), by the order they started. Never destroyed: the threads
 // run until the process ends.
 region::ThreadCounters g_thread_counters[64];
@@ -179,8 +181,14 @@ constexpr std::size_t kAheadPages = 512;
         pager::post_detached(*r, FillRequest{r->info(), addr - r->base, r->readahead_max * page, access, 0, tid, nullptr});
         rewake = false;  // the pager wakes the thread when it is done
       } else {
+        // A cached region maps from its shmem cache (cache.cpp); the others copy through this thread's
+        // buffer.
+        auto fill = [&](std::uintptr_t at, long who, std::size_t* got, bool speculative) {
+          return r->cached() ? r->fill_cached(at, access, who, got, speculative)
+                             : r->fill(at, access, 0, who, bounce, bounce_size, got, store_fill_catching, speculative);
+        };
         std::size_t pages = 0;
-        r->fill(addr, access, 0, tid, bounce, bounce_size, &pages, store_fill_catching);
+        fill(addr, tid, &pages, false);
         note_filled(*r, addr, pages);
         // The fill installed the faulting page, and UFFDIO_COPY / UFFDIO_ZEROPAGE woke its waiters. No
         // other wake-up for it: by now the thread may be waiting on the page's write protection (its
@@ -202,8 +210,7 @@ constexpr std::size_t kAheadPages = 512;
           const std::uint32_t depth = r->ahead_windows.load(std::memory_order_relaxed);
           for (std::uint32_t w = 0; w < depth && next < r->end; ++w) {
             std::size_t ahead = 0;
-            if (r->fill(next, access, 0, 0, bounce, bounce_size, &ahead, store_fill_catching, /*speculative=*/true) != 0 ||
-                ahead == 0) {
+            if (fill(next, 0, &ahead, /*speculative=*/true) != 0 || ahead == 0) {
               break;
             }
             note_filled(*r, next, ahead);
@@ -226,7 +233,13 @@ constexpr std::size_t kAheadPages = 512;
 Result<void> start_handler(int fd) {
   std::lock_guard lock(g_start_mutex);
   const unsigned wanted = g_threads_wanted != 0 ? g_threads_wanted : default_threads();
-  while (g_threads_started < wanted) {
+  // A new fd (the kernel mask changed: the fds are opened anew, kernel_mask.hpp) gets threads of its own;
+  // the old fd's keep serving the regions registered with it.
+  if (fd != g_served_fd) {
+    g_served_fd = fd;
+    g_threads_for_fd = 0;
+  }
+  while (g_threads_for_fd < wanted && g_threads_started < std::size(g_thread_counters)) {
     // The fill buffer first: once a thread runs, nothing may keep it from serving.
     const std::size_t bounce_size = 512 * core::page_size();
     const long bounce = os::raw_mmap(nullptr, bounce_size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
@@ -242,11 +255,16 @@ Result<void> start_handler(int fd) {
     }
     if (!started) {
       // The first thread is required; more are a speed-up: with at least one serving, go on with fewer.
-      if (g_threads_started == 0) return started.error();
+      if (g_threads_for_fd == 0) return started.error();
       break;
     }
     started.value().detach();
     ++g_threads_started;
+    ++g_threads_for_fd;
+  }
+  if (g_threads_for_fd == 0) {
+    return Error(Errc::unsupported, "userfaultfd: no handler thread can be started for a new fd (" +
+                                        std::to_string(g_threads_started) + " run already, the most there can be)");
   }
   return {};
 }
@@ -266,6 +284,8 @@ void handler_unlock_after_fork() {
 }
 void handler_forget_after_fork() {
   g_threads_started = 0;
+  g_served_fd = -1;
+  g_threads_for_fd = 0;
   for (auto& c : g_thread_counters) {  // a new set of threads: new counters
     c.tid.store(0, std::memory_order_relaxed);
     for (auto* a : {&c.faults, &c.fills, &c.pages_filled, &c.readahead_pages, &c.failures, &c.pages_evicted,

@@ -35,6 +35,7 @@ struct FdState {
   bool tried = false;         // a permanent answer is cached; a transient failure is tried again next time
   bool user_mode_only = false;  // opened with UFFD_USER_MODE_ONLY (vm.unprivileged_userfaultfd = 0)
   bool unmap_events = false;    // its UNMAP events are read (by the handler thread or the unmap monitor)
+  std::uint64_t features = 0;   // the UFFD_FEATURE_* bits it was opened with
   std::string why;
 };
 
@@ -81,7 +82,10 @@ struct Wanted {
 };
 Wanted features_of(Kind k) {
   switch (k) {
-    case Kind::handler: return {UFFD_FEATURE_THREAD_ID | UFFD_FEATURE_EVENT_REMOVE | UFFD_FEATURE_EVENT_UNMAP, UFFD_FEATURE_POISON};
+    // The shmem cache's (FillPath::shmem_cache) where the kernel has them.
+    case Kind::handler:
+      return {UFFD_FEATURE_THREAD_ID | UFFD_FEATURE_EVENT_REMOVE | UFFD_FEATURE_EVENT_UNMAP,
+              UFFD_FEATURE_POISON | UFFD_FEATURE_MISSING_SHMEM | UFFD_FEATURE_MINOR_SHMEM | UFFD_FEATURE_WP_HUGETLBFS_SHMEM};
     case Kind::sigbus: return {UFFD_FEATURE_SIGBUS, UFFD_FEATURE_POISON};
     case Kind::wp_async: return {UFFD_FEATURE_WP_ASYNC | UFFD_FEATURE_WP_UNPOPULATED, 0};
   }
@@ -110,10 +114,12 @@ std::string feature_names(std::uint64_t bits) {
 // Opens a userfaultfd with `want.required` and whatever of `want.optional` the kernel offers
 // (os::uffd_open_with); -1 and why when that cannot be had (*is_transient says whether trying again later
 // may work; *user_mode_only whether the fd serves user-mode faults only).
-int open_with(Wanted want, std::string* why, bool* is_transient = nullptr, bool* user_mode_only = nullptr) {
+int open_with(Wanted want, std::string* why, bool* is_transient = nullptr, bool* user_mode_only = nullptr,
+              std::uint64_t* features = nullptr) {
   const os::UffdOpened o = os::uffd_open_with(want.required, want.optional);
   if (!os::is_err(o.fd)) {
     if (user_mode_only != nullptr) *user_mode_only = o.user_mode_only;
+    if (features != nullptr) *features = o.features;
     return static_cast<int>(o.fd);
   }
   if (o.missing != 0) {
@@ -146,7 +152,7 @@ int fd_locked(Kind kind, std::string* why) {
     const bool watched = kind != Kind::handler && monitor::start();
     Wanted want = features_of(kind);
     if (watched) want.required |= UFFD_FEATURE_EVENT_UNMAP;
-    s.fd = open_with(want, &s.why, &again, &s.user_mode_only);
+    s.fd = open_with(want, &s.why, &again, &s.user_mode_only, &s.features);
     s.tried = !again;
     s.unmap_events = s.fd >= 0 && (kind == Kind::handler || watched);
     if (s.fd >= 0 && watched) monitor::watch_fd(s.fd);
@@ -190,6 +196,7 @@ UffdRegion::UffdRegion(const RegionOptions& o, std::uintptr_t region_base, std::
 }
 
 UffdRegion::~UffdRegion() {
+  release_cache();
   // A remote pager's region owns its userfaultfd (closed by detach() unless the memory was no longer
   // faultline's) and the watchdog's eventfd; they are closed only once the watchdog has let go of the
   // region (its pin), so that no write or ioctl can reach a reused number.
@@ -234,7 +241,32 @@ DirtyTracking resolve_locked(const RegionOptions& o, std::string* why) {
   return async_wp_locked(why) ? DirtyTracking::async_wp : DirtyTracking::sync_wp;
 }
 
+// Whether a region of these options gets the shmem cache (FillPath::shmem_cache): only provider regions
+// in handler-thread mode ask; the kernel must have minor faults on shmem (and write-protection of shmem
+// for write-back). *why: why not, for a region that asked ("" when it did not, or asked for copies).
+bool shmem_cache_locked(const RegionOptions& o, std::string* why) {
+  why->clear();
+  if (o.policy != Policy::provider || o.userfaultfd_mode != UserfaultfdMode::handler_thread || o.huge_pages ||
+      o.remote_pager_socket >= 0 || o.fill_path == FillPath::copy) {
+    return false;
+  }
+  if (fd_locked(Kind::handler, why) < 0) return false;
+  std::uint64_t need = UFFD_FEATURE_MISSING_SHMEM | UFFD_FEATURE_MINOR_SHMEM;
+  if (o.write_back) need |= UFFD_FEATURE_WP_HUGETLBFS_SHMEM;
+  if (const std::uint64_t lacking = need & ~g_fds[static_cast<int>(Kind::handler)].features; lacking != 0) {
+    *why = "this kernel's userfaultfd lacks " + feature_names(lacking);
+    return false;
+  }
+  return true;
+}
+
 }  // namespace
+
+bool use_shmem_cache(const RegionOptions& o) {
+  std::string ignored;
+  std::lock_guard lock(g_mutex);
+  return shmem_cache_locked(o, &ignored);
+}
 
 DirtyTracking resolve_tracking(const RegionOptions& o) {
   std::string ignored;
@@ -265,11 +297,22 @@ bool usable(const RegionOptions& o, std::string* reason) {
   }
   const Kind kind = kind_of(o.policy, tracking, o.userfaultfd_mode);
   if (kind == Kind::wp_async ? !async_wp_locked(reason) : fd_locked(kind, reason) < 0) return false;
+  std::string cache_why;
+  const bool cache = shmem_cache_locked(o, &cache_why);
+  if (o.fill_path == FillPath::shmem_cache && !cache) {
+    *reason = "FillPath::shmem_cache: " + cache_why;
+    return false;
+  }
   *reason = kind == Kind::wp_async                ? "userfaultfd (WP_ASYNC + PAGEMAP_SCAN)"
             : o.policy == Policy::track_dirty     ? "userfaultfd (synchronous write-protect)"
             : kind == Kind::sigbus                ? "userfaultfd (self-service SIGBUS)"
                                                   : "userfaultfd (handler thread)";
   if (!async_why.empty()) reason->insert(reason->size() - 1, "; not asynchronous: " + async_why);
+  if (cache) {
+    reason->insert(reason->size() - 1, "; a shmem cache mapped by minor faults");
+  } else if (!cache_why.empty()) {
+    reason->insert(reason->size() - 1, "; pages copied, no shmem cache: " + cache_why);
+  }
   if (g_fds[static_cast<int>(kind)].user_mode_only) {
     reason->insert(reason->size() - 1, "; user-mode faults only (vm.unprivileged_userfaultfd is 0): a system "
                                        "call that meets a missing page fails with EFAULT");
@@ -312,6 +355,13 @@ Result<std::unique_ptr<detail::RegionImpl>> create(std::size_t size, const Regio
   if (os::is_err(p)) return Error::from_errno("mmap (reserve_region)", static_cast<int>(-p));
   auto r = std::make_unique<UffdRegion>(o, static_cast<std::uintptr_t>(p), size);
   if (o.huge_pages) r->huge = core::kHugePage;
+  if (use_shmem_cache(o)) {
+    if (auto c = map_cache(*r, o); !c) {
+      r.reset();  // its destructor lets go of what map_cache made; the anonymous range is unmapped here
+      os::raw_munmap(reinterpret_cast<void*>(p), size);
+      return c.error();
+    }
+  }
   return std::unique_ptr<detail::RegionImpl>(std::move(r));
 }
 
@@ -341,8 +391,11 @@ Result<void> UffdRegion::attach() {
   std::uint64_t mode_bits = policy == Policy::track_dirty ? UFFDIO_REGISTER_MODE_WP : UFFDIO_REGISTER_MODE_MISSING;
   // Write-back: filled pages are installed write-protected; their first write is a fault that marks them.
   if (write_back_enabled) mode_bits |= UFFDIO_REGISTER_MODE_WP;
+  if (cached()) mode_bits |= UFFDIO_REGISTER_MODE_MINOR;  // pages in the cache, not yet in the region
   if (sync_wp || write_back_enabled) dirty = detail::PageBits(pages());
-  if (k == Kind::handler && !sync_wp) filled = detail::PageBits(pages());  // self-service never sees duplicates
+  // Duplicate messages: self-service never sees any; a cached region's UFFDIO_CONTINUE stops at a page
+  // mapped already.
+  if (k == Kind::handler && !sync_wp && !cached()) filled = detail::PageBits(pages());
   failed = detail::PageBits(pages());
   if (const long rc = os::uffd_register(ufd, base, end - base, mode_bits); os::is_err(rc)) {
     return Error::from_errno("UFFDIO_REGISTER", static_cast<int>(-rc));
@@ -398,7 +451,7 @@ bool UffdRegion::memory_is_ours() const noexcept {
   // An fd whose UNMAP events are read (the handler thread's, the remote watchdog's, and the others while
   // the unmap monitor runs) reports every unmapping of the range; otherwise what the kernel shows decides.
   if (unmap_events && !inherited.load(std::memory_order_acquire)) return true;
-  return os::range_matches(base, end, 0);
+  return os::range_matches(base, end, cache_inode);
 }
 
 void UffdRegion::unmap() noexcept { os::raw_munmap(reinterpret_cast<void*>(base), end - base); }
@@ -454,6 +507,11 @@ Result<void> UffdRegion::discard(std::size_t first, std::size_t count) {
   const std::size_t len = count * page;
   // Dropped pages are missing again: the next access faults to userfaultfd (and a poisoned page is
   // cleared). Dirty tracking is re-armed on the fresh pages.
+  // A cached region drops the cache's copies first: once the region's own are gone, a minor fault must
+  // not find the old ones (the store may hold newer contents, stored by write-back).
+  if (cached()) {
+    if (auto d = drop_cached(first, count); !d) return d;
+  }
   if (!filled.empty()) filled.clear_range(first, count);
   if (!failed.empty()) failed.clear_range(first, count);
   if (write_back_enabled) {  // see UffdRegion::dropped; not held across madvise, whose REMOVE event the
@@ -526,6 +584,13 @@ Result<std::size_t> UffdRegion::write_back_locked(std::size_t first, std::size_t
   std::size_t written = 0;
   for (std::size_t i = 0; i < stored && i < run_pages.size(); ++i) written += run_pages[i].second;
   counters.note_written_back(written);
+  // A cached region's written pages are private copies beside their cache pages, which are stale now:
+  // drop those (best effort: a failure costs memory only, as discard() drops them first anyway).
+  if (cached()) {
+    for (std::size_t i = 0; i < stored && i < run_pages.size(); ++i) {
+      (void)drop_cached(taken[run_pages[i].first], run_pages[i].second);
+    }
+  }
   if (st.error == 0) return written;
   for (std::size_t i = stored; i < run_pages.size(); ++i) {  // not stored: still dirty
     for (std::size_t k = 0; k < run_pages[i].second; ++k) dirty.set(taken[run_pages[i].first + k]);

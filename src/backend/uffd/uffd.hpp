@@ -9,6 +9,8 @@
 //                 pagers' detached requests;
 //   evictor.cpp   the resident-page watermark: a thread that evicts the oldest filled windows;
 //   remote.cpp    a pager region served by another process (the program's side);
+//   cache.cpp     provider regions over a shmem cache (FillPath::shmem_cache): the memfd, filling it in
+//                 place and mapping its pages with UFFDIO_CONTINUE, dropping them;
 //   fill_sig.cpp  filling a missing page and its read-ahead window, failing (poisoning) a page, and the
 //                 self-service SIGBUS path (signal path).
 #pragma once
@@ -85,6 +87,35 @@ class UffdRegion final : public detail::RegionImpl {
   // or fails, for real), and all its pages count as read ahead.
   int fill(std::uintptr_t page_addr, Access access, std::uintptr_t pc, long tid, void* bounce,
            std::size_t bounce_size, std::size_t* filled, StoreCall call, bool speculative = false) noexcept;
+  // A page failed before without UFFDIO_POISON (see fail_page): fails this access to it the same way
+  // (unless `speculative`) and returns true. Signal path.
+  bool failed_before(std::uintptr_t page_addr, long tid, bool speculative) noexcept;
+  // The read-ahead window for a fault at `page_addr`, in bytes (at most `limit`), and the read-ahead
+  // state moved on past it. Signal path.
+  std::size_t window_at(std::uintptr_t page_addr, std::size_t limit, bool speculative) noexcept;
+
+  // ---- the shmem cache (FillPath::shmem_cache; cache.cpp, handler and caller threads, not signal path)
+  // The region is a private mapping of `cache_fd` (a memfd as large as the region); `cache_view` a shared
+  // mapping of it, where the store fills pages in place. A page in the cache but not in the region's
+  // page tables is a minor fault, mapped by UFFDIO_CONTINUE; one not in the cache a missing fault, which
+  // fills the cache first. The program's writes go to private copies, never into the cache, so the cache
+  // only ever holds what the store returned; a page dropped from the region is dropped from the cache
+  // first (discard), so that it is read from the store again.
+  // False in a forked child: the memfd is the parent's cache (the child fills its own pages privately).
+  bool cached() const noexcept { return cache_on; }
+  // fill()'s counterpart for cached regions (the handler thread): fills the window's pages the cache
+  // lacks from the store (in runs), then maps the window. Same contract as fill().
+  int fill_cached(std::uintptr_t page_addr, Access access, long tid, std::size_t* filled, bool speculative) noexcept;
+  // Drops pages [first, first + count) from the cache (fallocate PUNCH_HOLE), which also unmaps them
+  // from the region where the program did not write them. Errors: the fallocate's.
+  Result<void> drop_cached(std::size_t first, std::size_t count);
+  // Unmaps the cache's view and closes its memfd (the destructor).
+  void release_cache() noexcept;
+  int cache_fd = -1;
+  std::byte* cache_view = nullptr;
+  bool cache_on = false;
+  std::uint64_t cache_inode = 0;  // the memfd's: the region's mappings are of it (memory_is_ours)
+  std::mutex cache_mutex;  // one fill or drop of the cache at a time (a fill reads which pages it holds)
   // Fails the missing page at `page_addr` and records why: UFFDIO_POISON, so that the faulting thread, and
   // any later access, gets SIGBUS; on kernels without it (before 6.6), a SIGBUS queued to the faulting
   // thread `tid` (UFFD_FEATURE_THREAD_ID; 0 when unknown), and the page is remembered as failed so that
@@ -155,6 +186,12 @@ FillStatus store_fill_catching(Store& store, const FillRequest& req) noexcept;
 int pagemap_fd() noexcept;
 
 bool usable(const RegionOptions& o, std::string* reason);
+// Whether a region of these options is served over a shmem cache (FillPath: the options, and the
+// features of the handler thread's fd).
+bool use_shmem_cache(const RegionOptions& o);
+// cache.cpp: makes `r` (anonymous memory just mapped) a private mapping of a new memfd, and maps the
+// memfd's shared view. Nothing changes on failure.
+Result<void> map_cache(UffdRegion& r, const RegionOptions& o);
 // The dirty tracking a track_dirty region of these options gets (DirtyTracking::automatic made concrete).
 DirtyTracking resolve_tracking(const RegionOptions& o);
 // Maps `size` bytes for a new region. Nothing stays mapped on failure.

@@ -29,6 +29,7 @@ long op_of(long n, long a2) noexcept {
     case SYS_mincore: return static_cast<long>(Op::mincore);
     case SYS_memfd_create: return static_cast<long>(Op::memfd_create);
     case SYS_ftruncate: return static_cast<long>(Op::ftruncate);
+    case SYS_fallocate: return static_cast<long>(Op::fallocate);
     case SYS_openat: return static_cast<long>(Op::open);
     case SYS_pread64: return static_cast<long>(Op::pread);
     case SYS_pwrite64: return static_cast<long>(Op::pwrite);
@@ -126,7 +127,7 @@ bool armed() noexcept { return os::inject::g_state.counting.load(std::memory_ord
 
 const char* op_name(Op op) noexcept {
   static constexpr const char* kNames[] = {
-      "mmap", "munmap", "mprotect", "madvise", "mincore", "memfd_create", "ftruncate", "open", "pread", "pwrite",
+      "mmap", "munmap", "mprotect", "madvise", "mincore", "memfd_create", "ftruncate", "fallocate", "open", "pread", "pwrite",
       "userfaultfd", "uffdio_api", "uffdio_register", "uffdio_unregister", "uffdio_copy", "uffdio_zeropage",
       "uffdio_wake", "uffdio_writeprotect", "uffdio_continue", "uffdio_poison", "uffdio_move", "pagemap_scan",
       "tgkill", "rt_tgsigqueueinfo", "sigaltstack", "timer_create", "timer_settime", "eventfd", "sendmsg", "recvmsg",

@@ -70,6 +70,9 @@ inline long raw_memfd_create(const char* name, unsigned flags) noexcept {
   return raw_syscall(SYS_memfd_create, arg(name), flags);
 }
 inline long raw_ftruncate(int fd, long len) noexcept { return raw_syscall(SYS_ftruncate, fd, len); }
+inline long raw_fallocate(int fd, int mode, long off, long len) noexcept {
+  return raw_syscall(SYS_fallocate, fd, mode, off, len);
+}
 inline long raw_mincore(void* addr, std::size_t len, unsigned char* vec) noexcept {
   return raw_syscall(SYS_mincore, arg(addr), arg(len), arg(vec));
 }

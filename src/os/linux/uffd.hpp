@@ -68,6 +68,7 @@ struct UffdOpened {
   bool user_mode_only = false;  // opened with UFFD_USER_MODE_ONLY (see uffd_open)
   bool in_api = false;          // the failure was UFFDIO_API's (fd is its -errno)
   std::uint64_t missing = 0;    // required features the kernel does not offer (fd is -EOPNOTSUPP)
+  std::uint64_t features = 0;   // the features the fd was opened with (required, and the optional ones offered)
 };
 
 // Opens a userfaultfd (uffd_open) with the `required` features and whatever of `optional` the kernel
@@ -94,7 +95,8 @@ inline UffdOpened uffd_open_with(std::uint64_t required, std::uint64_t optional)
     r.fd = fd;
     return r;
   }
-  if (rc = uffd_api(static_cast<int>(fd), required | (optional & offered)); is_err(rc)) {
+  r.features = required | (optional & offered);
+  if (rc = uffd_api(static_cast<int>(fd), r.features); is_err(rc)) {
     raw_close(static_cast<int>(fd));
     r.fd = rc;
     r.in_api = true;
@@ -146,6 +148,20 @@ inline long uffd_copy(int fd, std::uintptr_t dst, const void* src, std::size_t l
   c.mode = (wake ? 0 : UFFDIO_COPY_MODE_DONTWAKE) | (write_protect ? UFFDIO_COPY_MODE_WP : 0);
   const long rc = raw_ioctl(fd, UFFDIO_COPY, &c);
   if (done != nullptr) *done = c.copy > 0 ? static_cast<std::size_t>(c.copy) : 0;
+  return rc;
+}
+
+// Maps the pages of [addr, addr + len) that a shmem (or hugetlbfs) mapping's page cache holds already
+// (a region registered with UFFDIO_REGISTER_MODE_MINOR). On -EEXIST, *done says how many bytes were
+// mapped before a page that was mapped already; -EFAULT: a page is not in the cache. `write_protect`:
+// map them write-protected (UFFDIO_CONTINUE_MODE_WP).
+inline long uffd_continue(int fd, std::uintptr_t addr, std::size_t len, std::size_t* done, bool write_protect = false) noexcept {
+  struct uffdio_continue c{};
+  c.range.start = addr;
+  c.range.len = len;
+  c.mode = write_protect ? UFFDIO_CONTINUE_MODE_WP : 0;
+  const long rc = raw_ioctl(fd, UFFDIO_CONTINUE, &c);
+  if (done != nullptr) *done = c.mapped > 0 ? static_cast<std::size_t>(c.mapped) : 0;
   return rc;
 }
 

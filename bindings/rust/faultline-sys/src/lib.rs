@@ -132,6 +132,11 @@ pub type fl_uffd_mode = c_int;
 pub const FL_UFFD_HANDLER_THREAD: fl_uffd_mode = 0;
 pub const FL_UFFD_SELF_SERVICE: fl_uffd_mode = 1;
 
+pub type fl_fill_path = c_int;
+pub const FL_FILL_PATH_AUTOMATIC: fl_fill_path = 0;
+pub const FL_FILL_PATH_COPY: fl_fill_path = 1;
+pub const FL_FILL_PATH_SHMEM_CACHE: fl_fill_path = 2;
+
 #[repr(C)]
 pub struct fl_store {
     _private: [u8; 0],
@@ -159,6 +164,7 @@ pub struct fl_region_options {
     pub huge_pages: c_int,
     pub async_readahead: c_int,
     pub remote_pager_socket: c_int,
+    pub fill_path: fl_fill_path,
 }
 
 #[repr(C)]

@@ -92,6 +92,20 @@ pub enum UserfaultfdMode {
     SelfService,
 }
 
+/// Where a userfaultfd provider region's filled pages live (handler-thread mode).
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum FillPath {
+    /// The shmem cache where the kernel has what it needs (minor faults on shmem, Linux 5.14; for
+    /// write-back, write-protection of shmem, 5.19), copies otherwise; [`Region::backend_reason`] says
+    /// which, and why.
+    Automatic,
+    /// The store fills a buffer that `UFFDIO_COPY` copies into a private page.
+    Copy,
+    /// The store fills the page's home in a memfd cache in place; the region, a private mapping of it,
+    /// gets the page by `UFFDIO_CONTINUE` (a minor fault). Refused where the kernel cannot.
+    ShmemCache,
+}
+
 /// Page permissions, as bits: [`PERM_READ`] | [`PERM_WRITE`] | [`PERM_EXEC`], or [`PERM_NONE`].
 pub type Perms = u32;
 /// No access.
@@ -224,6 +238,7 @@ pub struct RegionOptions {
     huge_pages: bool,
     async_readahead: bool,
     remote_pager_socket: Option<RawFd>,
+    fill_path: FillPath,
 }
 
 impl RegionOptions {
@@ -246,6 +261,7 @@ impl RegionOptions {
             huge_pages: false,
             async_readahead: true,
             remote_pager_socket: None,
+            fill_path: FillPath::Automatic,
         }
     }
     /// The name reports give it (a NUL inside is cut off there).
@@ -277,6 +293,11 @@ impl RegionOptions {
     /// userfaultfd: the read-ahead window's limit in pages (1..512).
     pub fn readahead_max(mut self, pages: usize) -> Self {
         self.readahead_max = pages;
+        self
+    }
+    /// userfaultfd provider regions, handler thread: where filled pages live ([`FillPath`]).
+    pub fn fill_path(mut self, path: FillPath) -> Self {
+        self.fill_path = path;
         self
     }
     /// userfaultfd, handler thread: asynchronous read-ahead of sequential streams (on by default).
@@ -474,6 +495,11 @@ impl Region {
         o.huge_pages = opts.huge_pages as c_int;
         o.async_readahead = opts.async_readahead as c_int;
         o.remote_pager_socket = opts.remote_pager_socket.unwrap_or(-1);
+        o.fill_path = match opts.fill_path {
+            FillPath::Automatic => sys::FL_FILL_PATH_AUTOMATIC,
+            FillPath::Copy => sys::FL_FILL_PATH_COPY,
+            FillPath::ShmemCache => sys::FL_FILL_PATH_SHMEM_CACHE,
+        };
         let fill = match &opts.fill {
             Fill::None => None,
             Fill::Provider(f, d) => {

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use faultline::pager::Pager;
 use faultline::region::{
-    self, Backend, FileStore, FillError, FillRequest, Policy, ProtectBatch, Region, RegionOptions, UserfaultfdMode, PERM_NONE,
+    self, Backend, FileStore, FillError, FillPath, FillRequest, Policy, ProtectBatch, Region, RegionOptions, UserfaultfdMode, PERM_NONE,
     PERM_READ,
     PERM_WRITE,
 };
@@ -364,20 +364,28 @@ fn a_file_store_with_write_back() {
     if without_userfaultfd() {
         return;
     }
-    let (path, store) = file_store("store", &vec![b'a'; 4 * page()]);
-    let o = written_back("rs-file", &store).readahead_max(2);
-    let r = Region::reserve(4 * page(), &o).unwrap();
-    let b = unsafe { std::slice::from_raw_parts_mut(r.as_ptr(), r.len()) };
-    assert_eq!(b[0], b'a');
-    b[page()] = b'b';
-    assert_eq!(r.flush().unwrap(), 1);
-    assert_eq!(std::fs::read(&path).unwrap()[page()], b'b');
-    b[2 * page()] = b'c';
-    assert_eq!(r.evict(0, 4).unwrap(), 1);
-    assert_eq!(b[2 * page()], b'c');
-    assert!(r.stats().pages_evicted >= 1);
-    drop(r);
-    std::fs::remove_file(&path).unwrap();
+    // Both fill paths: the shmem cache where the kernel has it (the reason says which), and copies.
+    for path_kind in [FillPath::Automatic, FillPath::Copy] {
+        let (path, store) = file_store("store", &vec![b'a'; 4 * page()]);
+        let o = written_back("rs-file", &store).readahead_max(2).fill_path(path_kind);
+        let r = Region::reserve(4 * page(), &o).unwrap();
+        let reason = r.backend_reason().to_string();
+        assert_eq!(path_kind == FillPath::Copy, !reason.contains("shmem cache"), "{}", reason);
+        let b = unsafe { std::slice::from_raw_parts_mut(r.as_ptr(), r.len()) };
+        assert_eq!(b[0], b'a');
+        b[page()] = b'b';
+        assert_eq!(r.flush().unwrap(), 1);
+        assert_eq!(std::fs::read(&path).unwrap()[page()], b'b');
+        b[2 * page()] = b'c';
+        assert_eq!(r.evict(0, 4).unwrap(), 1);
+        assert_eq!(b[2 * page()], b'c');
+        assert!(r.stats().pages_evicted >= 1);
+        drop(r);
+        std::fs::remove_file(&path).unwrap();
+    }
+    // The shmem cache is for provider regions only.
+    let zero = RegionOptions::new(Policy::ZeroFill).fill_path(FillPath::ShmemCache);
+    assert_eq!(Region::reserve(page(), &zero).unwrap_err().code(), Errc::InvalidArgument);
 }
 
 static SELF_SERVED: AtomicUsize = AtomicUsize::new(0);
