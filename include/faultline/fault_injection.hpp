@@ -41,7 +41,7 @@ namespace faultline::fault_injection {
 
 // The operations that can be made to fail. Keep in step with op_name().
 enum class Op : std::uint8_t {
-  mmap, munmap, mprotect, madvise, mincore, memfd_create, ftruncate, fallocate, open, pread, pwrite,
+  mmap, munmap, mprotect, madvise, mincore, memfd_create, ftruncate, fallocate, open, pread, pwrite, pipe, splice,
   userfaultfd,  // the system call, and /dev/userfaultfd's USERFAULTFD_IOC_NEW
   uffdio_api, uffdio_register, uffdio_unregister, uffdio_copy, uffdio_zeropage, uffdio_wake,
   uffdio_writeprotect, uffdio_continue, uffdio_poison, uffdio_move, pagemap_scan,

@@ -50,6 +50,12 @@ struct FillRequest {
                          // waiting for yet (RegionOptions::async_readahead): a store may answer
                          // those with an error, which fails nothing
   std::byte* dest;       // where the bytes go (see "Runs" above)
+  // When >= 0, `dest` is also bytes [dest_offset, dest_offset + length) of this file (a provider
+  // region's shmem cache, FillPath::shmem_cache): a store may write them there instead (pwrite, splice),
+  // which spares the page faults of writing through `dest`. Either way all `length` bytes are written.
+  // The file store splices from its file. Never in a signal handler.
+  int dest_fd = -1;
+  std::uint64_t dest_offset = 0;
 };
 
 // A fill's (or a write-back's) answer: error 0 on success, otherwise an errno value and, optionally, a

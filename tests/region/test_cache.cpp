@@ -17,6 +17,7 @@
 #include <string>
 #include <vector>
 
+#include "faultline/fault_injection.hpp"
 #include "faultline/kernel_mask.hpp"
 #include "faultline/region.hpp"
 #include "faultline/report.hpp"
@@ -257,6 +258,47 @@ TEST(ShmemCache, WhatAFailedFillWroteIsNeverMapped) {
     if (reg.stats().failures != 0) _exit(4);
   });
   EXPECT_TRUE(r.exited() && r.exit_code() == 0) << r;
+}
+
+// The file store fills the cache by splicing from its file (no page fault on the cache's view), and
+// where splice fails, by pread: the bytes are the file's either way, to its end and zeros after it.
+TEST(ShmemCache, TheFileStoreSplicesIntoItAndFallsBackToPread) {
+  SKIP_WITHOUT_SHMEM_CACHE(false);
+  for (const bool splice_fails : {false, true}) {
+    ChildResult r = run_child([splice_fails] {
+      char path[] = "/tmp/faultline-cache-XXXXXX";
+      const int fd = mkstemp(path);
+      if (fd < 0) _exit(90);
+      std::vector<unsigned char> bytes(40 * kPage + 100);  // the last page is partly past the end
+      for (std::size_t i = 0; i < bytes.size(); ++i) bytes[i] = static_cast<unsigned char>(i * 7 + i / kPage);
+      if (write(fd, bytes.data(), bytes.size()) != static_cast<ssize_t>(bytes.size())) _exit(91);
+      auto store = FileStore::open(path);
+      unlink(path);
+      if (!store.ok()) _exit(92);
+      RegionOptions o;
+      o.name = "spliced";
+      o.policy = Policy::provider;
+      o.store = &store.value();
+      o.fill_path = FillPath::shmem_cache;
+      auto reg = must_reserve(64 * kPage, o);
+      if (splice_fails) {
+        if (!fault_injection::arm({{fault_injection::Op::splice, 1, 0, EINVAL}}).ok()) _exit(93);
+      } else {
+        fault_injection::count_only();
+      }
+      const auto* p = static_cast<const volatile unsigned char*>(reg.data());
+      for (std::size_t i = 0; i < 64 * kPage; i += 61) {
+        if (p[i] != (i < bytes.size() ? bytes[i] : 0)) {
+          std::printf("byte %zu\n", i);
+          _exit(1);
+        }
+      }
+      const std::uint64_t splices = fault_injection::calls(fault_injection::Op::splice);
+      fault_injection::disarm();
+      if (splices == 0) _exit(2);  // the cache was not filled by splice at all
+    });
+    EXPECT_TRUE(r.exited() && r.exit_code() == 0) << (splice_fails ? "splice failing: " : "") << r;
+  }
 }
 
 }  // namespace

@@ -106,7 +106,8 @@ int UffdRegion::fill_cached(std::uintptr_t page_addr, Access access, long tid, s
     }
     std::size_t j = i + 1;
     while (j < n && (held[j] & 1) == 0) ++j;
-    const FillRequest req{info(), off + i * page, (j - i) * page, access, 0, i == 0 ? tid : 0, cache_view + off + i * page};
+    const FillRequest req{info(), off + i * page, (j - i) * page, access, 0, i == 0 ? tid : 0, cache_view + off + i * page,
+                          cache_fd, off + i * page};
     const FillStatus st = store_fill_catching(*store, req);
     if (st.error != 0) {
       // What the store wrote before it failed must not be taken for the page: drop the run. Should even

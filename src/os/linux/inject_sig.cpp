@@ -33,6 +33,8 @@ long op_of(long n, long a2) noexcept {
     case SYS_openat: return static_cast<long>(Op::open);
     case SYS_pread64: return static_cast<long>(Op::pread);
     case SYS_pwrite64: return static_cast<long>(Op::pwrite);
+    case SYS_pipe2: return static_cast<long>(Op::pipe);
+    case SYS_splice: return static_cast<long>(Op::splice);
     case SYS_userfaultfd: return static_cast<long>(Op::userfaultfd);
     case SYS_tgkill: return static_cast<long>(Op::tgkill);
     case SYS_rt_tgsigqueueinfo: return static_cast<long>(Op::rt_tgsigqueueinfo);
@@ -127,7 +129,7 @@ bool armed() noexcept { return os::inject::g_state.counting.load(std::memory_ord
 
 const char* op_name(Op op) noexcept {
   static constexpr const char* kNames[] = {
-      "mmap", "munmap", "mprotect", "madvise", "mincore", "memfd_create", "ftruncate", "fallocate", "open", "pread", "pwrite",
+      "mmap", "munmap", "mprotect", "madvise", "mincore", "memfd_create", "ftruncate", "fallocate", "open", "pread", "pwrite", "pipe", "splice",
       "userfaultfd", "uffdio_api", "uffdio_register", "uffdio_unregister", "uffdio_copy", "uffdio_zeropage",
       "uffdio_wake", "uffdio_writeprotect", "uffdio_continue", "uffdio_poison", "uffdio_move", "pagemap_scan",
       "tgkill", "rt_tgsigqueueinfo", "sigaltstack", "timer_create", "timer_settime", "eventfd", "sendmsg", "recvmsg",

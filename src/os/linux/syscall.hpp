@@ -70,6 +70,12 @@ inline long raw_memfd_create(const char* name, unsigned flags) noexcept {
   return raw_syscall(SYS_memfd_create, arg(name), flags);
 }
 inline long raw_ftruncate(int fd, long len) noexcept { return raw_syscall(SYS_ftruncate, fd, len); }
+inline long raw_pipe2(int fds[2], int flags) noexcept { return raw_syscall(SYS_pipe2, arg(fds), flags); }
+inline long raw_fcntl(int fd, int cmd, long v) noexcept { return raw_syscall(SYS_fcntl, fd, cmd, v); }
+// splice(2) with both offsets given as pointers (nullptr for a pipe's end).
+inline long raw_splice(int in, long* in_off, int out, long* out_off, std::size_t len, unsigned flags) noexcept {
+  return raw_syscall(SYS_splice, in, arg(in_off), out, arg(out_off), arg(len), flags);
+}
 inline long raw_fallocate(int fd, int mode, long off, long len) noexcept {
   return raw_syscall(SYS_fallocate, fd, mode, off, len);
 }
