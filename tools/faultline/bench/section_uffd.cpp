@@ -268,29 +268,39 @@ void section_uffd(Bench& b) {
         munmap(m, pages * g_psize);
         return ns;
       };
-      RegionOptions o;
-      o.name = "bench-file";
-      o.policy = Policy::provider;
-      o.store = &store.value();
-      o.readahead_max = 256;  // 1 MiB per fill at most: one pread and one UFFDIO_COPY per window
-      auto region = reserve_region(pages * g_psize, o);
-      if (!region) die("reserve_region: " + region.error().message());
-      // The performance issue's targets. Sequential: within 1.3x of the kernel's mmap; reachable only where
-      // a fresh page costs no more than that (the populate+touch floor), since every userfaultfd fill
-      // installs a page the kernel's mmap of a cached file does not allocate (it maps the cache's,
-      // large folios at a time). Random: within 1.2x of the bare userfaultfd round trip.
-      const Target t = sequential ? Target{Target::Kind::ratio_at_most, 1.3, "<= 1.3x", "performance"}
-                                  : Target{Target::Kind::floor_ratio_at_most, 1.2, "<= 1.2x floor", "performance"};
-      Row& row = b.compare("file", std::string("first read of a file-backed region, ") + (sequential ? "sequential" : "random"),
-                           "kernel mmap of the file (page cache)", kernel_mmap,
-                           [&, order] {
-                             const double ns = read_pages(static_cast<const volatile char*>(region->data()), *order);
-                             if (!region->discard(0, pages)) die("discard failed");
-                             return ns;
-                           },
-                           t);
-      row.note = note + std::string(", ") + backend_name(region->backend());
-      b.attach_floor(row, sequential ? "populate" : "uffd");
+      // Both fill paths: the shmem cache (pread straight into a memfd, mapped by UFFDIO_CONTINUE) and
+      // copies (pread into a buffer, UFFDIO_COPY into a private page).
+      for (const FillPath fill_path : {FillPath::shmem_cache, FillPath::copy}) {
+        const std::string what = std::string("first read of a file-backed region, ") + (sequential ? "sequential" : "random") +
+                                 (fill_path == FillPath::copy ? ", copied (UFFDIO_COPY)" : ", shmem cache (UFFDIO_CONTINUE)");
+        RegionOptions o;
+        o.name = "bench-file";
+        o.policy = Policy::provider;
+        o.store = &store.value();
+        o.fill_path = fill_path;
+        o.readahead_max = 256;  // 1 MiB per fill at most: one pread and one UFFDIO_COPY or CONTINUE per window
+        auto region = reserve_region(pages * g_psize, o);
+        if (!region && fill_path == FillPath::shmem_cache) {
+          b.unavailable("file", what, "kernel mmap of the file (page cache)", region.error().message());
+          continue;
+        }
+        if (!region) die("reserve_region: " + region.error().message());
+        // The performance issue's targets. Sequential: within 1.3x of the kernel's mmap; reachable only
+        // where a fresh page costs no more than that (the populate+touch floor), since every userfaultfd
+        // fill installs a page the kernel's mmap of a cached file does not allocate (it maps the cache's,
+        // large folios at a time). Random: within 1.2x of the bare userfaultfd round trip.
+        const Target t = sequential ? Target{Target::Kind::ratio_at_most, 1.3, "<= 1.3x", "performance"}
+                                    : Target{Target::Kind::floor_ratio_at_most, 1.2, "<= 1.2x floor", "performance"};
+        Row& row = b.compare("file", what, "kernel mmap of the file (page cache)", kernel_mmap,
+                             [&, order] {
+                               const double ns = read_pages(static_cast<const volatile char*>(region->data()), *order);
+                               if (!region->discard(0, pages)) die("discard failed");
+                               return ns;
+                             },
+                             t);
+        row.note = note + std::string(", ") + backend_name(region->backend());
+        b.attach_floor(row, sequential ? "populate" : "uffd");
+      }
     }
     close(fd);
     unlink(path);
