@@ -69,7 +69,8 @@ enum class FillPath : std::uint8_t {
                 // (a minor fault): one copy a page. Needs MINOR_SHMEM (Linux 5.14), and for write-back
                 // WP_HUGETLBFS_SHMEM (5.19); Errc::unsupported without them when asked for by name. A page
                 // the program writes is a private copy beside its cache page until flush() (which drops
-                // the cache page) or a discard. Not for pager regions, self-service or huge pages.
+                // the cache page) or a discard. Not for pager regions, self-service, huge pages or
+                // executable regions (a memfd may be mapped noexec).
 };
 // "automatic", "copy", "shmem_cache"; "?" for anything else. Async-signal-safe.
 const char* fill_path_name(FillPath p) noexcept;

@@ -93,6 +93,12 @@ TEST(ShmemCache, ProviderRegionsGetItWhereTheKernelHasMinorFaults) {
     copy.fill_path = FillPath::copy;
     auto plain = must_reserve(16 * kPage, copy);
     if (!mapping_path(plain.data()).empty() || !check_pattern(plain.data(), 3, 0, 16 * kPage)) _exit(4);
+    // Executable pages: copies (a memfd may be mapped noexec), saying so.
+    RegionOptions code = filled_on_uffd("code", Policy::provider, fill_pattern, fill_tag(3));
+    code.perms = perm_read | perm_exec;
+    auto jit = must_reserve(16 * kPage, code);
+    if (std::string(jit.backend_reason()).find("executable pages are copied") == std::string::npos) _exit(11);
+    if (!mapping_path(jit.data()).empty() || !check_pattern(jit.data(), 3, 0, 16 * kPage)) _exit(12);
     // A kernel without minor faults on shmem (5.13): copies, saying why; asked for by name, refused.
     if (!kernel_mask::set("5.13").ok()) _exit(5);
     auto old = must_reserve(16 * kPage, filled_on_uffd("old", Policy::provider, fill_pattern, fill_tag(3)));

@@ -250,6 +250,11 @@ bool shmem_cache_locked(const RegionOptions& o, std::string* why) {
       o.remote_pager_socket >= 0 || o.fill_path == FillPath::copy) {
     return false;
   }
+  if ((o.perms & perm_exec) != 0) {
+    // A memfd may not be mappable executable (vm.memfd_noexec, MFD_NOEXEC_SEAL: Linux 6.3).
+    *why = "executable pages are copied (a memfd may be mapped noexec)";
+    return false;
+  }
   if (fd_locked(Kind::handler, why) < 0) return false;
   std::uint64_t need = UFFD_FEATURE_MISSING_SHMEM | UFFD_FEATURE_MINOR_SHMEM;
   if (o.write_back) need |= UFFD_FEATURE_WP_HUGETLBFS_SHMEM;
