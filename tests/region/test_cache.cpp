@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "faultline/fault_injection.hpp"
+#include "linux_uapi.hpp"  // the newer kernel constants Debian's headers lack
 #include "faultline/kernel_mask.hpp"
 #include "faultline/region.hpp"
 #include "faultline/report.hpp"
@@ -45,11 +46,12 @@ bool kernel_has_shmem_cache(bool wb) {
   api.api = UFFD_API;
   const bool ok = ioctl(static_cast<int>(fd), UFFDIO_API, &api) == 0;
   close(static_cast<int>(fd));
+  // Write-back also needs UFFDIO_CONTINUE_MODE_WP, which has no bit: it came with WP_UNPOPULATED (6.4).
   std::uint64_t need = UFFD_FEATURE_MINOR_SHMEM | UFFD_FEATURE_MISSING_SHMEM;
-  if (wb) need |= UFFD_FEATURE_WP_HUGETLBFS_SHMEM;
+  if (wb) need |= UFFD_FEATURE_WP_HUGETLBFS_SHMEM | UFFD_FEATURE_WP_UNPOPULATED;
   return ok && (api.features & need) == need && !kernel_mask::hidden("MINOR_SHMEM") &&
          !kernel_mask::hidden("MISSING_SHMEM") && !kernel_mask::hidden("userfaultfd") &&
-         !(wb && kernel_mask::hidden("WP_HUGETLBFS_SHMEM"));
+         !(wb && (kernel_mask::hidden("WP_HUGETLBFS_SHMEM") || kernel_mask::hidden("WP_UNPOPULATED")));
 }
 
 #define SKIP_WITHOUT_SHMEM_CACHE(wb)                                                          \
@@ -123,7 +125,52 @@ TEST(ShmemCache, ProviderRegionsGetItWhereTheKernelHasMinorFaults) {
     wb.write_back = true;
     auto c = explain_backend(wb);
     if (!c.ok() || c->reason.find("lacks WP_HUGETLBFS_SHMEM") == std::string::npos) _exit(10);
+    // Write-back on 6.3: write-protection of shmem, but UFFDIO_CONTINUE cannot map write-protected.
+    if (!kernel_mask::set("6.3").ok()) _exit(13);
+    c = explain_backend(wb);
+    if (!c.ok() || c->reason.find("UFFDIO_CONTINUE_MODE_WP") == std::string::npos) _exit(14);
     (void)kernel_mask::set("");
+  });
+  EXPECT_TRUE(r.exited() && r.exit_code() == 0) << r;
+}
+
+// When the cache cannot be set up (no memfd to be had), FillPath::automatic copies, saying why; asked
+// for by name, the region is refused with the cause.
+TEST(ShmemCache, WithoutAMemfdPagesAreCopied) {
+  SKIP_WITHOUT_SHMEM_CACHE(false);
+  ChildResult r = run_child([] {
+    if (!fault_injection::arm({{fault_injection::Op::memfd_create, 1, 0, EMFILE}}).ok()) _exit(90);
+    auto reg = must_reserve(16 * kPage, filled_on_uffd("no-memfd", Policy::provider, fill_pattern, fill_tag(9)));
+    const std::string reason = reg.backend_reason();
+    auto refused = reserve_region(16 * kPage, cached_opts("by-name", fill_pattern, fill_tag(9)));
+    fault_injection::disarm();
+    std::printf("%s\n", reason.c_str());
+    if (reason.find("pages copied, no shmem cache: memfd_create") == std::string::npos) _exit(1);
+    if (!mapping_path(reg.data()).empty() || !check_pattern(reg.data(), 9, 0, 16 * kPage)) _exit(2);
+    if (refused.ok() || refused.error().message().find("memfd_create") == std::string::npos) _exit(3);
+  });
+  EXPECT_TRUE(r.exited() && r.exit_code() == 0) << r;
+}
+
+// A forked child never maps the parent's cache pages (the parent may be writing or dropping them): a
+// page the cache holds is filled in the child from the store, like a missing one.
+TEST(ShmemCache, AForkedChildFillsFromTheStoreNotTheParentsCache) {
+  SKIP_WITHOUT_SHMEM_CACHE(false);
+  ChildResult r = run_child([] {
+    auto reg = must_reserve(16 * kPage, cached_opts("inherited", counting_fill, fill_tag(10)));
+    auto* p = static_cast<char*>(reg.data());
+    if (!check_pattern(p, 10, 5 * kPage, kPage)) _exit(1);
+    if (madvise(p + 5 * kPage, kPage, MADV_DONTNEED) != 0) _exit(2);  // in the cache, not in the region
+    std::fflush(nullptr);
+    const int status = fork_and_wait([&] {
+      const std::size_t before = g_bytes_read.load();
+      if (!check_pattern(p, 10, 5 * kPage, kPage)) _exit(1);
+      _exit(g_bytes_read.load() > before ? 0 : 2);  // 2: mapped from the parent's cache
+    });
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+      std::printf("child: %d\n", status);
+      _exit(3);
+    }
   });
   EXPECT_TRUE(r.exited() && r.exit_code() == 0) << r;
 }

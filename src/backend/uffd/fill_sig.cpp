@@ -273,12 +273,22 @@ void UffdRegion::after_fork_in_child() noexcept {
   fd = -1;
   remote_sock = -1;
   remote_stop = -1;
-  cache_on = false;  // the parent's cache: the child fills privately, and drops nothing of it
+  // The parent's cache: the child lets go of its view and its copy of the fd, and fills privately. Its
+  // own fd takes minor faults too, so that it never maps a cache page the parent is writing or drops:
+  // a page the cache holds is filled from the store like a missing one.
+  const bool was_cached = cache_on;
+  cache_on = false;
+  if (cache_view != nullptr) os::raw_munmap(cache_view, end - base);
+  if (cache_fd >= 0) os::raw_close(cache_fd);
+  cache_view = nullptr;
+  cache_fd = -1;
   // zero_fill and track_dirty: a page missing in the child reads as zeros, which is their content.
   if (policy != Policy::provider && policy != Policy::pager) return;
   // The forked child's own fd: SIGBUS for its faults, POISON when the kernel has it.
-  if (const os::UffdOpened o = os::uffd_open_with(UFFD_FEATURE_SIGBUS, UFFD_FEATURE_POISON); !os::is_err(o.fd)) {
-    if (!os::is_err(os::uffd_register(static_cast<int>(o.fd), base, end - base, UFFDIO_REGISTER_MODE_MISSING))) {
+  const std::uint64_t minor = was_cached ? UFFD_FEATURE_MINOR_SHMEM : 0;
+  if (const os::UffdOpened o = os::uffd_open_with(UFFD_FEATURE_SIGBUS | minor, UFFD_FEATURE_POISON); !os::is_err(o.fd)) {
+    const std::uint64_t modes = UFFDIO_REGISTER_MODE_MISSING | (was_cached ? UFFDIO_REGISTER_MODE_MINOR : 0);
+    if (!os::is_err(os::uffd_register(static_cast<int>(o.fd), base, end - base, modes))) {
       fd = static_cast<int>(o.fd);
       mode = UserfaultfdMode::self_service;
       child_served = true;

@@ -36,6 +36,7 @@ struct FdState {
   bool user_mode_only = false;  // opened with UFFD_USER_MODE_ONLY (vm.unprivileged_userfaultfd = 0)
   bool unmap_events = false;    // its UNMAP events are read (by the handler thread or the unmap monitor)
   std::uint64_t features = 0;   // the UFFD_FEATURE_* bits it was opened with
+  int continue_wp = -1;         // whether UFFDIO_CONTINUE_MODE_WP works on it: -1 not tried yet
   std::string why;
 };
 
@@ -258,9 +259,22 @@ bool shmem_cache_locked(const RegionOptions& o, std::string* why) {
   if (fd_locked(Kind::handler, why) < 0) return false;
   std::uint64_t need = UFFD_FEATURE_MISSING_SHMEM | UFFD_FEATURE_MINOR_SHMEM;
   if (o.write_back) need |= UFFD_FEATURE_WP_HUGETLBFS_SHMEM;
-  if (const std::uint64_t lacking = need & ~g_fds[static_cast<int>(Kind::handler)].features; lacking != 0) {
+  FdState& s = g_fds[static_cast<int>(Kind::handler)];
+  if (const std::uint64_t lacking = need & ~s.features; lacking != 0) {
     *why = "this kernel's userfaultfd lacks " + feature_names(lacking);
     return false;
+  }
+  if (o.write_back) {  // filled pages are mapped write-protected
+    if (s.continue_wp < 0) s.continue_wp = continue_wp_works();
+    if (s.continue_wp == 0) {
+      *why = "this kernel's UFFDIO_CONTINUE cannot map write-protected (UFFDIO_CONTINUE_MODE_WP, Linux 6.4), "
+             "which write-back needs";
+      return false;
+    }
+    if (s.continue_wp < 0) {
+      *why = "UFFDIO_CONTINUE_MODE_WP could not be tried (the probe's memfd, mapping or registration failed)";
+      return false;
+    }
   }
   return true;
 }
@@ -361,10 +375,16 @@ Result<std::unique_ptr<detail::RegionImpl>> create(std::size_t size, const Regio
   auto r = std::make_unique<UffdRegion>(o, static_cast<std::uintptr_t>(p), size);
   if (o.huge_pages) r->huge = core::kHugePage;
   if (use_shmem_cache(o)) {
-    if (auto c = map_cache(*r, o); !c) {
-      r.reset();  // its destructor lets go of what map_cache made; the anonymous range is unmapped here
-      os::raw_munmap(reinterpret_cast<void*>(p), size);
-      return c.error();
+    bool range_lost = false;
+    if (auto c = map_cache(*r, o, &range_lost); !c) {
+      // FillPath::automatic copies instead, saying why (backend::create puts it in the reason), unless
+      // the region's range itself may be gone; asked for by name, the cache's failure is the region's.
+      if (o.fill_path == FillPath::shmem_cache || range_lost) {
+        r.reset();  // its destructor lets go of what map_cache made; the anonymous range is unmapped here
+        os::raw_munmap(reinterpret_cast<void*>(p), size);
+        return c.error();
+      }
+      r->cache_refused = c.error().message();
     }
   }
   return std::unique_ptr<detail::RegionImpl>(std::move(r));
@@ -590,7 +610,8 @@ Result<std::size_t> UffdRegion::write_back_locked(std::size_t first, std::size_t
   for (std::size_t i = 0; i < stored && i < run_pages.size(); ++i) written += run_pages[i].second;
   counters.note_written_back(written);
   // A cached region's written pages are private copies beside their cache pages, which are stale now:
-  // drop those (best effort: a failure costs memory only, as discard() drops them first anyway).
+  // drop those (best effort: their pages are marked unfilled either way, so a page the program drops
+  // itself is filled from the store again, never mapped from the stale cache page).
   if (cached()) {
     for (std::size_t i = 0; i < stored && i < run_pages.size(); ++i) {
       (void)drop_cached(taken[run_pages[i].first], run_pages[i].second);

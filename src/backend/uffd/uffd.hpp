@@ -115,7 +115,9 @@ class UffdRegion final : public detail::RegionImpl {
   std::byte* cache_view = nullptr;
   bool cache_on = false;
   std::uint64_t cache_inode = 0;  // the memfd's: the region's mappings are of it (memory_is_ours)
-  std::mutex cache_mutex;  // one fill or drop of the cache at a time (a fill reads which pages it holds)
+  std::mutex cache_mutex;      // one fill or drop of the cache at a time
+  detail::PageBits in_cache;   // pages the store has filled into the cache (under cache_mutex)
+  std::string cache_refused;   // FillPath::automatic: why the cache could not be set up (pages are copied)
   // Fails the missing page at `page_addr` and records why: UFFDIO_POISON, so that the faulting thread, and
   // any later access, gets SIGBUS; on kernels without it (before 6.6), a SIGBUS queued to the faulting
   // thread `tid` (UFFD_FEATURE_THREAD_ID; 0 when unknown), and the page is remembered as failed so that
@@ -190,8 +192,13 @@ bool usable(const RegionOptions& o, std::string* reason);
 // features of the handler thread's fd).
 bool use_shmem_cache(const RegionOptions& o);
 // cache.cpp: makes `r` (anonymous memory just mapped) a private mapping of a new memfd, and maps the
-// memfd's shared view. Nothing changes on failure.
-Result<void> map_cache(UffdRegion& r, const RegionOptions& o);
+// memfd's shared view. On failure *range_lost says whether the region's own range may have been
+// unmapped (the last step failed); otherwise nothing changed.
+Result<void> map_cache(UffdRegion& r, const RegionOptions& o, bool* range_lost);
+// Whether UFFDIO_CONTINUE takes UFFDIO_CONTINUE_MODE_WP (Linux 6.4; no feature bit says so), tried on
+// one page of a memfd of its own, registered with a userfaultfd of its own: 1 yes, 0 no, -1 no answer
+// (the probe's own set-up failed: ask again next time).
+int continue_wp_works();
 // The dirty tracking a track_dirty region of these options gets (DirtyTracking::automatic made concrete).
 DirtyTracking resolve_tracking(const RegionOptions& o);
 // Maps `size` bytes for a new region. Nothing stays mapped on failure.

@@ -47,7 +47,14 @@ long before_ioctl(unsigned long request, long arg) noexcept {
       return (c->mode & UFFDIO_COPY_MODE_WP) != 0 && ioctl_hidden(_UFFDIO_WRITEPROTECT) ? -EINVAL : 0;
     }
     case UFFDIO_WRITEPROTECT: return ioctl_hidden(_UFFDIO_WRITEPROTECT) ? -EINVAL : 0;
-    case UFFDIO_CONTINUE: return ioctl_hidden(_UFFDIO_CONTINUE) ? -EINVAL : 0;
+    case UFFDIO_CONTINUE: {
+      // UFFDIO_CONTINUE_MODE_WP has no feature bit; it came with WP_UNPOPULATED (Linux 6.4), whose
+      // release stands for it (kernel_table.inc).
+      const auto* c = reinterpret_cast<const struct uffdio_continue*>(arg);
+      const bool wp_hidden = (c->mode & UFFDIO_CONTINUE_MODE_WP) != 0 &&
+                             (g_mask.features.load(std::memory_order_relaxed) & UFFD_FEATURE_WP_UNPOPULATED) != 0;
+      return ioctl_hidden(_UFFDIO_CONTINUE) || wp_hidden ? -EINVAL : 0;
+    }
     case UFFDIO_POISON: return ioctl_hidden(_UFFDIO_POISON) ? -EINVAL : 0;
     case UFFDIO_MOVE: return ioctl_hidden(_UFFDIO_MOVE) ? -EINVAL : 0;
     case PAGEMAP_SCAN: return g_mask.pagemap_scan.load(std::memory_order_relaxed) ? -ENOTTY : 0;
