@@ -66,8 +66,10 @@ enum class FillPath : std::uint8_t {
                 // private page: two copies a page
   shmem_cache,  // the store fills the page's home in a shmem cache (a memfd) in place, and the faulting
                 // thread's mapping of it (private: writes stay the program's) gets it by UFFDIO_CONTINUE
-                // (a minor fault): one copy a page. Needs MINOR_SHMEM (Linux 5.14), and for write-back
-                // WP_HUGETLBFS_SHMEM (5.19); Errc::unsupported without them when asked for by name. A page
+                // (a minor fault): one copy a page (the file store splices into it). Needs MINOR_SHMEM
+                // (Linux 5.14), and for write-back WP_HUGETLBFS_SHMEM (5.19) and UFFDIO_CONTINUE_MODE_WP
+                // (6.4, probed); Errc::unsupported without them when asked for by name. Fills of one
+                // region are serialised: a store must not wait for a fault in its own region. A page
                 // the program writes is a private copy beside its cache page until flush() (which drops
                 // the cache page) or a discard. Not for pager regions, self-service, huge pages or
                 // executable regions (a memfd may be mapped noexec).

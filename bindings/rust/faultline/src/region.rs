@@ -96,8 +96,8 @@ pub enum UserfaultfdMode {
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 pub enum FillPath {
     /// The shmem cache where the kernel has what it needs (minor faults on shmem, Linux 5.14; for
-    /// write-back, write-protection of shmem, 5.19), copies otherwise; [`Region::backend_reason`] says
-    /// which, and why.
+    /// write-back, write-protection of shmem, 5.19, and `UFFDIO_CONTINUE_MODE_WP`, 6.4), copies
+    /// otherwise; [`Region::backend_reason`] says which, and why.
     Automatic,
     /// The store fills a buffer that `UFFDIO_COPY` copies into a private page.
     Copy,
