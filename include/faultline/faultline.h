@@ -191,7 +191,7 @@ typedef struct fl_region_options {
   int huge_pages;                /* 2 MiB pages */
   int async_readahead;           /* 1 (fl_region_options_default): asynchronous read-ahead */
   int remote_pager_socket;       /* a pager in another process (remote_pager.hpp); -1 (default): none */
-  fl_fill_path fill_path;        /* provider regions on userfaultfd (handler thread) */
+  int fill_path;                 /* an fl_fill_path: provider regions on userfaultfd (handler thread) */
 } fl_region_options;
 
 /* Defaults: zero_fill, read+write, one page per fault, asynchronous read-ahead, no remote pager. */

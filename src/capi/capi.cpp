@@ -112,7 +112,9 @@ RegionOptions to_cxx(const fl_region_options* o, RegionBox* box) {
   r.huge_pages = o->huge_pages != 0;
   r.async_readahead = o->async_readahead != 0;
   r.remote_pager_socket = o->remote_pager_socket;
-  r.fill_path = static_cast<FillPath>(o->fill_path);  // validated by reserve_region
+  // Out of range: a value reserve_region refuses ("unknown fill path").
+  r.fill_path = o->fill_path >= 0 && o->fill_path <= FL_FILL_PATH_SHMEM_CACHE ? static_cast<FillPath>(o->fill_path)
+                                                                              : static_cast<FillPath>(0xff);
   return r;
 }
 

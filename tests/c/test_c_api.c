@@ -543,7 +543,7 @@ static void test_backends_stores_and_batches(void) {
   {
     fl_region_options f = fl_region_options_default();
     fl_region* none = NULL;
-    f.fill_path = (fl_fill_path)7;
+    f.fill_path = 7;
     CHECK(fl_region_reserve(4 * page, &f, &none, &err) == FL_EINVAL && strstr(err.message, "fill path") != NULL);
     f.fill_path = FL_FILL_PATH_SHMEM_CACHE;
     CHECK(fl_region_reserve(4 * page, &f, &none, &err) == FL_EINVAL && strstr(err.message, "shmem_cache") != NULL);

@@ -164,7 +164,7 @@ pub struct fl_region_options {
     pub huge_pages: c_int,
     pub async_readahead: c_int,
     pub remote_pager_socket: c_int,
-    pub fill_path: fl_fill_path,
+    pub fill_path: c_int,
 }
 
 #[repr(C)]
