@@ -60,8 +60,9 @@ enum class UserfaultfdMode : std::uint8_t {
 
 // Where a userfaultfd provider region's filled pages live, handler-thread mode (RegionOptions::fill_path).
 enum class FillPath : std::uint8_t {
-  automatic,    // shmem_cache where the kernel has what it needs, copy otherwise (backend_reason() says
-                // which, and why not the cache)
+  automatic,    // shmem_cache for a store that fills by fd (Store::fills_by_fd: the file store) where
+                // the kernel has what it needs, copy otherwise (backend_reason() says which, and why
+                // not the cache)
   copy,         // the store fills a buffer of the handler thread's, and UFFDIO_COPY copies it into a
                 // private page: two copies a page
   shmem_cache,  // the store fills the page's home in a shmem cache (a memfd) in place, and the faulting

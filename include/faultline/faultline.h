@@ -157,7 +157,7 @@ typedef enum fl_backend { FL_BACKEND_AUTOMATIC = 0, FL_BACKEND_SIGNALS, FL_BACKE
 typedef enum fl_uffd_mode { FL_UFFD_HANDLER_THREAD = 0, FL_UFFD_SELF_SERVICE = 1 } fl_uffd_mode;
 /* FillPath (backend.hpp): where a userfaultfd provider region's filled pages live. */
 typedef enum fl_fill_path {
-  FL_FILL_PATH_AUTOMATIC = 0,  /* the shmem cache where the kernel has it, copies otherwise */
+  FL_FILL_PATH_AUTOMATIC = 0,  /* the shmem cache for a file store where the kernel has it, copies otherwise */
   FL_FILL_PATH_COPY = 1,       /* UFFDIO_COPY into private pages */
   FL_FILL_PATH_SHMEM_CACHE = 2 /* a memfd cache filled in place, mapped by minor faults (UFFDIO_CONTINUE) */
 } fl_fill_path;

@@ -94,6 +94,11 @@ class Store {
   // each read-ahead window at the next such boundary, so that sequential windows start on one. Read once,
   // when a region is created.
   virtual std::size_t preferred_run_pages() const noexcept { return 0; }
+  // True when fill() writes the pages to FillRequest::dest_fd when one is given, without touching
+  // `dest` (the file store splices). FillPath::automatic puts the regions of such a store over a shmem
+  // cache; a store that writes through `dest` is faster with copies (it would fault on each fresh
+  // cache page), and gets the cache only when asked for by name.
+  virtual bool fills_by_fd() const noexcept { return false; }
 };
 
 // The file store: a region's pages are a range of a file, read with pread in runs as long as the fill,
@@ -115,6 +120,7 @@ class FileStore final : public Store {
   FillStatus write_back(const WriteBackRequest* runs, std::size_t n, std::size_t* stored) override;
   bool writable() const noexcept override { return writable_; }
   bool async_signal_safe() const noexcept override { return true; }
+  bool fills_by_fd() const noexcept override { return true; }  // splice, pread for what it cannot place
 
   std::uint64_t size() const noexcept { return size_; }  // the file's size when opened
   int fd() const noexcept { return fd_; }

@@ -20,6 +20,7 @@
 
 #include "faultline/region.hpp"
 #include "faultline/report.hpp"
+#include "support/backends.hpp"
 #include "support/child.hpp"
 #include "support/pages.hpp"
 #include "support/signals.hpp"
@@ -718,7 +719,7 @@ void failed_readahead_fails_nothing(FillPath path) {
 TEST(Uffd, AFailedReadAheadFailsNothing) {
   FAULTLINE_SKIP_WITHOUT_USERFAULTFD();
   failed_readahead_fails_nothing(FillPath::copy);
-  failed_readahead_fails_nothing(FillPath::automatic);
+  if (shmem_cache_here()) failed_readahead_fails_nothing(FillPath::shmem_cache);
 }
 
 // Self-service fills run on the faulting thread's alternate stack, through a 16 KiB buffer there. A

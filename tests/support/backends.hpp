@@ -1,6 +1,7 @@
 // tests/support/backends.hpp: running one test on every backend: signals, userfaultfd with its handler
-// thread (provider regions over the shmem cache where the kernel has it), the same with the copy fill
-// path (FillPath::copy), userfaultfd self-service. A suite derives from OnEveryBackend and is instantiated with
+// thread (provider regions copied: the default for fill functions), the same with provider regions
+// over the shmem cache (FillPath::shmem_cache, where the kernel has all it needs, write-back included;
+// copies elsewhere), userfaultfd self-service. A suite derives from OnEveryBackend and is instantiated with
 // FAULTLINE_ON_EVERY_BACKEND(Suite); a case the machine cannot run skips with the reason.
 #pragma once
 
@@ -23,9 +24,28 @@ struct BackendCase {
 inline const BackendCase kBackends[] = {
     {"signals", Backend::signals, UserfaultfdMode::handler_thread},
     {"uffd_thread", Backend::userfaultfd, UserfaultfdMode::handler_thread},
-    {"uffd_copy", Backend::userfaultfd, UserfaultfdMode::handler_thread, FillPath::copy},
+    {"uffd_cache", Backend::userfaultfd, UserfaultfdMode::handler_thread, FillPath::shmem_cache},
     {"uffd_self", Backend::userfaultfd, UserfaultfdMode::self_service},
 };
+
+// Whether provider regions can be had over the shmem cache here, write-back included (the kernel, as
+// the kernel mask shows it). Asked once.
+inline bool shmem_cache_here() {
+  static const bool here = [] {
+    struct NoStore final : Store {
+      FillStatus fill(const FillRequest&) override { return {}; }
+      bool writable() const noexcept override { return true; }
+    } store;
+    RegionOptions o;
+    o.policy = Policy::provider;
+    o.store = &store;
+    o.write_back = true;
+    o.backend = Backend::userfaultfd;
+    o.fill_path = FillPath::shmem_cache;
+    return explain_backend(o).ok();
+  }();
+  return here;
+}
 
 class OnEveryBackend : public ::testing::TestWithParam<BackendCase> {
  protected:
@@ -45,7 +65,9 @@ class OnEveryBackend : public ::testing::TestWithParam<BackendCase> {
     o.policy = p;
     o.backend = GetParam().backend;
     o.userfaultfd_mode = GetParam().mode;
-    o.fill_path = GetParam().fill_path;
+    if (p == Policy::provider && GetParam().fill_path == FillPath::shmem_cache && shmem_cache_here()) {
+      o.fill_path = FillPath::shmem_cache;
+    }
     return o;
   }
 };

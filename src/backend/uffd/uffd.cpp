@@ -251,6 +251,8 @@ bool shmem_cache_locked(const RegionOptions& o, std::string* why) {
       o.remote_pager_socket >= 0 || o.fill_path == FillPath::copy) {
     return false;
   }
+  // Automatic: only a store that fills the cache by its fd is faster over it (Store::fills_by_fd).
+  if (o.fill_path == FillPath::automatic && (o.store == nullptr || !o.store->fills_by_fd())) return false;
   if ((o.perms & perm_exec) != 0) {
     // A memfd may not be mappable executable (vm.memfd_noexec, MFD_NOEXEC_SEAL: Linux 6.3).
     *why = "executable pages are copied (a memfd may be mapped noexec)";
