@@ -1,7 +1,8 @@
 // store/file_store_sig.cpp: FileStore's fill (signal path: the signal backend runs a provider's fill in
 // the faulting thread's handler). Raw system calls only; short reads at the end of the file leave
 // zeros, like mmap past EOF. Into a shmem cache (FillRequest::dest_fd, handler threads only) the file's
-// pages are spliced: the kernel copies page-cache pages into the cache's, with no page fault on `dest`;
+// pages are spliced, runs of 64 KiB or more: the kernel copies page-cache pages into the cache's, with
+// no page fault on `dest`;
 // whatever splice cannot place is read with pread.
 #include <fcntl.h>
 
@@ -49,9 +50,12 @@ std::size_t splice_range(int fd, long off, int out, long out_off, std::size_t le
 
 }  // namespace
 
+// Below this, a pipe and four system calls cost more than the page faults a pread into `dest` takes.
+constexpr std::size_t kSpliceFrom = std::size_t{64} << 10;
+
 FillStatus FileStore::fill(const FillRequest& req) {
   std::size_t done = 0;
-  if (req.dest_fd >= 0) {
+  if (req.dest_fd >= 0 && req.length >= kSpliceFrom) {
     done = splice_range(fd_, static_cast<long>(offset_ + req.offset), req.dest_fd, static_cast<long>(req.dest_offset),
                         req.length);
   }
