@@ -103,15 +103,23 @@ void UffdRegion::release_cache() noexcept {
   cache_on = false;
 }
 
-Result<void> UffdRegion::drop_cached(std::size_t first, std::size_t count) {
+namespace {
+
+// Drops pages [first, first + count) of the cache memfd `fd`: 0 or -errno.
+long punch(int fd, std::size_t first, std::size_t count) noexcept {
   const std::size_t page = core::page_size();
+  return os::raw_fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, static_cast<long>(first * page),
+                           static_cast<long>(count * page));
+}
+
+}  // namespace
+
+Result<void> UffdRegion::drop_cached(std::size_t first, std::size_t count) {
   std::lock_guard lock(cache_mutex);
   // Forgotten whether or not the punch works: a page the store has not filled (as far as the bits say)
   // is filled again before it is mapped, over whatever the cache still holds.
   in_cache.clear_range(first, count);
-  const long rc = os::raw_fallocate(cache_fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, static_cast<long>(first * page),
-                                    static_cast<long>(count * page));
-  if (os::is_err(rc)) {
+  if (const long rc = punch(cache_fd, first, count); os::is_err(rc)) {
     return Error::from_errno(("region '" + std::string(name) + "': fallocate PUNCH_HOLE (dropping pages from the shmem cache)").c_str(),
                              static_cast<int>(-rc));
   }
@@ -144,8 +152,7 @@ int UffdRegion::fill_cached(std::uintptr_t page_addr, Access access, long tid, s
       // What the store wrote before it failed is not taken for the pages: their bits stay clear, so
       // whoever fills them next writes them whole. The run is dropped from the cache too (memory only:
       // a failure there changes nothing else).
-      (void)os::raw_fallocate(cache_fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, static_cast<long>(off + i * page),
-                              static_cast<long>((j - i) * page));
+      (void)punch(cache_fd, first + i, j - i);
       if (i == 0) {  // the faulting page's own run
         lock.unlock();
         const int err = st.error > 0 ? st.error : EIO;
@@ -164,10 +171,8 @@ int UffdRegion::fill_cached(std::uintptr_t page_addr, Access access, long tid, s
   if (!os::is_err(rc)) done = len;
   if (filled_pages != nullptr) *filled_pages = done / page;
   if (done != 0) counters.note_fill(done / page, os::monotonic_ns() - t0, speculative);
-  // As for UFFDIO_COPY (fill_sig.cpp): a page mapped already (EEXIST), a changing address space (EAGAIN),
-  // a mapping changed or gone (ENOENT) and an exiting process (ESRCH) are retried by the faulting
-  // thread; anything else fails the page with the cause.
-  const bool retry = rc == -EEXIST || rc == -EAGAIN || rc == -ENOENT || rc == -ESRCH;
+  // As for UFFDIO_COPY (install_retried): retried by the faulting thread, or the page fails with the cause.
+  const bool retry = install_retried(rc);
   if (os::is_err(rc) && done == 0 && !retry) {
     const int err = static_cast<int>(-rc);
     if (!speculative) fail_page(page_addr, err, "the kernel could not map the cached page (UFFDIO_CONTINUE)", tid);

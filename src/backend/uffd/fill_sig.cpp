@@ -233,12 +233,9 @@ int UffdRegion::fill(std::uintptr_t page_addr, Access access, std::uintptr_t pc,
   }
   if (filled_pages != nullptr) *filled_pages = done / page;
   if (done != 0) counters.note_fill(done / page, os::monotonic_ns() - t0, speculative);
-  // The kernel could not install the faulting page itself for a reason other than "it exists already",
-  // "the address space is changing, try again" (-EAGAIN), "the mapping changed or went away under the
-  // fill" (-ENOENT: the thread's next attempt meets whatever is there now, a fault of ours again or a
-  // SIGSEGV for memory unmapped) or "the process is exiting" (-ESRCH): fail it with the cause. Retrying
-  // would fault again for ever.
-  const bool retry = rc == -EEXIST || rc == -EAGAIN || rc == -ENOENT || rc == -ESRCH;
+  // The kernel could not install the faulting page itself, for a reason the thread cannot retry
+  // (install_retried): fail it with the cause. Retrying would fault again for ever.
+  const bool retry = install_retried(rc);
   if (os::is_err(rc) && done == 0 && !retry) {
     const int err = static_cast<int>(-rc);
     if (speculative) return err;

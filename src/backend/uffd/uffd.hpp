@@ -176,6 +176,12 @@ class UffdRegion final : public detail::RegionImpl {
   bool child_unserved = false;
 };
 
+// Whether an install that filled nothing (UFFDIO_COPY, ZEROPAGE, CONTINUE) is the faulting thread's to
+// retry rather than a failure of the page: it exists already (-EEXIST), the address space is changing
+// (-EAGAIN), the mapping changed or went away under the fill (-ENOENT: the next attempt meets whatever is
+// there now), or the process is exiting (-ESRCH). Signal path.
+inline bool install_retried(long rc) noexcept { return rc == -EEXIST || rc == -EAGAIN || rc == -ENOENT || rc == -ESRCH; }
+
 // Store::fill as called from the faulting thread's handler (signal path), and from faultline's threads,
 // where an exception from the store becomes EIO.
 FillStatus store_fill(Store& store, const FillRequest& req) noexcept;
