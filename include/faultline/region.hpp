@@ -99,8 +99,9 @@ struct RegionOptions {
   std::size_t readahead_max = 64;
   // userfaultfd zero_fill/provider, handler-thread mode: asynchronous read-ahead. When a sequential
   // stream's window has reached readahead_max, the handler thread also fills the windows after it (1,
-  // then 2, 4, ... as the stream goes on, at most 2 MiB ahead) right after waking the faulting thread,
-  // so that the stream finds them present instead of paying a round trip to the handler thread for each.
+  // then 2, 4, ... as the stream goes on, at most 2 MiB ahead), so that the stream finds them present
+  // instead of paying a round trip to the handler thread for each. The faulting thread is woken once,
+  // when the batch is in (for regions without write-back); its first access waits that long.
   // A fill there that fails fails nothing (the stream's own fault fills or fails the page). Off: each
   // window is filled at its first fault only. Never with max_resident_pages (what is read ahead would
   // be evicted again).

@@ -673,6 +673,50 @@ TEST(Uffd, SequentialStreamsAreReadAheadAsynchronously) {
   EXPECT_TRUE(r.exited() && r.exit_code() == 0) << r;
 }
 
+// One wake-up per batch: a sequential stream's thread is woken when its faulting window and the
+// read-ahead after it are all in, not as soon as its own page is. The store takes 10 ms for each
+// speculative window (FillRequest::tid 0), so that a thread woken early would find the first window
+// after its own still missing when its access returns. Each access that faults (its page absent just
+// before) once the stream runs at its widest window must find the next window present just after.
+TEST(Uffd, AStreamIsWokenWhenItsReadAheadIsIn) {
+  FAULTLINE_SKIP_WITHOUT_USERFAULTFD();
+  ChildResult r = run_child([] {
+    RegionOptions o;
+    o.name = "batch";
+    o.policy = Policy::provider;
+    o.backend = Backend::userfaultfd;
+    o.readahead_max = 8;
+    o.fill = [](const FillRequest& req, void*) {
+      if (req.tid == 0) {
+        struct timespec ts{0, 10'000'000};
+        nanosleep(&ts, nullptr);
+      }
+      return fill_with_page_index(req, nullptr);
+    };
+    constexpr std::size_t kPages = 256;
+    auto reg = must_reserve(kPages * kPage, o);
+    auto* base = static_cast<unsigned char*>(reg.data());
+    const auto* p = static_cast<const volatile unsigned char*>(reg.data());
+    auto present = [&](std::size_t i) {
+      unsigned char v = 0;
+      return mincore(base + i * kPage, kPage, &v) == 0 && (v & 1) != 0;
+    };
+    int checked = 0, early = 0;
+    for (std::size_t i = 0; i < kPages; ++i) {
+      const bool faults = !present(i);
+      if (p[i * kPage] != i % 251 + 1) _exit(1);
+      if (faults && i >= 32 && i + 2 * o.readahead_max <= kPages) {
+        ++checked;
+        if (!present(i + o.readahead_max)) ++early;
+      }
+    }
+    std::printf("faults checked %d, woken before the read-ahead was in %d\n", checked, early);
+    if (checked < 2) _exit(2);  // the stream never reached its widest window
+    if (early != 0) _exit(3);
+  });
+  EXPECT_TRUE(r.exited() && r.exit_code() == 0) << r;
+}
+
 // The store refuses every request no thread waits for (FillRequest::tid 0: the speculative windows;
 // the stream's own faults name its thread). The stream must still read every page right (a refused
 // read-ahead poisons nothing), no failure may be counted, and a page the stream never read, once the

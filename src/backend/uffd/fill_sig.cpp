@@ -163,7 +163,8 @@ std::size_t UffdRegion::window_at(std::uintptr_t page_addr, std::size_t limit, b
 }
 
 int UffdRegion::fill(std::uintptr_t page_addr, Access access, std::uintptr_t pc, long tid, void* bounce,
-                     std::size_t bounce_size, std::size_t* filled_pages, StoreCall call, bool speculative) noexcept {
+                     std::size_t bounce_size, std::size_t* filled_pages, StoreCall call, bool speculative,
+                     bool wake) noexcept {
   if (filled_pages != nullptr) *filled_pages = 0;
   const std::size_t page = core::page_size();
   if (failed_before(page_addr, tid, speculative)) return EIO;
@@ -195,13 +196,14 @@ int UffdRegion::fill(std::uintptr_t page_addr, Access access, std::uintptr_t pc,
   long rc;
   const std::int64_t t0 = os::monotonic_ns();
   if (policy == Policy::zero_fill && access != Access::write && huge == 0) {
-    rc = os::uffd_zeropage(fd, page_addr, len, &done);  // reads: the shared zero page, no memory
+    rc = os::uffd_zeropage(fd, page_addr, len, &done, wake);  // reads: the shared zero page, no memory
   } else if (policy == Policy::zero_fill) {
     // Writes: ZEROPAGE would map the read-only zero page and every write would fault again to copy it;
     // copy zeros into private pages at once (from a mapping that was never written: all zero pages).
     // hugetlbfs has no UFFDIO_ZEROPAGE: reads copy zeros too.
     const void* zeros = zero_source(len);
-    rc = zeros != nullptr ? os::uffd_copy(fd, page_addr, zeros, len, &done) : os::uffd_zeropage(fd, page_addr, len, &done);
+    rc = zeros != nullptr ? os::uffd_copy(fd, page_addr, zeros, len, &done, wake)
+                          : os::uffd_zeropage(fd, page_addr, len, &done, wake);
   } else {
     const FillRequest req{info(), page_addr - base, len, access, pc, tid, static_cast<std::byte*>(bounce)};
     const bool guard = write_back_enabled && !child_served;  // see UffdRegion::dropped
@@ -224,7 +226,7 @@ int UffdRegion::fill(std::uintptr_t page_addr, Access access, std::uintptr_t pc,
         return 0;
       }
     }
-    rc = os::uffd_copy(fd, page_addr, bounce, len, &done, true, guard);
+    rc = os::uffd_copy(fd, page_addr, bounce, len, &done, wake || guard, guard);
     if (guard) unlock_install();
   }
   if (!os::is_err(rc)) done = len;

@@ -85,8 +85,17 @@ class UffdRegion final : public detail::RegionImpl {
   // `speculative`: asynchronous read-ahead (the handler thread fills the window after a sequential
   // stream's last one before anyone faults there): a failure fails no page (a later fault there fills,
   // or fails, for real), and all its pages count as read ahead.
+  // `wake` false: the install does not wake the threads waiting on the pages it fills
+  // (UFFDIO_*_MODE_DONTWAKE); the caller wakes them (see wake_deferrable). Failures still wake.
   int fill(std::uintptr_t page_addr, Access access, std::uintptr_t pc, long tid, void* bounce,
-           std::size_t bounce_size, std::size_t* filled, StoreCall call, bool speculative = false) noexcept;
+           std::size_t bounce_size, std::size_t* filled, StoreCall call, bool speculative = false,
+           bool wake = true) noexcept;
+  // Whether the handler thread may install a sequential stream's pages without waking it and wake it
+  // once, when the whole batch is in (handler.cpp). Not for regions registered for write protection
+  // (write-back): a second wake-up can reach a thread already waiting on a page's write protection and
+  // make it fault again, a second message for one write (see the handler loop); not for huge pages (a
+  // fill starts at the huge page, not at the fault) nor the shmem cache (its own path).
+  bool wake_deferrable() const noexcept { return !write_back_enabled && huge == 0 && !cache_on; }
   // A page failed before without UFFDIO_POISON (see fail_page): fails this access to it the same way
   // (unless `speculative`) and returns true. Signal path.
   bool failed_before(std::uintptr_t page_addr, long tid, bool speculative) noexcept;
