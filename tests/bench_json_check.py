@@ -95,6 +95,22 @@ def main() -> int:
             problems.append(f"{label}: missing from the SVG")
         if r["name"] not in run.stdout:
             problems.append(f"{label}: missing from the table")
+    # Verdicts follow the figures: a floor-ratio target is met when faultline / floor meets it, and it
+    # is reachable when the floor (or, for a handler-thread row, its bound: the pages made present by
+    # another thread) meets it. Handler-thread rows with a floor target carry that bound.
+    for r in doc["rows"]:
+        t, fl = r.get("target"), r.get("floor")
+        if not r["measured"] or not t or t["kind"] != "floor_ratio_at_most" or not fl or "met" not in t:
+            continue
+        label = f'{r["section"]}: {r["name"]}'
+        if t["met"] != (fl["ratio"] <= t["value"]):
+            problems.append(f"{label}: met is {t['met']} at {fl['ratio']:.3f}x the floor (target {t['value']})")
+        b = r.get("bound")
+        if "handler thread" in r["name"] and not b:
+            problems.append(f"{label}: a handler-thread row names no bound")
+        if b and t["reachable"] != (b["ns"] / fl["ns"] <= t["value"]):
+            problems.append(f"{label}: reachable is {t['reachable']} while the bound is "
+                            f"{b['ns'] / fl['ns']:.3f}x the floor (target {t['value']})")
     # Every row whose mechanism is present here must be measured; a row that is not must name a
     # mechanism that is really absent.
     for r in doc["rows"]:

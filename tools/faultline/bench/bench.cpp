@@ -20,6 +20,12 @@ Mapping::Mapping(std::size_t bytes, int prot) : n_(bytes) {
 }
 Mapping::~Mapping() { munmap(p_, n_); }
 
+FillStatus fill_pattern(const FillRequest& req, void*) {
+  auto* w = reinterpret_cast<std::uint64_t*>(req.dest);
+  for (std::size_t i = 0; i < req.length / 8; ++i) w[i] = (req.offset / 8 + i) * 0x9e3779b97f4a7c15ull;
+  return {};
+}
+
 void die(const std::string& what) {
   std::fprintf(stderr, "\nfaultline bench: %s\n", what.c_str());
   std::exit(1);

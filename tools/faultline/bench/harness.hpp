@@ -46,9 +46,14 @@ struct Row {
   double base_median = 0, cand_median = 0, ratio = 0, ratio_q1 = 0, ratio_q3 = 0;
   std::optional<Target> target;
   bool met = false;
-  bool reachable = true;    // false: even the floor would miss the target on this machine
+  bool reachable = true;    // false: even the floor (or the bound) would miss the target on this machine
   std::string floor;        // the floor this row is held to (empty: none)
   double floor_ns = 0, floor_ratio = 0;  // the floor's median; candidate median / floor_ns
+  // The cheapest design of this row's kind, when that costs more than the floor (a handler thread: the
+  // pages made present by another thread): a floor_ratio_at_most target is reachable only if the bound
+  // itself meets it. Empty: none.
+  std::string bound;
+  double bound_ns = 0, bound_ratio = 0;  // the bound's median; candidate median / bound_ns
   std::string unavailable;  // non-empty: not measured, and why
   std::string note;
 };
@@ -68,8 +73,10 @@ class Bench {
   Row& measure_floor(const std::string& key, const std::string& name, const std::string& baseline_name,
                      const Sampler& baseline, const Sampler& floor_sampler);
   // Holds `row` to the floor `key` (if it was measured): its floor ratio, and whether its target is
-  // reachable at all here; a floor_ratio_at_most target is judged against it.
-  void attach_floor(Row& row, const std::string& key);
+  // reachable at all here; a floor_ratio_at_most target is judged against it. `bound_key`: the floor
+  // measured for the cheapest design of the row's kind (Row::bound); its target is reachable only if
+  // that bound's own ratio to the floor meets it.
+  void attach_floor(Row& row, const std::string& key, const std::string& bound_key = {});
   // Records a row that cannot be measured here, with the reason.
   Row& unavailable(const std::string& section, const std::string& name, const std::string& baseline_name,
                    const std::string& reason, std::optional<Target> target = std::nullopt);

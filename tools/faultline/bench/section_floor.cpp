@@ -3,6 +3,11 @@
 //   - populate+touch: the cheapest way to make N fresh pages present and touched (one
 //     MADV_POPULATE_WRITE per 64 pages, then a write to each): what any first-touch mechanism pays at
 //     least (on hosts that back guest pages lazily, the touch itself costs microseconds);
+//   - populate+content: the same with the content-initialised rows' content written into each batch
+//     (what those rows pay at least: producing the content is part of the work);
+//   - both again with the pages made present (and written) by another thread while this one waits: the
+//     bounds of the handler-thread rows (a handler thread is another thread; on hosts where a page
+//     another CPU made costs more, no handler-thread design can reach the floor);
 //   - the bare userfaultfd round trip: a thread writes to a missing page, another thread reads the fault
 //     and resolves it with one UFFDIO_COPY (no table, no store, no read-ahead);
 //   - the same with UFFD_FEATURE_SIGBUS: the faulting thread's own SIGBUS handler resolves it.
@@ -131,20 +136,84 @@ void section_floor(Bench& b) {
                   std::string("MADV_POPULATE_WRITE: ") + std::strerror(errno) + " (Linux 5.14 and later)");
   } else {
     madvise(fresh.data(), 64 * g_page, MADV_DONTNEED);
-    b.measure_floor("populate", "populate+touch: MADV_POPULATE_WRITE per 64 pages, then a write to each", base,
-                    kernel_fault,
-                    [&] {
-                      const double t0 = now_ns();
-                      for (std::size_t i = 0; i < pages; i += 64) {
-                        madvise(fresh.data() + i * g_page, std::min<std::size_t>(64, pages - i) * g_page,
-                                MADV_POPULATE_WRITE);
-                      }
-                      for (std::size_t i = 0; i < pages; ++i) fresh.data()[i * g_page] = 1;
-                      const double ns = (now_ns() - t0) / static_cast<double>(pages);
-                      madvise(fresh.data(), fresh.size(), MADV_DONTNEED);
-                      return ns;
-                    })
-        .note = note;
+    // Makes `fresh` present 64 pages at a time, with the content-initialised rows' content written into
+    // each batch when `content` is set.
+    const auto populate = [&](bool content) {
+      for (std::size_t i = 0; i < pages; i += 64) {
+        const std::size_t n = std::min<std::size_t>(64, pages - i);
+        madvise(fresh.data() + i * g_page, n * g_page, MADV_POPULATE_WRITE);
+        if (!content) continue;
+        FillRequest req{};
+        req.offset = i * g_page;
+        req.length = n * g_page;
+        req.access = Access::write;
+        req.dest = reinterpret_cast<std::byte*>(fresh.data() + i * g_page);
+        (void)fill_pattern(req, nullptr);
+      }
+    };
+    // The same work done by another thread while this one waits (one hand-over each way per sample,
+    // futex waits), then this thread's write to each page: the least any handler-thread design pays.
+    std::atomic<int> asked{0}, done{0};
+    std::atomic<bool> content_asked{false};
+    std::thread helper([&] {
+      int seen = 0;
+      for (;;) {
+        asked.wait(seen);
+        seen = asked.load();
+        if (seen < 0) return;
+        populate(content_asked.load());
+        done.store(seen);
+        done.notify_one();
+      }
+    });
+    const auto sampler = [&](bool content, bool other_thread) -> Sampler {
+      return [&, content, other_thread] {
+        const double t0 = now_ns();
+        if (other_thread) {
+          content_asked.store(content);
+          const int n = asked.load() + 1;
+          asked.store(n);
+          asked.notify_one();
+          for (int d = done.load(); d != n; d = done.load()) done.wait(d);
+        } else {
+          populate(content);
+        }
+        for (std::size_t i = 0; i < pages; ++i) fresh.data()[i * g_page] = 1;
+        const double ns = (now_ns() - t0) / static_cast<double>(pages);
+        madvise(fresh.data(), fresh.size(), MADV_DONTNEED);
+        return ns;
+      };
+    };
+    struct Floor {
+      const char* key;
+      const char* name;
+      bool content, other_thread;
+    };
+    const Floor floors[] = {
+        {"populate", "populate+touch: MADV_POPULATE_WRITE per 64 pages, then a write to each", false, false},
+        // With content: what a program pays at least for N fresh pages holding the content-initialised
+        // rows' content (written into each batch once it is populated). Producing the content is work no
+        // mechanism can skip, so those rows are held to this.
+        {"populate_content",
+         "populate+content: MADV_POPULATE_WRITE per 64 pages, the content written into them, then a write to each",
+         true, false},
+        // The bounds of the handler-thread rows (Row::bound): the same with the pages made present by
+        // another thread, the one thing a handler thread cannot avoid.
+        {"populate_other",
+         "populate by another thread: it makes the pages present (MADV_POPULATE_WRITE per 64 pages), then this "
+         "one writes to each",
+         false, true},
+        {"populate_content_other",
+         "populate+content by another thread: it makes the pages present and writes the content, then this one "
+         "writes to each",
+         true, true},
+    };
+    for (const Floor& f : floors) {
+      b.measure_floor(f.key, f.name, base, kernel_fault, sampler(f.content, f.other_thread)).note = note;
+    }
+    asked.store(-1);
+    asked.notify_one();
+    helper.join();
   }
 
   {

@@ -163,12 +163,6 @@ void zero_fill_fault_row(Bench& b) {
 
 // --- first touch ------------------------------------------------------------------------------------
 
-FillStatus fill_pattern(const FillRequest& req, void*) {
-  auto* w = reinterpret_cast<std::uint64_t*>(req.dest);
-  for (std::size_t i = 0; i < req.length / 8; ++i) w[i] = (req.offset / 8 + i) * 0x9e3779b97f4a7c15ull;
-  return {};
-}
-
 void first_touch_rows(Bench& b) {
   const std::size_t pages = b.options().quick ? std::min<std::size_t>(b.options().pages, 1024) : b.options().pages;
   std::vector<std::size_t> seq(pages), rnd(pages);
@@ -215,7 +209,7 @@ void first_touch_rows(Bench& b) {
                                std::to_string(around) + " pages/fault",
                            base, kernel_sampler(*order), cand, t);
       row.note = std::to_string(pages) + " pages of " + std::to_string(g_psize) + " bytes per sample";
-      b.attach_floor(row, "populate");
+      b.attach_floor(row, k.policy == Policy::provider ? "populate_content" : "populate");
     }
   }
 }

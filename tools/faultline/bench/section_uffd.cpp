@@ -36,12 +36,6 @@ double touch(char* p, const std::vector<std::size_t>& order) {
   return (now_ns() - t0) / static_cast<double>(order.size());
 }
 
-FillStatus fill_pattern(const FillRequest& req, void*) {
-  auto* w = reinterpret_cast<std::uint64_t*>(req.dest);
-  for (std::size_t i = 0; i < req.length / 8; ++i) w[i] = (req.offset / 8 + i) * 0x9e3779b97f4a7c15ull;
-  return {};
-}
-
 Region make(const char* name, Policy policy, std::size_t pages, Backend backend, UserfaultfdMode mode, std::size_t readahead) {
   RegionOptions o;
   o.name = name;
@@ -166,14 +160,14 @@ void section_uffd(Bench& b) {
       Row& row = b.compare("userfaultfd", "first touch sequential, zero-fill, handler thread, read-ahead 64", base,
                            kernel_seq, region_sampler(z, pages, seq), at_floor);
       row.note = note;
-      b.attach_floor(row, "populate");
+      b.attach_floor(row, "populate", "populate_other");
     }
     {
       Region c = make("bench-uffd-content", Policy::provider, pages, Backend::userfaultfd, UserfaultfdMode::handler_thread, 64);
       Row& row = b.compare("userfaultfd", "first touch sequential, content-initialised, handler thread, read-ahead 64",
                            base, kernel_seq, region_sampler(c, pages, seq), at_floor);
       row.note = note;
-      b.attach_floor(row, "populate");
+      b.attach_floor(row, "populate_content", "populate_content_other");
     }
     {
       Region one = make("bench-uffd-single", Policy::zero_fill, pages, Backend::userfaultfd, UserfaultfdMode::handler_thread, 1);

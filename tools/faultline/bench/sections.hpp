@@ -2,6 +2,7 @@
 #pragma once
 
 #include "bench/harness.hpp"
+#include "faultline/store.hpp"
 
 namespace faultline::bench {
 
@@ -27,6 +28,10 @@ class Mapping {
   char* p_;
   std::size_t n_;
 };
+
+// The content of the content-initialised rows (a fill function): each 8-byte word of the region a
+// function of its offset. Also written by the populate+content floor.
+FillStatus fill_pattern(const FillRequest& req, void* data);
 
 // Exits with a message (the bench cannot go on without it).
 [[noreturn]] void die(const std::string& what);
