@@ -183,9 +183,12 @@ constexpr std::size_t kAheadPages = 512;
       } else {
         // A cached region maps from its shmem cache (cache.cpp); the others copy through this thread's
         // buffer.
-        // Where it may (wake_deferrable), the thread installs without waking and wakes the faulting
-        // thread once, after the read-ahead below: see "One wake-up per batch" there.
-        const bool defer = r->wake_deferrable();
+        // A fault that continues a sequential stream in a region that reads ahead (a batch may follow):
+        // where it may (wake_deferrable), the thread installs without waking and wakes the faulting
+        // thread once, after the read-ahead below (see "One wake-up per batch" there). Other faults are
+        // woken by their install, as before.
+        const bool defer = r->wake_deferrable() && r->async_readahead && r->readahead_max > 1 && r->watermark == nullptr &&
+                           addr == r->ra_next.load(std::memory_order_relaxed);
         auto fill = [&](std::uintptr_t at, long who, std::size_t* got, bool speculative) {
           return r->cached() ? r->fill_cached(at, access, who, got, speculative)
                              : r->fill(at, access, 0, who, bounce, bounce_size, got, store_fill_catching, speculative,
