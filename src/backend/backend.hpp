@@ -17,6 +17,7 @@ namespace faultline::backend {
 struct Choice {
   Backend backend = Backend::signals;
   std::string reason;  // "signals (requested)", "userfaultfd (handler thread)", "signals: <why not>"
+  bool shmem_cache = false;  // userfaultfd: the pages live in a shmem cache (FillPath), as the reason says
 };
 
 // Chooses the backend for a region about to be created (validated options). An error when

@@ -21,7 +21,7 @@ Result<Choice> select(const RegionOptions& o, bool adopted) {
     std::string why;
     if (adopted) {
       why = "adopted memory is served by the signal backend";
-    } else if (uffd::usable(o, &why)) {
+    } else if (uffd::usable(o, &why, &c.shmem_cache)) {
       c.backend = Backend::userfaultfd;
       c.reason = why;
     }
@@ -57,17 +57,9 @@ Result<Choice> select(const RegionOptions& o, bool adopted) {
 }
 
 Result<std::unique_ptr<detail::RegionImpl>> create(const Choice& choice, std::size_t size, const RegionOptions& o) {
-  auto r = choice.backend == Backend::userfaultfd ? uffd::create(size, o) : signals::create(size, o);
-  if (!r) return r;
-  r.value()->backend_reason = choice.reason;
-  if (choice.backend == Backend::userfaultfd) {  // the shmem cache chosen, but it could not be set up
-    const std::string& refused = static_cast<uffd::UffdRegion&>(*r.value()).cache_refused;
-    static constexpr std::string_view kCache = "; a shmem cache mapped by minor faults";
-    std::string& reason = r.value()->backend_reason;
-    if (const auto at = reason.find(kCache); !refused.empty() && at != std::string::npos) {
-      reason.replace(at, kCache.size(), "; pages copied, no shmem cache: " + refused);
-    }
-  }
+  if (choice.backend == Backend::userfaultfd) return uffd::create(size, o, choice.shmem_cache, choice.reason);
+  auto r = signals::create(size, o);
+  if (r) r.value()->backend_reason = choice.reason;
   return r;
 }
 

@@ -13,6 +13,7 @@
 #include <cstring>
 #include <mutex>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <vector>
 
@@ -283,19 +284,18 @@ bool shmem_cache_locked(const RegionOptions& o, std::string* why) {
 
 }  // namespace
 
-bool use_shmem_cache(const RegionOptions& o) {
-  std::string ignored;
-  std::lock_guard lock(g_mutex);
-  return shmem_cache_locked(o, &ignored);
-}
-
 DirtyTracking resolve_tracking(const RegionOptions& o) {
   std::string ignored;
   std::lock_guard lock(g_mutex);
   return resolve_locked(o, &ignored);
 }
 
-bool usable(const RegionOptions& o, std::string* reason) {
+// The reason's clause for the fill path (usable() and create()).
+constexpr std::string_view kCached = "; a shmem cache mapped by minor faults";
+constexpr std::string_view kCopied = "; pages copied, no shmem cache: ";
+
+bool usable(const RegionOptions& o, std::string* reason, bool* shmem_cache) {
+  *shmem_cache = false;
   if (o.policy == Policy::guard || o.policy == Policy::barrier) {
     *reason = std::string("the ") + policy_name(o.policy) + " policy needs the signal backend";
     return false;
@@ -329,10 +329,11 @@ bool usable(const RegionOptions& o, std::string* reason) {
             : kind == Kind::sigbus                ? "userfaultfd (self-service SIGBUS)"
                                                   : "userfaultfd (handler thread)";
   if (!async_why.empty()) reason->insert(reason->size() - 1, "; not asynchronous: " + async_why);
+  *shmem_cache = cache;
   if (cache) {
-    reason->insert(reason->size() - 1, "; a shmem cache mapped by minor faults");
+    reason->insert(reason->size() - 1, kCached);
   } else if (!cache_why.empty()) {
-    reason->insert(reason->size() - 1, "; pages copied, no shmem cache: " + cache_why);
+    reason->insert(reason->size() - 1, std::string(kCopied) + cache_why);
   }
   if (g_fds[static_cast<int>(kind)].user_mode_only) {
     reason->insert(reason->size() - 1, "; user-mode faults only (vm.unprivileged_userfaultfd is 0): a system "
@@ -358,7 +359,8 @@ long hugetlb_pages_free() {
 
 }  // namespace
 
-Result<std::unique_ptr<detail::RegionImpl>> create(std::size_t size, const RegionOptions& o) {
+Result<std::unique_ptr<detail::RegionImpl>> create(std::size_t size, const RegionOptions& o, bool shmem_cache,
+                                                    const std::string& reason) {
   // Private anonymous memory with the region's own protection; missing pages reach userfaultfd.
   // huge_pages: hugetlbfs pages of 2 MiB, reserved now (no MAP_NORESERVE), so that a fault can never
   // find the pool empty.
@@ -376,17 +378,20 @@ Result<std::unique_ptr<detail::RegionImpl>> create(std::size_t size, const Regio
   if (os::is_err(p)) return Error::from_errno("mmap (reserve_region)", static_cast<int>(-p));
   auto r = std::make_unique<UffdRegion>(o, static_cast<std::uintptr_t>(p), size);
   if (o.huge_pages) r->huge = core::kHugePage;
-  if (use_shmem_cache(o)) {
+  r->backend_reason = reason;
+  if (shmem_cache) {
     bool range_lost = false;
     if (auto c = map_cache(*r, o, &range_lost); !c) {
-      // FillPath::automatic copies instead, saying why (backend::create puts it in the reason), unless
-      // the region's range itself may be gone; asked for by name, the cache's failure is the region's.
+      // FillPath::automatic copies instead, saying why, unless the region's range itself may be gone;
+      // asked for by name, the cache's failure is the region's.
       if (o.fill_path == FillPath::shmem_cache || range_lost) {
         r.reset();  // its destructor lets go of what map_cache made; the anonymous range is unmapped here
         os::raw_munmap(reinterpret_cast<void*>(p), size);
         return c.error();
       }
-      r->cache_refused = c.error().message();
+      if (const auto at = r->backend_reason.find(kCached); at != std::string::npos) {
+        r->backend_reason.replace(at, kCached.size(), std::string(kCopied) + c.error().message());
+      }
     }
   }
   return std::unique_ptr<detail::RegionImpl>(std::move(r));

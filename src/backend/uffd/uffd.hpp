@@ -126,7 +126,6 @@ class UffdRegion final : public detail::RegionImpl {
   std::uint64_t cache_inode = 0;  // the memfd's: the region's mappings are of it (memory_is_ours)
   std::mutex cache_mutex;      // one fill or drop of the cache at a time
   detail::PageBits in_cache;   // pages the store has filled into the cache (under cache_mutex)
-  std::string cache_refused;   // FillPath::automatic: why the cache could not be set up (pages are copied)
   // Fails the missing page at `page_addr` and records why: UFFDIO_POISON, so that the faulting thread, and
   // any later access, gets SIGBUS; on kernels without it (before 6.6), a SIGBUS queued to the faulting
   // thread `tid` (UFFD_FEATURE_THREAD_ID; 0 when unknown), and the page is remembered as failed so that
@@ -196,16 +195,15 @@ inline bool install_retried(long rc) noexcept { return rc == -EEXIST || rc == -E
 FillStatus store_fill(Store& store, const FillRequest& req) noexcept;
 FillStatus store_fill_catching(Store& store, const FillRequest& req) noexcept;
 
-// Chooses whether a region with these options can be served by userfaultfd: true, with the reason
-// ("userfaultfd (handler thread)"), or false with why not.
 // This process's /proc/self/pagemap (PAGEMAP_SCAN, page presence), opened once per process (a forked
 // child opens its own); -1 when it cannot be opened. Async-signal-safe (fill_sig.cpp).
 int pagemap_fd() noexcept;
 
-bool usable(const RegionOptions& o, std::string* reason);
-// Whether a region of these options is served over a shmem cache (FillPath: the options, and the
-// features of the handler thread's fd).
-bool use_shmem_cache(const RegionOptions& o);
+// Chooses whether a region with these options can be served by userfaultfd: true, with the reason
+// ("userfaultfd (handler thread)"), or false with why not. *shmem_cache: whether its pages live in a
+// shmem cache (FillPath: the options, and the features of the handler thread's fd), decided with the
+// rest and said in the reason.
+bool usable(const RegionOptions& o, std::string* reason, bool* shmem_cache);
 // cache.cpp: makes `r` (anonymous memory just mapped) a private mapping of a new memfd, and maps the
 // memfd's shared view. On failure *range_lost says whether the region's own range may have been
 // unmapped (the last step failed); otherwise nothing changed.
@@ -216,8 +214,11 @@ Result<void> map_cache(UffdRegion& r, const RegionOptions& o, bool* range_lost);
 int continue_wp_works();
 // The dirty tracking a track_dirty region of these options gets (DirtyTracking::automatic made concrete).
 DirtyTracking resolve_tracking(const RegionOptions& o);
-// Maps `size` bytes for a new region. Nothing stays mapped on failure.
-Result<std::unique_ptr<detail::RegionImpl>> create(std::size_t size, const RegionOptions& o);
+// Maps `size` bytes for a new region, over a shmem cache when `shmem_cache` (usable() said so). Nothing
+// stays mapped on failure. When FillPath::automatic's cache cannot be set up, the region copies instead
+// and its backend_reason (`reason`, as usable() gave it) says why.
+Result<std::unique_ptr<detail::RegionImpl>> create(std::size_t size, const RegionOptions& o, bool shmem_cache,
+                                                    const std::string& reason);
 
 // Opens (once per process) the fd of `kind`; -1 and `why` when the kernel does not offer it.
 int fd_for(Kind kind, std::string* why);
