@@ -27,6 +27,10 @@
 // lock or use stdio. Other stores are only ever called as ordinary code (pager and handler threads),
 // and faultline refuses them for such regions. A store's functions may be called by several threads
 // at once.
+//
+// Waiting. A fill must not wait for the faulting thread, or for any access to the region's missing
+// pages: that thread sleeps until its window is in, and on the handler thread a sequential stream's
+// thread sleeps until the read-ahead after its window is in too (requests with tid 0).
 #pragma once
 
 #include <cstddef>
