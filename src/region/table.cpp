@@ -30,6 +30,7 @@ struct Entry {
 
 Entry entry_of(const Leaf& l, std::size_t i) noexcept { return Entry{l.base[i], l.end[i], l.r[i]}; }
 void push(Leaf& l, const Entry& e) noexcept {
+  if (l.n % kLineEntries == 0) l.line_first[l.n / kLineEntries] = e.base;
   l.base[l.n] = e.base;
   l.end[l.n] = e.end;
   l.r[l.n] = e.r;

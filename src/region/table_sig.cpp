@@ -61,7 +61,16 @@ detail::RegionImpl* search(const Top* top, std::uintptr_t addr) noexcept {
   if (top == nullptr || top->first.empty()) return nullptr;
   const Leaf* leaf = top->leaf_at(last_not_above(top->first.data(), top->first.size(), addr));
   if (leaf->n == 0) return nullptr;
-  const std::size_t i = last_not_above(leaf->base, leaf->n, addr);
+  // The line, then the entry within it; a leaf of two lines at most (a small table) is searched whole.
+  // Fixed lengths (the slots past n hold kNoBase), so the loops unroll; the one branch depends on the
+  // leaf's size, which a table keeps for long.
+  std::size_t i;
+  if (leaf->n <= 2 * kLineEntries) {
+    i = last_not_above(leaf->base, 2 * kLineEntries, addr);
+  } else {
+    const std::size_t first = last_not_above(leaf->line_first, kLeafLines, addr) * kLineEntries;
+    i = first + last_not_above(leaf->base + first, kLineEntries, addr);
+  }
   return addr >= leaf->base[i] && addr < leaf->end[i] ? leaf->r[i] : nullptr;
 }
 

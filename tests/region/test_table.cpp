@@ -88,6 +88,31 @@ TEST(RegionTable, LookupIsExactAcrossManyRegionsInAnyOrder) {
   EXPECT_EQ(region_count(), base_count);
 }
 
+// A leaf is searched by its cache lines (8 bases a line: the line, then the entry within it), or whole
+// when it holds two lines at most. Every size of table across those edges (this process may hold a few
+// regions of its own: they only shift where the edges fall) finds each region's first and last byte,
+// and nothing in the hole after it or before the first.
+TEST(RegionTable, LookupIsExactAtEveryLeafSizeAndLineEdge) {
+  const std::size_t max = 40;
+  Page mem(PROT_NONE, 2 * max + 1);
+  std::vector<Region> regions;
+  for (std::size_t n = 1; n <= max; ++n) {
+    auto r = adopt_region(mem.get() + (2 * n - 1) * kPage, kPage, on_signals("edge", Policy::guard));
+    ASSERT_TRUE(r.ok()) << r.error().message();
+    regions.push_back(std::move(r.value()));
+    ASSERT_EQ(region::lookup(reinterpret_cast<std::uintptr_t>(mem.get())), nullptr) << n << " regions";
+    for (std::size_t i = 1; i <= n; ++i) {
+      const auto a = reinterpret_cast<std::uintptr_t>(mem.get() + (2 * i - 1) * kPage);
+      auto* first = region::lookup(a);
+      auto* last = region::lookup(a + kPage - 1);
+      ASSERT_NE(first, nullptr) << n << " regions, region " << i;
+      EXPECT_EQ(first->base, a) << n << " regions, region " << i;
+      EXPECT_EQ(last, first) << n << " regions, region " << i;
+      EXPECT_EQ(region::lookup(a + kPage), nullptr) << n << " regions, the hole after region " << i;
+    }
+  }
+}
+
 // The overlap check finds the one candidate by binary search: every way of overlapping a registered
 // region (its start, its end, inside it, around it, across two) is refused, touching it is not, in a
 // table of many leaves.
