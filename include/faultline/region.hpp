@@ -100,8 +100,9 @@ struct RegionOptions {
   // userfaultfd zero_fill/provider, handler-thread mode: asynchronous read-ahead. When a sequential
   // stream's window has reached readahead_max, the handler thread also fills the windows after it (1,
   // then 2, 4, ... as the stream goes on, at most 2 MiB ahead), so that the stream finds them present
-  // instead of paying a round trip to the handler thread for each. The faulting thread is woken once,
-  // when the batch is in (for regions without write-back); its first access waits that long.
+  // instead of paying a round trip to the handler thread for each. A fault that continues the stream
+  // is woken once, when its window and that read-ahead are in (regions without write-back): its access
+  // waits that long, and the stream does not race the handler thread through the batch.
   // A fill there that fails fails nothing (the stream's own fault fills or fails the page). Off: each
   // window is filled at its first fault only. Never with max_resident_pages (what is read ahead would
   // be evicted again).
