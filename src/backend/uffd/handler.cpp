@@ -187,8 +187,7 @@ constexpr std::size_t kAheadPages = 512;
         // where it may (wake_deferrable), the thread installs without waking and wakes the faulting
         // thread once, after the read-ahead below (see "One wake-up per batch" there). Other faults are
         // woken by their install, as before.
-        const bool defer = r->wake_deferrable() && r->async_readahead && r->readahead_max > 1 && r->watermark == nullptr &&
-                           addr == r->ra_next.load(std::memory_order_relaxed);
+        const bool defer = r->wake_deferrable() && r->reads_ahead() && addr == r->ra_next.load(std::memory_order_relaxed);
         auto fill = [&](std::uintptr_t at, long who, std::size_t* got, bool speculative) {
           return r->cached() ? r->fill_cached(at, access, who, got, speculative)
                              : r->fill(at, access, 0, who, bounce, bounce_size, got, store_fill_catching, speculative,
@@ -209,11 +208,9 @@ constexpr std::size_t kAheadPages = 512;
         // now, instead of at its next faults: the thread finds those pages present and pays no round
         // trip to this thread for them. The depth doubles while the stream goes on (1, 2, 4, ... windows,
         // up to kAheadPages pages) and falls back to 1 when a fault is not sequential (UffdRegion::fill).
-        // A failure there fails nothing: the thread's own fault fills, or fails, the page. Not with a
-        // resident-page watermark (what is read ahead would only be evicted again).
+        // A failure there fails nothing: the thread's own fault fills, or fails, the page.
         std::uintptr_t next = addr + pages * page;
-        if (pages > 1 && pages >= r->readahead_max && next < r->end && r->huge == 0 && r->watermark == nullptr &&
-            r->async_readahead) {
+        if (r->reads_ahead() && pages >= r->readahead_max && next < r->end) {
           const std::uint32_t depth = r->ahead_windows.load(std::memory_order_relaxed);
           for (std::uint32_t w = 0; w < depth && next < r->end; ++w) {
             std::size_t ahead = 0;

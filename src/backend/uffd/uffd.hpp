@@ -96,6 +96,10 @@ class UffdRegion final : public detail::RegionImpl {
   // make it fault again, a second message for one write (see the handler loop); not for huge pages (a
   // fill starts at the huge page, not at the fault) nor the shmem cache (its own path).
   bool wake_deferrable() const noexcept { return !write_back_enabled && huge == 0 && !cache_on; }
+  // Whether the handler thread reads ahead of this region's sequential streams (asynchronous read-ahead,
+  // handler.cpp): asked for, windows of more than a page, no huge pages, no resident-page watermark
+  // (what is read ahead would only be evicted again).
+  bool reads_ahead() const noexcept { return async_readahead && readahead_max > 1 && huge == 0 && watermark == nullptr; }
   // A page failed before without UFFDIO_POISON (see fail_page): fails this access to it the same way
   // (unless `speculative`) and returns true. Signal path.
   bool failed_before(std::uintptr_t page_addr, long tid, bool speculative) noexcept;
